@@ -1,0 +1,24 @@
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'bin/**', 'scripts/**/*.mjs', 'eslint.config.js'] },
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      // layer rule: domain code never imports the CLI or UI
+    },
+  },
+  {
+    files: ['src/backup/**', 'src/archive/**', 'src/db/**', 'src/maintenance/**', 'src/fs/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: ['**/cli/**', '**/ui/**', 'ora', 'commander'] },
+      ],
+    },
+  },
+);

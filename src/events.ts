@@ -1,0 +1,60 @@
+/**
+ * What domain code reports while it works. Domain modules never print: they call an `EventSink`, and the
+ * CLI picks a reporter (ora on a TTY, plain Magento-worded lines, or NDJSON) that renders these events.
+ */
+export type Part = 'code' | 'media' | 'db';
+export type Operation = 'backup' | 'rollback' | 'verify';
+
+export type MaintenanceState =
+  /** we turned it on */
+  | 'enabled'
+  /** it was on before the run: left alone */
+  | 'already-enabled'
+  /** we turned it off again (it was off before the run) */
+  | 'disabled'
+  /** it was on before the run, so it stays on */
+  | 'left-enabled';
+
+export type MagebackupEvent =
+  | { type: 'maintenance'; state: MaintenanceState }
+  | { type: 'part-start'; part: Part; operation: Operation; file: string; path: string }
+  | {
+      type: 'progress';
+      part: Part;
+      operation: Operation;
+      /** bytes read (archives: uncompressed input bytes; dumps: bytes written) */
+      bytes: number;
+      totalBytes?: number;
+      files?: number;
+      totalFiles?: number;
+      table?: string;
+      rows?: number;
+    }
+  | {
+      type: 'part-done';
+      part: Part;
+      operation: Operation;
+      file: string;
+      path: string;
+      /** size of the backup file on disk */
+      size: number;
+      files?: number;
+      tables?: number;
+      rows?: number;
+    }
+  | { type: 'warning'; code: string; message: string; path?: string }
+  | { type: 'info'; message: string };
+
+export type EventSink = (event: MagebackupEvent) => void;
+
+export const noEvents: EventSink = () => {};
+
+/** Warning codes are stable: scripts may match on them. */
+export const WarningCode = {
+  UNREADABLE: 'UNREADABLE',
+  SPECIAL_FILE: 'SPECIAL_FILE',
+  VANISHED: 'VANISHED',
+  PASSWORD_ON_CLI: 'PASSWORD_ON_CLI',
+  EXTRA_TABLES: 'EXTRA_TABLES',
+  STALE_LOCK: 'STALE_LOCK',
+} as const;
