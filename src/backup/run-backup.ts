@@ -1,0 +1,271 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { createArchive, type CreateArchiveResult } from '../archive/create.js';
+import { CODE_EXCLUDES, compileExcludes } from '../archive/excludes.js';
+import { resolveDbConfig, type DbFlags } from '../db/config.js';
+import { openConnection } from '../db/connect.js';
+import { dumpDatabase } from '../db/dump.js';
+import type { DbConnectionConfig } from '../db/types.js';
+import { CliError, throwIfAborted, errnoCode } from '../errors.js';
+import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
+import { PARTIAL_SUFFIX, ensureDir, writeAtomic } from '../fs/atomic.js';
+import { ensureFreeSpace, mapWriteError } from '../fs/disk.js';
+import { acquireLock } from '../fs/lock.js';
+import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
+import { backupFileName } from './backup-name.js';
+import { assertMagentoRoot, type StorePaths } from './store.js';
+
+export interface BackupParts {
+  code: boolean;
+  media: boolean;
+  db: boolean;
+}
+
+export interface RunBackupOptions {
+  root: string;
+  parts: BackupParts;
+  /** extra gitignore-style code excludes (--exclude) */
+  excludes?: readonly string[];
+  /** toggle maintenance mode for the run (default true) */
+  maintenance?: boolean;
+  /** write <ts>_db.sql.gz */
+  compress?: boolean;
+  strip?: readonly string[];
+  stripDefiners?: boolean;
+  db?: { flags: DbFlags; env: NodeJS.ProcessEnv };
+  /** the clock, in ms (tests inject it) */
+  now?: () => number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** how the lock file describes this run */
+  command?: string;
+}
+
+export interface BackupPartResult {
+  part: Part;
+  file: string;
+  path: string;
+  size: number;
+  files?: number;
+  bytes?: number;
+  tables?: number;
+  rows?: number;
+}
+
+export interface RunBackupResult {
+  timestamp: number;
+  parts: BackupPartResult[];
+  warnings: number;
+}
+
+/** Staging directories of an interrupted rollback must never end up in a code backup. */
+export const INTERNAL_EXCLUDES = ['/.magebackup-*'];
+
+export function codeExcluder(extra: readonly string[] = []) {
+  return compileExcludes([...CODE_EXCLUDES, ...INTERNAL_EXCLUDES, ...extra]);
+}
+
+/** One timestamp per run; a run within the same second as an earlier one takes the next free second. */
+export async function pickTimestamp(backupsDir: string, nowMs: number): Promise<number> {
+  const used = new Set<number>();
+  for (const name of await fsp.readdir(backupsDir)) {
+    const m = /^(\d+)_/.exec(name);
+    if (m) used.add(Number(m[1]));
+  }
+  let ts = Math.floor(nowMs / 1000);
+  while (used.has(ts)) ts++;
+  return ts;
+}
+
+/** Remove `.partial` files left by a killed run. Only called while holding the lock. */
+async function removeLeftoverPartials(backupsDir: string, onEvent: EventSink): Promise<void> {
+  for (const name of await fsp.readdir(backupsDir)) {
+    if (!name.endsWith(PARTIAL_SUFFIX)) continue;
+    await fsp.rm(path.join(backupsDir, name), { force: true, recursive: true });
+    onEvent({ type: 'info', message: `Removed ${name}, left by an interrupted run` });
+  }
+}
+
+/**
+ * `setup:backup`: code, media and/or database of one store, one timestamp, files in var/backups.
+ * Takes the store's lock, turns maintenance on and restores its previous state on success, error and abort.
+ */
+export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
+  const onEvent = o.onEvent ?? noEvents;
+  const now = o.now ?? Date.now;
+  if (!o.parts.code && !o.parts.media && !o.parts.db) throw new CliError('Nothing to back up: no part selected');
+  const paths = await assertMagentoRoot(o.root);
+  let warnings = 0;
+  const emit: EventSink = (e) => {
+    if (e.type === 'warning') warnings++;
+    onEvent(e);
+  };
+
+  // Everything that can be checked is checked before the store is touched.
+  const excluder = codeExcluder(o.excludes);
+  let dbConfig: DbConnectionConfig | undefined;
+  if (o.parts.db) {
+    dbConfig = await resolveDbConfig({
+      root: paths.root,
+      flags: o.db?.flags ?? {},
+      env: o.db?.env ?? {},
+      onWarning: (w) => emit({ type: 'warning', ...w }),
+    });
+  }
+  if (o.parts.media) await assertMediaDir(paths);
+
+  await ensureDir(paths.backupsDir, 0o700);
+  const lock = await acquireLock(paths.backupsDir, {
+    command: o.command ?? 'setup:backup',
+    onStale: (info) =>
+      emit({
+        type: 'warning',
+        code: WarningCode.STALE_LOCK,
+        message: `Took over the lock left by pid ${info.pid} (started ${info.started}), which is no longer running`,
+      }),
+  });
+  try {
+    await removeLeftoverPartials(paths.backupsDir, emit);
+    let dbEstimate = 0;
+    if (dbConfig) dbEstimate = await checkDatabase(dbConfig);
+    throwIfAborted(o.signal);
+    const timestamp = await pickTimestamp(paths.backupsDir, now());
+    const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
+    try {
+      const parts: BackupPartResult[] = [];
+      if (o.parts.code) {
+        parts.push(await backupTree(paths, 'code', timestamp, paths.root, excluder, o.signal, emit));
+      }
+      if (o.parts.media) {
+        parts.push(await backupTree(paths, 'media', timestamp, paths.mediaDir, undefined, o.signal, emit));
+      }
+      if (dbConfig) {
+        parts.push(await backupDb(paths, dbConfig, timestamp, dbEstimate, o, emit));
+      }
+      return { timestamp, parts, warnings };
+    } finally {
+      await maintenance.restore();
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+async function assertMediaDir(paths: StorePaths): Promise<void> {
+  // stat follows a symlinked pub/media (Magento #6470/#13218 archived the link itself: a 4 KB "backup").
+  const st = await fsp.stat(paths.mediaDir).catch((err: unknown) => {
+    if (errnoCode(err) === 'ENOENT') return null;
+    throw err;
+  });
+  if (!st) throw new CliError(`Media directory ${paths.mediaDir} does not exist`);
+  if (!st.isDirectory()) throw new CliError(`Media path ${paths.mediaDir} is not a directory`);
+}
+
+/** Log in once before anything changes (exit 12 on refused credentials); returns the data size estimate. */
+async function checkDatabase(config: DbConnectionConfig): Promise<number> {
+  const conn = await openConnection(config);
+  try {
+    const [rows] = await conn.query(
+      'SELECT COALESCE(SUM(DATA_LENGTH), 0) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?',
+      [config.database],
+    );
+    return Number((rows as Array<{ n: number | string }>)[0]?.n ?? 0);
+  } finally {
+    await conn.end();
+  }
+}
+
+async function backupTree(
+  paths: StorePaths,
+  part: 'code' | 'media',
+  timestamp: number,
+  sourceDir: string,
+  exclude: ((rel: string, isDir: boolean) => boolean) | undefined,
+  signal: AbortSignal | undefined,
+  emit: EventSink,
+): Promise<BackupPartResult> {
+  const file = backupFileName(timestamp, part);
+  const finalPath = path.join(paths.backupsDir, file);
+  emit({ type: 'part-start', part, operation: 'backup', file, path: finalPath });
+  let totals = { files: 0, bytes: 0 };
+  let result: CreateArchiveResult;
+  try {
+    result = await writeAtomic(finalPath, (outFile) =>
+      createArchive({
+        sourceDir,
+        outFile,
+        ...(exclude ? { exclude } : {}),
+        followRoot: part === 'media',
+        // Images do not compress: spend no CPU on them (the archive stays a valid .tgz).
+        level: part === 'media' ? 1 : 6,
+        ...(signal ? { signal } : {}),
+        onScan: async (t) => {
+          totals = t;
+          // Code compresses well; media hardly at all.
+          const needed = part === 'media' ? t.bytes : Math.ceil(t.bytes * 0.5);
+          await ensureFreeSpace(paths.backupsDir, needed + (1 << 20), `${part} backup ${file}`);
+        },
+        onProgress: (p) =>
+          emit({
+            type: 'progress',
+            part,
+            operation: 'backup',
+            files: p.files,
+            bytes: p.bytes,
+            totalFiles: totals.files,
+            totalBytes: totals.bytes,
+          }),
+        onWarning: (w) => emit({ type: 'warning', ...w }),
+      }),
+    );
+  } catch (err) {
+    throw mapWriteError(err, finalPath);
+  }
+  const size = (await fsp.stat(finalPath)).size;
+  emit({ type: 'part-done', part, operation: 'backup', file, path: finalPath, size, files: result.files });
+  return { part, file, path: finalPath, size, files: result.files, bytes: result.bytes };
+}
+
+async function backupDb(
+  paths: StorePaths,
+  config: DbConnectionConfig,
+  timestamp: number,
+  estimate: number,
+  o: RunBackupOptions,
+  emit: EventSink,
+): Promise<BackupPartResult> {
+  const compress = o.compress ?? false;
+  const file = backupFileName(timestamp, 'db', { compress });
+  const finalPath = path.join(paths.backupsDir, file);
+  emit({ type: 'part-start', part: 'db', operation: 'backup', file, path: finalPath });
+  await ensureFreeSpace(paths.backupsDir, Math.ceil(compress ? estimate / 5 : estimate / 2), `database backup ${file}`);
+  let result;
+  try {
+    result = await writeAtomic(finalPath, (outFile) =>
+      dumpDatabase({
+        config,
+        outFile,
+        compress,
+        ...(o.strip ? { strip: [...o.strip] } : {}),
+        stripDefiners: o.stripDefiners ?? true,
+        ...(o.signal ? { signal: o.signal } : {}),
+        onEvent: emit,
+      }),
+    );
+  } catch (err) {
+    throw mapWriteError(err, finalPath);
+  }
+  const size = (await fsp.stat(finalPath)).size;
+  emit({
+    type: 'part-done',
+    part: 'db',
+    operation: 'backup',
+    file,
+    path: finalPath,
+    size,
+    tables: result.tables,
+    rows: result.rows,
+  });
+  return { part: 'db', file, path: finalPath, size, tables: result.tables, rows: result.rows, bytes: result.bytes };
+}
+

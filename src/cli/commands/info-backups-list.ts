@@ -1,0 +1,25 @@
+import { listBackups } from '../../backup/list-backups.js';
+import { formatBytes, renderTable } from '../../ui/format.js';
+import type { CommandRun } from '../context.js';
+
+function when(iso: string): string {
+  return iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+export async function infoBackupsList(run: CommandRun): Promise<number> {
+  const { dir, backups } = await listBackups(run.root);
+  const data = { type: 'result', command: 'info:backups:list', dir, backups };
+  if (backups.length === 0) {
+    run.reporter.result('No backup files found.', data);
+    return 0;
+  }
+  const table = renderTable(
+    ['Backup Filename', 'Backup Type', 'Size', 'Created'],
+    backups.map((b) => [b.name, b.kind, formatBytes(b.size), when(b.created)]),
+  );
+  run.reporter.result(
+    `Showing backup files in ${dir} (first part of the filename is the time it was taken) ...\n${table}`,
+    data,
+  );
+  return 0;
+}

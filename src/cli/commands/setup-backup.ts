@@ -1,0 +1,41 @@
+import { UsageError, ExitCode } from '../../errors.js';
+import { runBackup } from '../../backup/run-backup.js';
+import type { CommandRun } from '../context.js';
+import { dbFlags, type DbCliOptions } from '../program.js';
+
+export interface SetupBackupOptions extends DbCliOptions {
+  code?: boolean;
+  media?: boolean;
+  db?: boolean;
+  exclude?: string[];
+  compress?: boolean;
+  strip?: string;
+  stripDefiners?: boolean;
+  maintenance?: boolean;
+}
+
+export function splitList(value: string | undefined): string[] {
+  return (value ?? '').split(/[\s,]+/).filter(Boolean);
+}
+
+export async function setupBackup(run: CommandRun, opts: SetupBackupOptions): Promise<number> {
+  const parts = { code: !!opts.code, media: !!opts.media, db: !!opts.db };
+  if (!parts.code && !parts.media && !parts.db) {
+    throw new UsageError('Not enough information provided to take backup: give --code, --media and/or --db');
+  }
+  const result = await runBackup({
+    root: run.root,
+    parts,
+    excludes: opts.exclude ?? [],
+    maintenance: opts.maintenance !== false,
+    compress: !!opts.compress,
+    strip: splitList(opts.strip),
+    stripDefiners: opts.stripDefiners !== false,
+    db: { flags: dbFlags(opts), env: run.io.env },
+    signal: run.signal,
+    onEvent: (e) => run.reporter.onEvent(e),
+    command: 'setup:backup',
+  });
+  run.reporter.result('', { type: 'result', command: 'setup:backup', ...result });
+  return result.warnings > 0 ? ExitCode.WARNINGS : ExitCode.OK;
+}

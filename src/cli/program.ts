@@ -1,0 +1,112 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { RunContext, GlobalOptions } from './context.js';
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0    success
+  1    failure (the message names the file, table or option)
+  2    usage error (unknown option, missing argument)
+  3    completed with warnings (e.g. unreadable files were skipped; each one was named)
+  11   another magebackup run holds the lock of this store
+  12   the database server refused the credentials
+  130  interrupted (SIGINT/SIGTERM): the run was undone, maintenance mode restored`;
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number 1-65535');
+  return n;
+}
+
+/** --db-* options shared by every command that talks to the database. */
+export function addDbOptions(cmd: Command): Command {
+  return cmd
+    .option('--db-host <host>', 'database host (default: from app/etc/env.php)')
+    .addOption(new Option('--db-port <port>', 'database port').argParser(parsePort))
+    .option('--db-socket <path>', 'database unix socket')
+    .option('--db-name <name>', 'database name')
+    .option('--db-user <user>', 'database user')
+    .option('--db-password <password>', 'database password (prefer MAGEBACKUP_DB_PASSWORD: argv is visible to other users)');
+}
+
+export interface DbCliOptions {
+  dbHost?: string;
+  dbPort?: number;
+  dbSocket?: string;
+  dbName?: string;
+  dbUser?: string;
+  dbPassword?: string;
+}
+
+export function dbFlags(o: DbCliOptions) {
+  return {
+    ...(o.dbHost !== undefined ? { host: o.dbHost } : {}),
+    ...(o.dbPort !== undefined ? { port: o.dbPort } : {}),
+    ...(o.dbSocket !== undefined ? { socket: o.dbSocket } : {}),
+    ...(o.dbName !== undefined ? { name: o.dbName } : {}),
+    ...(o.dbUser !== undefined ? { user: o.dbUser } : {}),
+    ...(o.dbPassword !== undefined ? { password: o.dbPassword } : {}),
+  };
+}
+
+export function buildProgram(ctx: RunContext, version: string): Command {
+  const program = new Command('magebackup')
+    .description('Back up and roll back a Magento 2 store: code, media and database. Never loses data.')
+    .version(version, '-V, --version')
+    .option('--root <dir>', 'Magento root directory (default: the current directory)')
+    .option('--json', 'machine-readable output: NDJSON events on stderr, one JSON result on stdout')
+    .option('-q, --quiet', 'print only results, warnings and errors')
+    .option('-y, --yes', 'answer yes to confirmations (for scripts)')
+    .option('-n, --no-interaction', 'same as --yes (Magento spelling)')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .exitOverride();
+
+  const globals = (cmd: Command) => cmd.optsWithGlobals<GlobalOptions>();
+
+  addDbOptions(
+    program
+      .command('setup:backup')
+      .description('Back up the code tree, pub/media and/or the database into var/backups')
+      .option('--code', 'back up the code tree (<ts>_filesystem.tgz)')
+      .option('--media', 'back up pub/media (<ts>_filesystem_media.tgz)')
+      .option('--db', 'back up the database (<ts>_db.sql)')
+      .option('--exclude <pattern>', 'also leave out of the code backup (gitignore-style; repeatable)', collect)
+      .option('--compress', 'gzip the database dump (<ts>_db.sql.gz)')
+      .option('--strip <groups>', 'dump these tables without data (e.g. "@log @sessions", table names, wildcards)')
+      .option('--no-strip-definers', 'keep DEFINER clauses (the dump then needs SUPER to load)')
+      .option('--no-maintenance', 'do not turn maintenance mode on during the backup'),
+  ).action(async (opts: Record<string, unknown>, cmd: Command) => {
+    const { setupBackup } = await import('./commands/setup-backup.js');
+    await ctx.run(globals(cmd), (run) => setupBackup(run, opts));
+  });
+
+  program
+    .command('info:backups:list')
+    .description('List the backups in var/backups, newest first')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { infoBackupsList } = await import('./commands/info-backups-list.js');
+      await ctx.run(globals(cmd), (run) => infoBackupsList(run));
+    });
+
+  for (const action of ['status', 'enable', 'disable'] as const) {
+    program
+      .command(`maintenance:${action}`)
+      .description(
+        {
+          status: 'Show whether maintenance mode is on',
+          enable: 'Turn maintenance mode on (var/.maintenance.flag)',
+          disable: 'Turn maintenance mode off',
+        }[action],
+      )
+      .action(async (_opts: unknown, cmd: Command) => {
+        const { maintenanceCommand } = await import('./commands/maintenance.js');
+        await ctx.run(globals(cmd), (run) => maintenanceCommand(run, action));
+      });
+  }
+
+  return program;
+}

@@ -1,0 +1,72 @@
+import ora, { type Ora } from 'ora';
+import type { MagebackupEvent } from '../events.js';
+import { TextReporter, type ReporterOptions, progressText, doneStats, magentoLines } from './reporter.js';
+import { KIND_LABEL } from '../backup/backup-name.js';
+
+/** Interactive terminal: one spinner per part with live counts; warnings and results printed above it. */
+export class OraReporter extends TextReporter {
+  private spinner: Ora | null = null;
+  private lastRender = 0;
+  constructor(private readonly opts: ReporterOptions) {
+    super(opts);
+  }
+  private above(fn: () => void): void {
+    const s = this.spinner;
+    if (s?.isSpinning) {
+      s.clear();
+      fn();
+      s.render();
+    } else fn();
+  }
+  protected override err(line: string): void {
+    this.above(() => this.opts.stderr.write(line + '\n'));
+  }
+  protected override out(line: string): void {
+    this.above(() => this.opts.stdout.write(line + '\n'));
+  }
+  override onEvent(e: MagebackupEvent): void {
+    switch (e.type) {
+      case 'part-start': {
+        if (this.opts.quiet) return;
+        this.spinner?.stop();
+        const verb = e.operation === 'verify' ? `Verifying ${e.file}` : `${KIND_LABEL[e.part]} ${e.operation}`;
+        this.spinner = ora({ text: verb, stream: this.opts.stderr, color: 'cyan' }).start();
+        return;
+      }
+      case 'progress': {
+        if (!this.spinner) return;
+        const now = Date.now();
+        if (now - this.lastRender < 100) return;
+        this.lastRender = now;
+        this.spinner.text = progressText(e);
+        return;
+      }
+      case 'part-done': {
+        const what =
+          e.operation === 'verify'
+            ? `${e.file}: OK`
+            : `${KIND_LABEL[e.part]} ${e.operation} completed: ${e.file}`;
+        if (this.spinner) {
+          this.spinner.succeed(`${what} (${doneStats(e)})`);
+          this.spinner = null;
+        }
+        // Results (file names, paths) on stdout, as in plain mode.
+        for (const l of magentoLines(e)[1]) this.out(l);
+        return;
+      }
+      default:
+        super.onEvent(e);
+    }
+  }
+  override error(message: string, exitCode: number, stack?: string): void {
+    if (this.spinner) {
+      this.spinner.fail();
+      this.spinner = null;
+    }
+    super.error(message, exitCode, stack);
+  }
+  override close(): void {
+    this.spinner?.stop();
+    this.spinner = null;
+  }
+}
