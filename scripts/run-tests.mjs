@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+// `npm test`: starts ONE throwaway MariaDB for the whole run, runs node's test runner on the built tests, stops
+// the server, and ends with a line `N passed, N failed`. Run after `npm run build` (the pretest script does it).
+//
+//   npm test                               all of dist/test/
+//   npm test -- dist/test/archive/         a subset (directories or files; test/x is read as dist/test/x)
+//   npm test -- --test-name-pattern=dump   options starting with -- go to `node --test`
+//
+// MAGEBACKUP_TEST_CONCURRENCY overrides the number of test files run at once.
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const harnessPath = join(root, 'dist', 'fixtures', 'mariadb.js');
+
+function fail(message) {
+  process.stderr.write(`run-tests: ${message}\n`);
+  process.stdout.write('0 passed, 1 failed\n');
+  process.exit(1);
+}
+
+/** Maps a user-given path to the built test tree: test/x → dist/test/x, x.ts → x.js. */
+function toBuilt(arg) {
+  const abs = resolve(arg.replace(/\.ts$/, '.js'));
+  const rel = relative(root, abs);
+  if (!rel.startsWith('..') && !rel.startsWith('dist') && existsSync(join(root, 'dist', rel))) {
+    return join(root, 'dist', rel);
+  }
+  return abs;
+}
+
+function collectTests(path, out) {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) fail(`no such test file or directory: ${relative(process.cwd(), path) || path}`);
+  if (st.isFile()) {
+    out.push(path);
+    return;
+  }
+  for (const entry of readdirSync(path, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const child = join(path, entry.name);
+    if (entry.isDirectory()) collectTests(child, out);
+    else if (entry.isFile() && /\.test\.(c|m)?js$/.test(entry.name)) out.push(child);
+  }
+}
+
+const nodeOptions = [];
+const paths = [];
+for (const arg of process.argv.slice(2)) {
+  if (arg.startsWith('-')) nodeOptions.push(arg);
+  else paths.push(toBuilt(arg));
+}
+if (paths.length === 0) paths.push(join(root, 'dist', 'test'));
+if (!existsSync(harnessPath)) fail(`${relative(root, harnessPath)} is missing: run \`npm run build\` first`);
+
+const files = [];
+for (const p of paths) collectTests(p, files);
+if (files.length === 0) fail(`no *.test.js files under ${paths.map((p) => relative(root, p)).join(', ')}`);
+
+// Test files mostly wait on the database and the disk, so run a few more than there are cores.
+const concurrency = Number(process.env.MAGEBACKUP_TEST_CONCURRENCY) || Math.max(2, availableParallelism());
+
+const { startMariaDB, ENV_HOST, ENV_PORT, ENV_SOCKET, ENV_PASSWORD, ENV_ERROR, INSTALL_HINT } = await import(
+  harnessPath
+);
+
+const env = { ...process.env };
+let server;
+let serverFailed = false;
+try {
+  const t0 = Date.now();
+  server = await startMariaDB();
+  env[ENV_HOST] = server.host;
+  env[ENV_PORT] = String(server.port);
+  env[ENV_SOCKET] = server.socketPath;
+  env[ENV_PASSWORD] = server.password;
+  delete env[ENV_ERROR];
+  process.stderr.write(
+    `run-tests: MariaDB test server on ${server.host}:${server.port} (${Date.now() - t0} ms)\n`,
+  );
+} catch (err) {
+  serverFailed = true;
+  const message = `The test database server could not be started: ${err instanceof Error ? err.message : String(err)}`;
+  env[ENV_ERROR] = message;
+  process.stderr.write(`run-tests: ${message}\nrun-tests: database tests will fail.\n`);
+}
+if (process.stdout.isTTY && env.NO_COLOR === undefined) env.FORCE_COLOR ??= '1';
+
+const args = [
+  '--test',
+  '--test-reporter=spec',
+  `--test-concurrency=${concurrency}`,
+  ...nodeOptions,
+  ...files,
+];
+const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
+
+const counts = { pass: undefined, fail: undefined, cancelled: 0 };
+let pending = '';
+const ansi = /\x1b\[[0-9;]*m/g;
+function scan(line) {
+  const m = /^\s*ℹ (pass|fail|cancelled) (\d+)\s*$/.exec(line.replace(ansi, ''));
+  if (m) counts[m[1]] = Number(m[2]);
+}
+child.stdout.setEncoding('utf8');
+child.stdout.on('data', (chunk) => {
+  process.stdout.write(chunk);
+  pending += chunk;
+  const lines = pending.split('\n');
+  pending = lines.pop() ?? '';
+  lines.forEach(scan);
+});
+
+let interrupted;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    interrupted ??= sig;
+    child.kill(sig);
+  });
+}
+
+const code = await new Promise((resolveExit) => {
+  child.on('error', (err) => {
+    process.stderr.write(`run-tests: could not run node --test: ${err.message}\n`);
+    resolveExit(1);
+  });
+  child.on('close', (c, signal) => resolveExit(c ?? (signal ? 128 : 1)));
+});
+scan(pending);
+
+if (server) await server.stop();
+
+const passed = counts.pass ?? 0;
+// A runner that died before printing its summary, or cancelled tests (timeouts, crashes), count as failures.
+const failed = (counts.fail ?? 0) + counts.cancelled;
+if (counts.pass === undefined)
+  process.stderr.write(`run-tests: node --test ended (code ${code}) without a summary\n`);
+if (serverFailed)
+  process.stderr.write(`run-tests: the database server could not be started. ${INSTALL_HINT}\n`);
+process.stdout.write(`${passed} passed, ${failed} failed\n`);
+const ok = failed === 0 && code === 0 && counts.pass !== undefined && !serverFailed;
+process.exit(interrupted ? 130 : ok ? 0 : 1);
