@@ -1,0 +1,155 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { readStatements, openDumpStream, StatementSplitter, type RawStatement } from '../../src/db/sql-reader.js';
+
+async function* chunks(text: string | Buffer, size: number): AsyncGenerator<Buffer> {
+  const b = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
+  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+}
+
+/** Splits with every chunk size from 1 to 17 and the whole: all must agree. */
+async function split(text: string | Buffer): Promise<{ sql: string; line: number }[]> {
+  let first: { sql: string; line: number }[] | undefined;
+  for (const size of [1, 2, 3, 5, 7, 11, 13, 17, 1 << 20]) {
+    const got: { sql: string; line: number }[] = [];
+    for await (const s of readStatements(chunks(text, size))) got.push({ sql: s.sql, line: s.line });
+    if (first === undefined) first = got;
+    else assert.deepEqual(got, first, `chunk size ${size}`);
+  }
+  return first ?? [];
+}
+
+const sqls = async (text: string): Promise<string[]> => (await split(text)).map((s) => s.sql);
+
+test('plain statements, blank lines and line numbers', async () => {
+  const got = await split('SELECT 1;\n\nSELECT 2;  SELECT 3\n;\n  INSERT INTO t VALUES (1),\n(2);\n');
+  assert.deepEqual(got, [
+    { sql: 'SELECT 1', line: 1 },
+    { sql: 'SELECT 2', line: 3 },
+    { sql: 'SELECT 3', line: 3 },
+    { sql: 'INSERT INTO t VALUES (1),\n(2)', line: 5 },
+  ]);
+});
+
+test('strings with delimiters, quotes and backslash escapes', async () => {
+  const text =
+    "INSERT INTO t VALUES ('a;b','it''s','back\\\\slash\\\\','q\\';x','dq \"; \"',\"d\\\";q\");\n" +
+    "INSERT INTO t VALUES ('-- not a comment', '# nor this', '/* nor this */');\nSELECT 'x\ny;z';";
+  assert.deepEqual(await sqls(text), [
+    "INSERT INTO t VALUES ('a;b','it''s','back\\\\slash\\\\','q\\';x','dq \"; \"',\"d\\\";q\")",
+    "INSERT INTO t VALUES ('-- not a comment', '# nor this', '/* nor this */')",
+    "SELECT 'x\ny;z'",
+  ]);
+  const lines = (await split(text)).map((s) => s.line);
+  assert.deepEqual(lines, [1, 2, 3]);
+});
+
+test('backtick identifiers may hold ; quotes and doubled backticks', async () => {
+  assert.deepEqual(await sqls('CREATE TABLE `a;b` (`it\'s` int, `x``;y` int);SELECT 1;'), [
+    "CREATE TABLE `a;b` (`it's` int, `x``;y` int)",
+    'SELECT 1',
+  ]);
+});
+
+test('comments between statements are dropped, inside statements kept', async () => {
+  const text =
+    '-- header comment; with a semicolon\n#hash comment;\n/* block; comment */\n' +
+    'SELECT 1 -- trailing; comment\n, 2 # another;\n/* in; */ FROM dual;\n--\n-- Dump completed on 2024-01-01  1:02:03\n';
+  assert.deepEqual(await split(text), [
+    { sql: 'SELECT 1 -- trailing; comment\n, 2 # another;\n/* in; */ FROM dual', line: 4 },
+  ]);
+  // `--` without a following space is not a comment
+  assert.deepEqual(await sqls('SELECT 1--1;'), ['SELECT 1--1']);
+});
+
+test('executable comments are sent as statements', async () => {
+  const text =
+    '/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;\n' +
+    "/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n/*!50001 CREATE VIEW `v` AS SELECT 1 AS `a` */;\n";
+  assert.deepEqual(await sqls(text), [
+    '/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */',
+    '/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */',
+    '/*!50001 CREATE VIEW `v` AS SELECT 1 AS `a` */',
+  ]);
+});
+
+test('the sandbox-mode first line of mariadb-dump is skipped', async () => {
+  for (const first of ['/*!999999\\- enable the sandbox mode */', '/*M!999999\\- enable the sandbox mode */']) {
+    assert.deepEqual(await split(`${first} \n-- MariaDB dump 10.19\nSELECT 1;\n`), [{ sql: 'SELECT 1', line: 3 }]);
+  }
+});
+
+test('DELIMITER blocks in any case, including Magento delimiter ;;', async () => {
+  const text =
+    'DROP TRIGGER IF EXISTS trg;\ndelimiter ;;\nCREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW BEGIN\n' +
+    "  SET NEW.a = 1; SET NEW.b = ';;';\nEND\n;;\ndelimiter ;\n" +
+    'DELIMITER $$\nCREATE PROCEDURE p() BEGIN SELECT 1; END$$\nDELIMITER ;\nSELECT 2;\n' +
+    'Delimiter //\r\nCREATE FUNCTION f() RETURNS INT RETURN 1 //\r\ndelimiter ;\r\nSELECT 3;';
+  assert.deepEqual(await split(text), [
+    { sql: 'DROP TRIGGER IF EXISTS trg', line: 1 },
+    {
+      sql: "CREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW BEGIN\n  SET NEW.a = 1; SET NEW.b = ';;';\nEND",
+      line: 3,
+    },
+    { sql: 'CREATE PROCEDURE p() BEGIN SELECT 1; END', line: 9 },
+    { sql: 'SELECT 2', line: 11 },
+    { sql: 'CREATE FUNCTION f() RETURNS INT RETURN 1', line: 13 },
+    { sql: 'SELECT 3', line: 15 },
+  ]);
+});
+
+test('mariadb-dump routine style: executable comments with ;; delimiter', async () => {
+  const text =
+    "DELIMITER ;;\n/*!50003 CREATE*/ /*!50020 DEFINER=`root`@`localhost`*/ /*!50003 PROCEDURE `p`()\nBEGIN\n  SELECT ';';\nEND */;;\n" +
+    'DELIMITER ;\n/*!50003 SET sql_mode = @saved_sql_mode */ ;\n';
+  assert.deepEqual(await sqls(text), [
+    "/*!50003 CREATE*/ /*!50020 DEFINER=`root`@`localhost`*/ /*!50003 PROCEDURE `p`()\nBEGIN\n  SELECT ';';\nEND */",
+    '/*!50003 SET sql_mode = @saved_sql_mode */',
+  ]);
+});
+
+test('a trailing statement without delimiter is yielded; raw bytes are kept exactly', async () => {
+  assert.deepEqual(await sqls('SELECT 1;\nSELECT 2'), ['SELECT 1', 'SELECT 2']);
+  const bin = Buffer.concat([Buffer.from("INSERT INTO t VALUES ('"), Buffer.from([0xff, 0xfe, 0x00, 0x80]), Buffer.from("');")]);
+  const got: RawStatement[] = [];
+  for await (const s of readStatements(chunks(bin, 3))) got.push(s);
+  assert.equal(got.length, 1);
+  assert.deepEqual(got[0]!.raw, bin.subarray(0, bin.length - 1));
+});
+
+test('end state reports an input cut inside a string or a statement', () => {
+  const cases: [string, string][] = [
+    ['SELECT 1;\n', 'clean'],
+    ["INSERT INTO t VALUES ('abc", 'string'],
+    ['INSERT INTO t VALUES (1', 'statement'],
+    ['SELECT `a', 'identifier'],
+    ['SELECT 1; /* open', 'comment'],
+    ['SELECT 1;\n-- Dump completed on 2024-01-01 00:00:00 GMT', 'clean'],
+  ];
+  for (const [text, want] of cases) {
+    const sp = new StatementSplitter();
+    const out: RawStatement[] = [];
+    sp.push(Buffer.from(text), out);
+    assert.equal(sp.end(out), want, text);
+  }
+});
+
+test('openDumpStream gunzips by magic bytes, whatever the name', async () => {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mbk-reader-'));
+  try {
+    const text = 'SELECT 1;\nSELECT 2;\n';
+    await fsp.writeFile(path.join(dir, 'a.sql'), gzipSync(text));
+    await fsp.writeFile(path.join(dir, 'b.sql.gz'), text);
+    for (const f of ['a.sql', 'b.sql.gz']) {
+      const got: string[] = [];
+      for await (const s of readStatements(openDumpStream(path.join(dir, f)))) got.push(s.sql);
+      assert.deepEqual(got, ['SELECT 1', 'SELECT 2'], f);
+    }
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
+});
