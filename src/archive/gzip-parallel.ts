@@ -1,0 +1,169 @@
+import { write as fsWrite } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { gzip as zlibGzip, type ZlibOptions } from 'node:zlib';
+
+export interface ParallelGzipOptions {
+  /** gzip level 0-9, default 6 */
+  level?: number;
+  /** uncompressed bytes per gzip member, default 1 MiB */
+  chunkSize?: number;
+  /** members being compressed or written at once, default cores + 1 */
+  concurrency?: number;
+}
+
+export const DEFAULT_GZIP_CHUNK = 1 << 20;
+
+function gzipAsync(buf: Buffer, opts: ZlibOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    zlibGzip(buf, opts, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+}
+
+function writeAll(target: number | FileHandle, buf: Buffer): Promise<void> {
+  if (typeof target !== 'number') {
+    return target.write(buf).then(async (r) => {
+      if (r.bytesWritten < buf.length) await writeAll(target, buf.subarray(r.bytesWritten));
+    });
+  }
+  return new Promise((resolve, reject) => {
+    fsWrite(target, buf, 0, buf.length, null, (err, n) => {
+      if (err) reject(err);
+      else if (n < buf.length) writeAll(target, buf.subarray(n)).then(resolve, reject);
+      else resolve();
+    });
+  });
+}
+
+/**
+ * Writes a gzip stream made of independent members of `chunkSize` input bytes, compressed concurrently on the
+ * libuv threadpool and written in order at the file's current position. The concatenation is a valid gzip file
+ * (RFC 1952 allows several members; gzip, GNU tar and Node's gunzip read it). Memory stays bounded: write()
+ * resolves only once fewer than `concurrency` members are in flight.
+ * A buffer passed to write() must not be modified afterwards (as with Node streams): it may be compressed as is.
+ * The file descriptor / handle is not closed.
+ */
+export class ParallelGzipWriter {
+  readonly #target: number | FileHandle;
+  readonly #level: number;
+  readonly #chunkSize: number;
+  readonly #concurrency: number;
+  #stage: Buffer | null = null;
+  #stageLen = 0;
+  /** compressed members in order, each resolving once it has been written */
+  #inFlight: Promise<void>[] = [];
+  #writeTail: Promise<void> = Promise.resolve();
+  #error: unknown = undefined;
+  #destroyed = false;
+  #ended = false;
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  constructor(fd: number | FileHandle, opts: ParallelGzipOptions = {}) {
+    const level = opts.level ?? 6;
+    if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level must be 0-9, got ${level}`);
+    this.#target = fd;
+    this.#level = level;
+    this.#chunkSize = Math.max(4096, Math.floor(opts.chunkSize ?? DEFAULT_GZIP_CHUNK));
+    this.#concurrency = Math.max(1, Math.floor(opts.concurrency ?? availableParallelism() + 1));
+  }
+
+  get bytesIn(): number {
+    return this.#bytesIn;
+  }
+  get bytesOut(): number {
+    return this.#bytesOut;
+  }
+
+  async write(buf: Buffer): Promise<void> {
+    this.#check();
+    if (this.#ended) throw new Error('ParallelGzipWriter: write after end');
+    this.#bytesIn += buf.length;
+    let off = 0;
+    // Common case for callers that already batch: a whole member, no copy.
+    if (this.#stageLen === 0) {
+      while (buf.length - off >= this.#chunkSize) {
+        await this.#submit(buf.subarray(off, off + this.#chunkSize));
+        off += this.#chunkSize;
+      }
+    }
+    while (off < buf.length) {
+      if (this.#stage === null) this.#stage = Buffer.allocUnsafe(this.#chunkSize);
+      const n = buf.copy(this.#stage, this.#stageLen, off);
+      this.#stageLen += n;
+      off += n;
+      if (this.#stageLen === this.#chunkSize) await this.#flushStage();
+    }
+  }
+
+  async end(): Promise<{ bytesIn: number; bytesOut: number }> {
+    this.#check();
+    if (!this.#ended) {
+      this.#ended = true;
+      // An empty input still produces one (empty) member, so the output is a valid gzip file.
+      if (this.#stageLen > 0 || this.#bytesOut === 0) await this.#flushStage(true);
+    }
+    await Promise.all(this.#inFlight);
+    await this.#writeTail;
+    this.#check();
+    return { bytesIn: this.#bytesIn, bytesOut: this.#bytesOut };
+  }
+
+  /** Stop: pending members are discarded (compressions already running finish on the threadpool). */
+  destroy(): void {
+    this.#destroyed = true;
+    this.#stage = null;
+    this.#stageLen = 0;
+  }
+
+  /** Resolves once no compression or write is running (after destroy(), before closing the file). */
+  async drain(): Promise<void> {
+    while (this.#inFlight.length > 0) await Promise.allSettled(this.#inFlight);
+  }
+
+  #check(): void {
+    if (this.#error !== undefined) throw this.#error;
+    if (this.#destroyed) throw new Error('ParallelGzipWriter: destroyed');
+  }
+
+  async #flushStage(force = false): Promise<void> {
+    if (this.#stageLen === 0 && !force) return;
+    const chunk = (this.#stage ?? Buffer.alloc(0)).subarray(0, this.#stageLen);
+    this.#stage = null;
+    this.#stageLen = 0;
+    await this.#submit(chunk);
+  }
+
+  async #submit(chunk: Buffer): Promise<void> {
+    while (this.#inFlight.length >= this.#concurrency) {
+      await Promise.race(this.#inFlight);
+      this.#check();
+    }
+    const compressed = gzipAsync(chunk, { level: this.#level });
+    // Handled below once the previous write is done; this only keeps an early failure from counting as unhandled.
+    compressed.catch(() => {});
+    // Writes stay in order: each waits for its own compression and the previous write.
+    const written = this.#writeTail.then(async () => {
+      const out = await compressed;
+      if (this.#destroyed || this.#error !== undefined) return;
+      await writeAll(this.#target, out);
+      this.#bytesOut += out.length;
+    });
+    const tracked = written.then(
+      () => {
+        this.#remove(tracked);
+      },
+      (err: unknown) => {
+        if (this.#error === undefined) this.#error = err;
+        this.#remove(tracked);
+      },
+    );
+    this.#writeTail = tracked;
+    this.#inFlight.push(tracked);
+  }
+
+  #remove(p: Promise<void>): void {
+    const i = this.#inFlight.indexOf(p);
+    if (i !== -1) this.#inFlight.splice(i, 1);
+  }
+}
