@@ -1,0 +1,35 @@
+/**
+ * Which paths a code rollback never touches, matched on whole path components (Magento matched substrings):
+ * `var`, `pub/static`, `pub/media`, `update` at the root; `node_modules`, `.git`, `.idea`, `.svn`, `.grunt` at
+ * any depth; and magebackup's own `.magebackup-*` entries (staging directories, journals) at any depth.
+ *
+ * This mirrors CODE_EXCLUDES of src/archive/excludes.ts (the backup side); it is kept here as a prefix
+ * matcher because extraction and the tree swap need "which excluded ancestor", not a yes/no per path.
+ */
+
+export const ROOT_EXCLUDES: readonly string[] = ['var', 'pub/static', 'pub/media', 'update'];
+export const ANYWHERE_EXCLUDES: ReadonlySet<string> = new Set(['node_modules', '.git', '.idea', '.svn', '.grunt']);
+export const INTERNAL_PREFIX = '.magebackup-';
+
+/** The excluded path that is `rel` or one of its ancestors, or undefined when `rel` is part of the code. */
+export function codeExcludedPrefix(rel: string): string | undefined {
+  if (rel === '') return undefined;
+  for (const r of ROOT_EXCLUDES) {
+    if (rel === r || (rel.startsWith(r) && rel.charCodeAt(r.length) === 0x2f)) return r;
+  }
+  let start = 0;
+  for (;;) {
+    const slash = rel.indexOf('/', start);
+    const name = slash === -1 ? rel.slice(start) : rel.slice(start, slash);
+    if (ANYWHERE_EXCLUDES.has(name) || name.startsWith(INTERNAL_PREFIX)) {
+      return slash === -1 ? rel : rel.slice(0, slash);
+    }
+    if (slash === -1) return undefined;
+    start = slash + 1;
+  }
+}
+
+/** True when `rel` is itself excluded (its ancestors are not looked at). */
+export function isCodeExcludedName(rel: string, name: string): boolean {
+  return ROOT_EXCLUDES.includes(rel) || ANYWHERE_EXCLUDES.has(name) || name.startsWith(INTERNAL_PREFIX);
+}

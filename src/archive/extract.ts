@@ -1,0 +1,147 @@
+/**
+ * Safe, fast extraction of a .tgz backup into a new empty directory. The whole archive is read (gzip CRC of
+ * every member, tar structure, end-of-archive marker) while extracting, so a successful extraction IS the
+ * verification pass. Any fault: the destination directory is removed and a CliError naming the archive thrown.
+ */
+import { promises as fsp } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
+import type { WorkerInput, WorkerMessage, WorkerResult } from './extract-worker.js';
+
+export interface ArchiveStats {
+  /** file-system entries (files, hard links, directories, symlinks) */
+  entries: number;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  /** bytes of regular file contents */
+  bytes: number;
+}
+
+export interface ExtractResult extends ArchiveStats {
+  /** uncompressed size of the tar stream */
+  tarBytes: number;
+  /** the archive's root directory entry ('./', or 'pub/media/' in a root-relative media archive), if any */
+  rootAttrs?: { mode: number; uid: number; gid: number; mtime: number };
+  /** entries left out (excluded paths of a code rollback, entries outside pub/media of a media archive) */
+  skipped: number;
+}
+
+export interface ArchiveProgress {
+  entries: number;
+  /** uncompressed tar bytes read so far */
+  bytes: number;
+}
+
+export interface ArchiveWarning {
+  /** stable code: SPECIAL_FILE, EXCLUDED_PATH, OUTSIDE_MEDIA, LINK_TARGET_SKIPPED */
+  code: string;
+  path: string;
+  message: string;
+}
+
+export interface ExtractOptions {
+  file: string;
+  /** a new, empty directory; removed again if the extraction fails */
+  destDir: string;
+  signal?: AbortSignal;
+  onProgress?: (p: ArchiveProgress) => void;
+  onWarning?: (w: ArchiveWarning) => void;
+  /**
+   * 'code': leave out the paths a code rollback never restores (var/, pub/media, node_modules, ...);
+   * 'media': also accept archives whose names start with pub/media/ (Magento's own media backups).
+   */
+  filter?: 'none' | 'code' | 'media';
+}
+
+export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> {
+  throwIfAborted(o.signal);
+  const entries = await fsp.readdir(o.destDir);
+  if (entries.length > 0) throw new Error(`extractArchive: ${o.destDir} is not empty`);
+  try {
+    return await runArchiveWorker({ mode: 'extract', file: o.file, destDir: o.destDir, filter: o.filter ?? 'none' }, o);
+  } catch (err) {
+    await fsp.rm(o.destDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Runs the verify/extract worker and maps its outcome to a result or a CliError naming the archive. */
+export function runArchiveWorker(
+  input: Pick<WorkerInput, 'mode' | 'file' | 'destDir' | 'filter'>,
+  o: { signal?: AbortSignal; onProgress?: (p: ArchiveProgress) => void; onWarning?: (w: ArchiveWarning) => void },
+): Promise<WorkerResult> {
+  throwIfAborted(o.signal);
+  const abort = new SharedArrayBuffer(4);
+  const flag = new Int32Array(abort);
+  const full: WorkerInput = {
+    ...input,
+    abort,
+    chown: process.getuid?.() === 0,
+    umask: process.umask(),
+  };
+  return new Promise<WorkerResult>((resolve, reject) => {
+    const worker = new Worker(new URL('./extract-worker.js', import.meta.url), { workerData: full });
+    let settled = false;
+    const onAbort = (): void => {
+      Atomics.store(flag, 0, 1);
+    };
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    const settle = (fn: () => void): void => {
+      if (settled) return;
+      settled = true;
+      o.signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    worker.on('message', (m: WorkerMessage) => {
+      switch (m.t) {
+        case 'progress':
+          o.onProgress?.({ entries: m.entries, bytes: m.bytes });
+          break;
+        case 'warning':
+          o.onWarning?.({ code: m.code, path: m.path, message: m.message });
+          break;
+        case 'done':
+          settle(() => resolve(m.result));
+          break;
+        case 'error':
+          settle(() =>
+            reject(m.kind === 'interrupted' ? new InterruptedError(describeAbort(o.signal?.reason)) : toError(m, full)),
+          );
+          break;
+      }
+    });
+    worker.on('error', (err) => settle(() => reject(err)));
+    worker.on('exit', (code) =>
+      settle(() => reject(new Error(`archive worker for ${input.file} exited (code ${code}) without a result`))),
+    );
+  });
+}
+
+function toError(m: Extract<WorkerMessage, { t: 'error' }>, input: WorkerInput): Error {
+  const file = input.file;
+  const at = m.entry ? ` (at entry "${m.entry}")` : '';
+  switch (m.kind) {
+    case 'format':
+      return new CliError(`Archive ${file} is damaged or not a tar archive: ${m.message}${at}`);
+    case 'gzip': {
+      const why =
+        m.code === 'Z_BUF_ERROR'
+          ? 'it is truncated (unexpected end of the gzip stream)'
+          : m.message.includes('header check')
+            ? 'it is not a gzip file'
+            : `gzip data error (${m.message})`;
+      return new CliError(`Archive ${file} is damaged: ${why}`);
+    }
+    case 'unsafe':
+      return new CliError(`Archive ${file} is refused: entry "${m.entry ?? '?'}" ${m.message}`);
+    case 'io': {
+      if (m.entry === undefined) return new CliError(`Cannot read archive ${file}: ${m.message}`);
+      if (m.code === 'ENOSPC') return new CliError(`Disk full while extracting ${file} into ${input.destDir}`);
+      if (m.code === 'EDQUOT') return new CliError(`Disk quota exceeded while extracting ${file} into ${input.destDir}`);
+      return new CliError(`Cannot extract "${m.entry}" from ${file} into ${input.destDir}: ${m.message}`);
+    }
+    default:
+      return new Error(`archive worker failed on ${file}: ${m.message}`);
+  }
+}

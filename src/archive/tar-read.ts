@@ -1,0 +1,442 @@
+/**
+ * A synchronous, incremental tar parser: feed it decompressed bytes in chunks of any size, it calls a sink for
+ * every file-system entry and its body. Reads ustar, pax ('x'/'g') and GNU ('L'/'K' long names) archives, as
+ * written by magebackup, GNU tar, node-tar and Magento's Archive\Tar.
+ *
+ * It is strict on purpose (it is the verification pass of a rollback): a bad header checksum, a truncated body,
+ * absurd metadata or a missing end-of-archive marker throw a TarFormatError. Path safety is not checked here
+ * (see extract-plan.ts); this module only decodes.
+ */
+
+export class TarFormatError extends Error {
+  constructor(
+    message: string,
+    readonly entry?: string,
+  ) {
+    super(message);
+    this.name = 'TarFormatError';
+  }
+}
+
+export interface TarEntry {
+  /** raw path as stored (pax/GNU long names applied); not normalized */
+  path: string;
+  /** typeflag: '0' file, '1' hard link, '2' symlink, '3'/'4' devices, '5' dir, '6' fifo, '7' contiguous file */
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** body size in bytes (0 for directories and links) */
+  size: number;
+  /** seconds since the epoch (may be fractional, from pax) */
+  mtime: number;
+  linkpath: string;
+}
+
+export interface TarSink {
+  entry(e: TarEntry): void;
+  /** a piece of the current entry's body; the buffer is only valid during the call */
+  data(chunk: Buffer): void;
+  /** the current entry's body is complete */
+  endEntry(): void;
+}
+
+export interface TarLimits {
+  /** longest pax / GNU long-name body accepted (bytes) */
+  maxMetaSize: number;
+}
+
+const DEFAULT_LIMITS: TarLimits = { maxMetaSize: 1024 * 1024 };
+
+const BLOCK = 512;
+
+const enum State {
+  Header,
+  Body,
+  Meta,
+  Skip,
+  Pad,
+  Done,
+}
+
+/** Types that are file-system entries (everything else is metadata). */
+const FS_TYPES = new Set(['0', '1', '2', '3', '4', '5', '6', '7', 'D']);
+
+interface PaxFields {
+  path?: string;
+  linkpath?: string;
+  size?: number;
+  mtime?: number;
+  uid?: number;
+  gid?: number;
+  mode?: number;
+}
+
+export class TarReader {
+  private state = State.Header;
+  private readonly hdr = Buffer.alloc(BLOCK);
+  private hdrFill = 0;
+  /** body bytes still to come for the current entry / meta block */
+  private remaining = 0;
+  private pad = 0;
+  private metaType = '';
+  private metaChunks: Buffer[] = [];
+  private ex: PaxFields = {};
+  private gex: PaxFields = {};
+  private zeroBlocks = 0;
+  private current = '';
+  /** uncompressed bytes consumed so far */
+  bytes = 0;
+  private readonly limits: TarLimits;
+
+  constructor(
+    private readonly sink: TarSink,
+    limits: Partial<TarLimits> = {},
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+  }
+
+  get done(): boolean {
+    return this.state === State.Done;
+  }
+
+  write(chunk: Buffer): void {
+    let off = 0;
+    const len = chunk.length;
+    this.bytes += len;
+    while (off < len) {
+      switch (this.state) {
+        case State.Header: {
+          if (this.hdrFill === 0 && len - off >= BLOCK) {
+            this.header(chunk, off);
+            off += BLOCK;
+          } else {
+            const n = Math.min(BLOCK - this.hdrFill, len - off);
+            chunk.copy(this.hdr, this.hdrFill, off, off + n);
+            this.hdrFill += n;
+            off += n;
+            if (this.hdrFill === BLOCK) {
+              this.hdrFill = 0;
+              this.header(this.hdr, 0);
+            }
+          }
+          break;
+        }
+        case State.Body: {
+          const n = Math.min(this.remaining, len - off);
+          this.sink.data(chunk.subarray(off, off + n));
+          off += n;
+          this.remaining -= n;
+          if (this.remaining === 0) this.finishBody();
+          break;
+        }
+        case State.Meta: {
+          const n = Math.min(this.remaining, len - off);
+          this.metaChunks.push(Buffer.from(chunk.subarray(off, off + n)));
+          off += n;
+          this.remaining -= n;
+          if (this.remaining === 0) this.finishMeta();
+          break;
+        }
+        case State.Skip: {
+          const n = Math.min(this.remaining, len - off);
+          off += n;
+          this.remaining -= n;
+          if (this.remaining === 0) this.toPad();
+          break;
+        }
+        case State.Pad: {
+          const n = Math.min(this.pad, len - off);
+          off += n;
+          this.pad -= n;
+          if (this.pad === 0) this.state = State.Header;
+          break;
+        }
+        case State.Done:
+          // GNU tar pads the archive to a 10 KiB record; whatever follows the end marker is ignored.
+          return;
+      }
+    }
+  }
+
+  /** The input ended: throws unless the archive was complete. */
+  end(): void {
+    if (this.state === State.Done) return;
+    // A lone zero block at the very end: GNU tar accepts it ("A lone zero block"), so do we.
+    if (this.state === State.Header && this.hdrFill === 0 && this.zeroBlocks === 1) {
+      this.state = State.Done;
+      return;
+    }
+    if (this.state === State.Header && this.hdrFill === 0 && this.zeroBlocks === 0) {
+      throw new TarFormatError('unexpected end of archive: the end-of-archive marker is missing (truncated?)');
+    }
+    throw new TarFormatError(
+      'unexpected end of archive (truncated?)',
+      this.state === State.Body || this.state === State.Pad ? this.current : undefined,
+    );
+  }
+
+  private toPad(): void {
+    if (this.pad > 0) this.state = State.Pad;
+    else this.state = State.Header;
+  }
+
+  private finishBody(): void {
+    this.sink.endEntry();
+    this.toPad();
+  }
+
+  private header(buf: Buffer, off: number): void {
+    if (isZeroBlock(buf, off)) {
+      this.zeroBlocks++;
+      if (this.zeroBlocks >= 2) this.state = State.Done;
+      return;
+    }
+    if (this.zeroBlocks > 0) {
+      throw new TarFormatError('data after a zero block (corrupt archive)');
+    }
+    if (!checksumOk(buf, off)) {
+      throw new TarFormatError(
+        'bad header checksum (corrupt or not a tar archive)',
+        this.current || undefined,
+      );
+    }
+    const type = buf[off + 156] === 0 ? '0' : String.fromCharCode(buf[off + 156]!);
+    const size = readNumber(buf, off + 124, 12, 'size');
+    this.pad = (BLOCK - (size % BLOCK)) % BLOCK;
+
+    if (type === 'x' || type === 'g' || type === 'L' || type === 'K' || type === 'X' || type === 'N') {
+      if (size > this.limits.maxMetaSize) {
+        throw new TarFormatError(`extended header of ${size} bytes is too large`);
+      }
+      this.metaType = type;
+      this.metaChunks = [];
+      this.remaining = size;
+      if (size === 0) this.finishMeta();
+      else this.state = State.Meta;
+      return;
+    }
+
+    const isFs = FS_TYPES.has(type);
+    if (!isFs) {
+      if (type === 'V' || type === 'A' || type === 'I') {
+        // volume label / Solaris ACL / inode metadata: nothing to extract
+        this.ex = {};
+        this.skip(size);
+        return;
+      }
+      if (type === 'S') throw new TarFormatError('GNU sparse files are not supported', decodeName(buf, off));
+      throw new TarFormatError(`unsupported entry type '${type}'`, decodeName(buf, off));
+    }
+
+    const ex = this.ex;
+    const gex = this.gex;
+    this.ex = {};
+    let path = ex.path ?? gex.path;
+    if (path === undefined) {
+      path = decodeString(buf, off, 100);
+      if (isUstar(buf, off)) {
+        const prefix = decodeString(buf, off + 345, 155);
+        if (prefix) path = prefix + '/' + path;
+      }
+    }
+    const linkpath = ex.linkpath ?? gex.linkpath ?? decodeString(buf, off + 157, 100);
+    let bodySize = ex.size ?? gex.size ?? size;
+    if (type === '5') bodySize = 0; // some writers store stat(dir).size; a directory never has a body
+    if (type === '5' && size > 0) this.pad = 0;
+    const entry: TarEntry = {
+      path,
+      type: type === '7' ? '0' : type,
+      mode: ex.mode ?? gex.mode ?? readNumber(buf, off + 100, 8, 'mode'),
+      uid: ex.uid ?? gex.uid ?? readNumber(buf, off + 108, 8, 'uid'),
+      gid: ex.gid ?? gex.gid ?? readNumber(buf, off + 116, 8, 'gid'),
+      size: bodySize,
+      mtime: ex.mtime ?? gex.mtime ?? readNumber(buf, off + 136, 12, 'mtime'),
+      linkpath,
+    };
+    if (bodySize !== size && type !== '5') this.pad = (BLOCK - (bodySize % BLOCK)) % BLOCK;
+    this.current = path;
+    const hasBody = type === '0' || type === '7';
+    this.sink.entry(entry);
+    if (hasBody) {
+      this.remaining = bodySize;
+      if (bodySize === 0) this.finishBody();
+      else this.state = State.Body;
+    } else {
+      // links, dirs, devices: any stored body (GNU dumpdir 'D', odd writers) is skipped
+      this.sink.endEntry();
+      this.skip(type === '5' ? 0 : bodySize);
+    }
+  }
+
+  private skip(size: number): void {
+    this.remaining = size;
+    if (size === 0) this.toPad();
+    else this.state = State.Skip;
+  }
+
+  private finishMeta(): void {
+    const body = Buffer.concat(this.metaChunks);
+    this.metaChunks = [];
+    switch (this.metaType) {
+      case 'L':
+      case 'N':
+        this.ex.path = cString(body);
+        break;
+      case 'K':
+        this.ex.linkpath = cString(body);
+        break;
+      case 'x':
+      case 'X':
+        Object.assign(this.ex, parsePax(body));
+        break;
+      case 'g':
+        this.gex = { ...this.gex, ...parsePax(body) };
+        delete this.gex.path;
+        delete this.gex.linkpath;
+        delete this.gex.size;
+        break;
+    }
+    this.toPad();
+  }
+}
+
+function isZeroBlock(buf: Buffer, off: number): boolean {
+  for (let i = off; i < off + BLOCK; i += 8) {
+    if (buf.readBigUInt64LE(i) !== 0n) return false;
+  }
+  return true;
+}
+
+function checksumOk(buf: Buffer, off: number): boolean {
+  const stored = readOctalLoose(buf, off + 148, 8);
+  if (stored === undefined) return false;
+  let unsigned = 8 * 0x20;
+  let signed = 8 * 0x20;
+  for (let i = off; i < off + BLOCK; i++) {
+    if (i >= off + 148 && i < off + 156) continue;
+    const b = buf[i]!;
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+function isUstar(buf: Buffer, off: number): boolean {
+  // POSIX ustar: "ustar\0" + "00". GNU's "ustar  \0" has no prefix field (that area holds atime/ctime).
+  return (
+    buf[off + 257] === 0x75 &&
+    buf[off + 258] === 0x73 &&
+    buf[off + 259] === 0x74 &&
+    buf[off + 260] === 0x61 &&
+    buf[off + 261] === 0x72 &&
+    buf[off + 262] === 0
+  );
+}
+
+function decodeString(buf: Buffer, off: number, size: number): string {
+  let end = buf.indexOf(0, off);
+  if (end === -1 || end > off + size) end = off + size;
+  return buf.toString('utf8', off, end);
+}
+
+function decodeName(buf: Buffer, off: number): string {
+  return decodeString(buf, off, 100);
+}
+
+function cString(body: Buffer): string {
+  const nul = body.indexOf(0);
+  return body.toString('utf8', 0, nul === -1 ? body.length : nul);
+}
+
+function readOctalLoose(buf: Buffer, off: number, size: number): number | undefined {
+  let i = off;
+  const end = off + size;
+  while (i < end && (buf[i] === 0x20 || buf[i] === 0)) i++;
+  if (i === end) return undefined;
+  let n = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = buf[i]!;
+    if (c >= 0x30 && c <= 0x37) {
+      n = n * 8 + (c - 0x30);
+      digits++;
+    } else if (c === 0x20 || c === 0) {
+      break;
+    } else {
+      return undefined;
+    }
+  }
+  return digits > 0 ? n : undefined;
+}
+
+/** A numeric header field: octal text, or GNU base-256 (high bit set) for large values. */
+function readNumber(buf: Buffer, off: number, size: number, field: string): number {
+  const first = buf[off]!;
+  if (first & 0x80) {
+    if (first === 0xff) throw new TarFormatError(`negative ${field} in a header`);
+    let n = first & 0x7f;
+    for (let i = off + 1; i < off + size; i++) {
+      n = n * 256 + buf[i]!;
+    }
+    if (!Number.isSafeInteger(n)) throw new TarFormatError(`absurd ${field} in a header`);
+    return n;
+  }
+  const v = readOctalLoose(buf, off, size);
+  if (v === undefined) {
+    // an empty numeric field (some writers leave mode/uid/gid blank) counts as 0; size/mtime must be present
+    let blank = true;
+    for (let i = off; i < off + size; i++) if (buf[i] !== 0 && buf[i] !== 0x20) blank = false;
+    if (blank && field !== 'size') return 0;
+    throw new TarFormatError(`invalid ${field} field in a header (corrupt archive)`);
+  }
+  return v;
+}
+
+/** Pax records: "<len> <key>=<value>\n", len counting the whole record in bytes. */
+export function parsePax(body: Buffer): PaxFields {
+  const out: PaxFields = {};
+  let pos = 0;
+  while (pos < body.length) {
+    if (body[pos] === 0) break; // padding
+    const sp = body.indexOf(0x20, pos);
+    if (sp === -1 || sp - pos > 20) throw new TarFormatError('malformed pax header');
+    const len = Number(body.toString('latin1', pos, sp));
+    if (!Number.isSafeInteger(len) || len <= sp - pos + 1 || pos + len > body.length) {
+      throw new TarFormatError('malformed pax header');
+    }
+    const rec = body.subarray(sp + 1, pos + len);
+    pos += len;
+    if (rec[rec.length - 1] !== 0x0a) throw new TarFormatError('malformed pax header');
+    const eq = rec.indexOf(0x3d);
+    if (eq === -1) throw new TarFormatError('malformed pax header');
+    const key = rec.toString('utf8', 0, eq);
+    const value = rec.toString('utf8', eq + 1, rec.length - 1);
+    switch (key) {
+      case 'path':
+        out.path = value;
+        break;
+      case 'linkpath':
+        out.linkpath = value;
+        break;
+      case 'size':
+      case 'uid':
+      case 'gid': {
+        const n = Number(value);
+        if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new TarFormatError(`invalid pax ${key}`);
+        out[key] = n;
+        break;
+      }
+      case 'mtime': {
+        const n = Number(value);
+        if (!/^-?\d+(\.\d+)?$/.test(value) || !Number.isFinite(n)) throw new TarFormatError('invalid pax mtime');
+        out.mtime = n;
+        break;
+      }
+      default:
+        if (key.startsWith('GNU.sparse.')) throw new TarFormatError('GNU sparse files are not supported');
+      // atime, ctime, uname, gname, charset, comment, SCHILY.*, LIBARCHIVE.*: not needed to restore a tree
+    }
+  }
+  return out;
+}
