@@ -84,6 +84,20 @@ export function buildProgram(ctx: RunContext, version: string): Command {
     await ctx.run(globals(cmd), (run) => setupBackup(run, opts));
   });
 
+  addDbOptions(
+    program
+      .command('setup:rollback')
+      .description('Roll back code, media and/or database from backups in var/backups (verified fully first)')
+      .option('-c, --code-file <name>', 'code backup to restore (<ts>_filesystem.tgz)')
+      .option('-m, --media-file <name>', 'media backup to restore (<ts>_filesystem_media.tgz)')
+      .option('-d, --db-file <name>', 'database backup to restore (<ts>_db.sql[.gz])')
+      .option('--drop-extra-tables', 'drop live tables that are not in the dump (default: keep them and warn)')
+      .option('--no-maintenance', 'do not turn maintenance mode on during the rollback'),
+  ).action(async (opts: Record<string, unknown>, cmd: Command) => {
+    const { setupRollback } = await import('./commands/setup-rollback.js');
+    await ctx.run(globals(cmd), (run) => setupRollback(run, opts));
+  });
+
   program
     .command('info:backups:list')
     .description('List the backups in var/backups, newest first')
