@@ -303,21 +303,28 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
   const sink = new Sink(input, (code, p, message) => post({ t: 'warning', code, path: p, message }));
   const reader = new TarReader(sink);
   let lastProgress = Date.now();
+  // pipeline() may report the AbortError of the streams it tore down instead of what the consumer threw
+  let consumerError: unknown;
   try {
     await pipeline(
       fs.createReadStream(input.file, { highWaterMark: 1 << 20 }),
       zlib.createGunzip({ chunkSize: 256 * 1024 }),
       async function (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          if (Atomics.load(abortFlag, 0) !== 0) throw new Interrupted();
-          if (!reader.done) reader.write(chunk);
-          const now = Date.now();
-          if (now - lastProgress >= 200) {
-            lastProgress = now;
-            post({ t: 'progress', entries: sink.result.entries, bytes: reader.bytes });
+        try {
+          for await (const chunk of source) {
+            if (Atomics.load(abortFlag, 0) !== 0) throw new Interrupted();
+            if (!reader.done) reader.write(chunk);
+            const now = Date.now();
+            if (now - lastProgress >= 200) {
+              lastProgress = now;
+              post({ t: 'progress', entries: sink.result.entries, bytes: reader.bytes });
+            }
           }
+          reader.end();
+        } catch (err) {
+          consumerError = err;
+          throw err;
         }
-        reader.end();
       },
     );
     sink.finish();
@@ -326,7 +333,7 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
     post({ t: 'done', result: sink.result });
   } catch (err) {
     sink.closeOpen();
-    post(toMessage(err));
+    post(toMessage(consumerError ?? err));
   }
 }
 
