@@ -1,0 +1,505 @@
+/**
+ * The database dumper: one consistent snapshot of the store's database written as a mysqldump-style SQL file
+ * (optionally gzip) that the stock `mariadb` client loads into an empty database.
+ *
+ * Consistency: REPEATABLE READ + START TRANSACTION WITH CONSISTENT SNAPSHOT on the dump connection, so InnoDB
+ * tables are read at one point in time without any lock that would block the store.
+ * Memory: rows are streamed (mysql2 text protocol, raw buffers, no per-value JS strings) into 1 MiB output
+ * chunks; the connection is paused while more than a few chunks wait for the disk.
+ */
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import type { Connection as CoreConnection } from 'mysql2';
+import type { Connection } from 'mysql2/promise';
+import { ParallelGzipWriter } from '../archive/gzip-parallel.js';
+import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
+import { noEvents, type EventSink } from '../events.js';
+import { describeServer, openConnection } from './connect.js';
+import { readSchema, type EventDef, type RoutineDef, type SchemaPlan, type TablePlan, type TriggerDef, type ViewDef } from './dump-schema.js';
+import { ByteSink, quoteIdent, quoteString, writeHex, writeQuoted } from './sql-values.js';
+import { createStripMatcher } from './strip.js';
+import type { DbConnectionConfig } from './types.js';
+
+export interface DumpOptions {
+  config: DbConnectionConfig;
+  /** file to write (already created, empty, by writeAtomic) */
+  outFile: string;
+  compress: boolean;
+  /** table groups / names / wildcards whose data is left out (structure kept) */
+  strip?: string[];
+  /** remove DEFINER clauses so a user without SUPER can load the dump (default true) */
+  stripDefiners?: boolean;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** bytes per multi-row INSERT before a new statement starts (default 1 MiB) */
+  maxStatementBytes?: number;
+  /** gzip level (default 6) */
+  gzipLevel?: number;
+}
+
+export interface DumpResult {
+  tables: number;
+  views: number;
+  routines: number;
+  triggers: number;
+  events: number;
+  sequences: number;
+  rows: number;
+  /** uncompressed bytes of SQL written */
+  bytes: number;
+  serverVersion: string;
+  strippedTables: string[];
+}
+
+const CHUNK = 1 << 20;
+/** pause reading rows while this many bytes wait to be written */
+const HIGH_WATER = 8 * CHUNK;
+
+/** Where the SQL goes: the plain file, or the parallel gzip writer. Writes are serialised; backpressure by promise. */
+class Output {
+  readonly sink = new ByteSink(CHUNK + 65536);
+  bytes = 0;
+  #pending = 0;
+  #tail: Promise<void> = Promise.resolve();
+  #error: unknown = undefined;
+  #waiters: (() => void)[] = [];
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly gz: ParallelGzipWriter | null,
+  ) {}
+
+  get error(): unknown {
+    return this.#error;
+  }
+  get congested(): boolean {
+    return this.#pending >= HIGH_WATER;
+  }
+
+  /** Hand the sink's bytes to the writer if a chunk is full (or `force`). Synchronous: safe in row callbacks. */
+  flush(force = false): void {
+    if (this.sink.len === 0 || (!force && this.sink.len < CHUNK)) return;
+    const buf = this.sink.take(CHUNK + 65536);
+    this.bytes += buf.length;
+    this.#pending += buf.length;
+    this.#tail = this.#tail.then(async () => {
+      if (this.#error !== undefined) return;
+      try {
+        if (this.gz) await this.gz.write(buf);
+        else await writeFully(this.fh, buf);
+      } catch (err) {
+        this.#error = err;
+      } finally {
+        this.#pending -= buf.length;
+        if (this.#pending < HIGH_WATER / 2 || this.#error !== undefined) {
+          const w = this.#waiters;
+          this.#waiters = [];
+          for (const f of w) f();
+        }
+      }
+    });
+  }
+
+  /** Resolves once the backlog is below half the high-water mark. */
+  drained(): Promise<void> {
+    if (this.#pending < HIGH_WATER / 2 || this.#error !== undefined) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  async text(s: string): Promise<void> {
+    this.sink.utf8(s);
+    this.flush();
+    if (this.congested) await this.drained();
+    this.check();
+  }
+  async raw(b: Buffer): Promise<void> {
+    this.sink.bytes(b);
+    this.flush();
+    if (this.congested) await this.drained();
+    this.check();
+  }
+  check(): void {
+    if (this.#error !== undefined) throw this.#error;
+  }
+  async finish(): Promise<void> {
+    this.flush(true);
+    await this.#tail;
+    this.check();
+    if (this.gz) await this.gz.end();
+  }
+  async abandon(): Promise<void> {
+    await this.#tail.catch(() => {});
+    if (this.gz) {
+      this.gz.destroy();
+      await this.gz.drain();
+    }
+  }
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+}
+
+/** DEFINER=`u`@`h` removed from a CREATE statement's head (the object then belongs to whoever loads it). */
+export function stripDefiner(create: string): string {
+  return create.replace(
+    /^(CREATE\s+(?:OR\s+REPLACE\s+)?(?:ALGORITHM\s*=\s*\w+\s+)?)DEFINER\s*=\s*(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|[^\s@]+)(?:\s*@\s*(?:`(?:[^`]|``)*`|'(?:[^'\\]|\\.|'')*'|[^\s]+))?\s+/i,
+    '$1',
+  );
+}
+
+/**
+ * Statements the stock client would alter (it strips comments outside strings, and treats `DELIMITER` lines
+ * and backslash commands specially) are sent through EXECUTE IMMEDIATE with the text as a string literal.
+ */
+function needsImmediate(body: string): boolean {
+  return /--|#|\/\*|\\|;;|^\s*delimiter\b/im.test(body);
+}
+
+function createStatement(create: Buffer, stripDefiners: boolean): string {
+  const text = create.toString('utf8');
+  return stripDefiners ? stripDefiner(text) : text;
+}
+
+/** A compound statement (routine, trigger, event) as the stock client will pass it through untouched. */
+function compound(text: string): string {
+  if (needsImmediate(text)) return `EXECUTE IMMEDIATE ${quoteString(text)};\n`;
+  return `DELIMITER ;;\n${text} ;;\nDELIMITER ;\n`;
+}
+
+/** character_set_client for a stored object: its own when UTF-8 or the text is ASCII, else utf8mb4 (our file is UTF-8). */
+function clientCharset(charset: string, collation: string, text: string): { cs: string; coll: string } {
+  // eslint-disable-next-line no-control-regex
+  if (/^utf8/i.test(charset) || /^[\x00-\x7f]*$/.test(text)) return { cs: charset || 'utf8mb4', coll: collation || 'utf8mb4_general_ci' };
+  return { cs: 'utf8mb4', coll: 'utf8mb4_general_ci' };
+}
+
+function withContext(o: { sqlMode: string; cs: string; coll: string; timeZone?: string }, body: string): string {
+  let s = `/*!50003 SET @saved_sql_mode = @@sql_mode */;\n/*!50003 SET sql_mode = ${quoteString(o.sqlMode)} */;\n`;
+  s += `/*!50003 SET @saved_cs_client = @@character_set_client */;\n/*!50003 SET @saved_col_connection = @@collation_connection */;\n`;
+  s += `/*!50003 SET character_set_client = ${o.cs} */;\n/*!50003 SET collation_connection = ${o.coll} */;\n`;
+  if (o.timeZone !== undefined) s += `/*!50106 SET @save_time_zone = @@TIME_ZONE */;\n/*!50106 SET TIME_ZONE = ${quoteString(o.timeZone)} */;\n`;
+  s += body;
+  if (o.timeZone !== undefined) s += `/*!50106 SET TIME_ZONE = @save_time_zone */;\n`;
+  s += `/*!50003 SET sql_mode = @saved_sql_mode */;\n/*!50003 SET character_set_client = @saved_cs_client */;\n/*!50003 SET collation_connection = @saved_col_connection */;\n`;
+  return s;
+}
+
+function pad(n: number): string {
+  return String(n).padStart(2, '0');
+}
+function utcStamp(d = new Date()): string {
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+}
+
+function header(cfg: DbConnectionConfig, serverVersion: string): string {
+  return `-- magebackup dump of database ${quoteIdent(cfg.database)}
+-- Host: ${describeServer(cfg)}    Database: ${cfg.database}
+-- ------------------------------------------------------
+-- Server version\t${serverVersion}
+
+/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;
+/*!40101 SET @OLD_CHARACTER_SET_RESULTS=@@CHARACTER_SET_RESULTS */;
+/*!40101 SET @OLD_COLLATION_CONNECTION=@@COLLATION_CONNECTION */;
+/*!40101 SET NAMES utf8mb4 */;
+/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */;
+/*!40103 SET TIME_ZONE='+00:00' */;
+/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */;
+/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;
+/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;
+/*!40111 SET @OLD_SQL_NOTES=@@SQL_NOTES, SQL_NOTES=0 */;
+/*!40101 SET @OLD_AUTOCOMMIT=@@AUTOCOMMIT, AUTOCOMMIT=0 */;
+
+`;
+}
+
+const FOOTER = `/*!40101 SET AUTOCOMMIT=@OLD_AUTOCOMMIT */;
+/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
+/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;
+/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS */;
+/*!40014 SET UNIQUE_CHECKS=@OLD_UNIQUE_CHECKS */;
+/*!40101 SET CHARACTER_SET_CLIENT=@OLD_CHARACTER_SET_CLIENT */;
+/*!40101 SET CHARACTER_SET_RESULTS=@OLD_CHARACTER_SET_RESULTS */;
+/*!40101 SET COLLATION_CONNECTION=@OLD_COLLATION_CONNECTION */;
+/*!40111 SET SQL_NOTES=@OLD_SQL_NOTES */;
+
+`;
+
+/** Session settings for reading: exact values, UTC timestamps, no statement timeout while we stream. */
+export async function prepareDumpSession(conn: Connection): Promise<void> {
+  await conn.query("SET SESSION sql_mode = ''");
+  await conn.query('SET NAMES utf8mb4');
+  await conn.query("SET SESSION time_zone = '+00:00'");
+  await conn.query('SET SESSION sql_quote_show_create = 1');
+  // the connection is paused while the disk catches up: the server must not give up on us meanwhile
+  await conn.query('SET SESSION net_write_timeout = 3600, SESSION net_read_timeout = 3600');
+  await conn.query('SET SESSION max_statement_time = 0').catch(() => {}); // MariaDB only
+  await conn.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+}
+
+export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
+  const emit = o.onEvent ?? noEvents;
+  const stripDefiners = o.stripDefiners ?? true;
+  const maxStmt = o.maxStatementBytes ?? CHUNK;
+  const cfg = o.config;
+  throwIfAborted(o.signal);
+
+  const conn = await openConnection(cfg);
+  let fh: FileHandle | null = null;
+  let out: Output | null = null;
+  const onAbort = (): void => {
+    // stops a running SELECT at once; the pending query rejects and the dump unwinds
+    coreOf(conn).destroy();
+  };
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await prepareDumpSession(conn);
+    await conn.query('START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */, READ ONLY');
+    const [vr] = await conn.query({ sql: 'SELECT VERSION()', rowsAsArray: true });
+    const serverVersion = String((vr as unknown as unknown[][])[0]?.[0] ?? '');
+
+    const schema = await readSchema(conn, cfg.database);
+    throwIfAborted(o.signal);
+    const stripper = createStripMatcher(o.strip ?? [], cfg.tablePrefix);
+
+    fh = await fsp.open(o.outFile, 'w', 0o600);
+    const gz = o.compress ? new ParallelGzipWriter(fh, { level: o.gzipLevel ?? 6 }) : null;
+    out = new Output(fh, gz);
+
+    await out.text(header(cfg, serverVersion));
+    const result: DumpResult = {
+      tables: schema.tables.length,
+      views: schema.views.length,
+      routines: schema.routines.length,
+      triggers: schema.tables.reduce((n, t) => n + t.triggers.length, 0),
+      events: schema.events.length,
+      sequences: schema.sequences.length,
+      rows: 0,
+      bytes: 0,
+      serverVersion,
+      strippedTables: [],
+    };
+
+    for (const seq of schema.sequences) {
+      await out.text(`--\n-- Sequence structure for ${quoteIdent(seq.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(seq.name)};\n`);
+      await out.raw(seq.create);
+      await out.text(`;\nDO SETVAL(${quoteIdent(seq.name)}, ${/^-?\d+$/.test(seq.next) ? seq.next : quoteString(seq.next)}, 0);\n\n`);
+    }
+
+    for (const t of schema.tables) {
+      throwIfAborted(o.signal);
+      const stripped = stripper.matches(t.name);
+      await out.text(`--\n-- Table structure for table ${quoteIdent(t.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(t.name)};\n`);
+      await out.raw(t.create);
+      await out.text(';\n\n');
+      if (stripped) {
+        result.strippedTables.push(t.name);
+      } else {
+        emit({ type: 'progress', part: 'db', operation: 'backup', bytes: out.bytes + out.sink.len, table: t.name, rows: 0 });
+        const rows = await dumpRows(conn, t, out, maxStmt, o.signal, (rowsSoFar) =>
+          emit({ type: 'progress', part: 'db', operation: 'backup', bytes: out!.bytes + out!.sink.len, table: t.name, rows: rowsSoFar }),
+        );
+        result.rows += rows;
+        emit({ type: 'progress', part: 'db', operation: 'backup', bytes: out.bytes + out.sink.len, table: t.name, rows });
+      }
+      for (const tr of t.triggers) await out.text(triggerSql(tr, stripDefiners));
+    }
+
+    if (schema.views.length > 0) await out.text(viewPlaceholders(schema.views));
+    for (const e of schema.events) await out.text(eventSql(e, stripDefiners));
+    for (const r of schema.routines) await out.text(routineSql(r, stripDefiners));
+    for (const v of schema.views) await out.text(viewSql(v, stripDefiners));
+
+    await conn.query('COMMIT');
+    await out.text(FOOTER + `-- Dump completed on ${utcStamp()}\n`);
+    await out.finish();
+    result.bytes = out.bytes;
+    return result;
+  } catch (err) {
+    if (out) await out.abandon();
+    if (o.signal?.aborted) throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
+    throw mapDumpError(err, cfg);
+  } finally {
+    o.signal?.removeEventListener('abort', onAbort);
+    if (fh) await fh.close().catch(() => {});
+    if (!o.signal?.aborted) await conn.end().catch(() => coreOf(conn).destroy());
+    else coreOf(conn).destroy();
+  }
+}
+
+function mapDumpError(err: unknown, cfg: DbConnectionConfig): unknown {
+  if (err instanceof CliError) return err;
+  const e = err as { code?: string; sqlMessage?: string; message?: string };
+  if (typeof e?.code === 'string' && (e.code.startsWith('ER_') || e.code === 'PROTOCOL_CONNECTION_LOST')) {
+    return new CliError(`Database dump of ${quoteIdent(cfg.database)} on ${describeServer(cfg)} failed: ${e.sqlMessage ?? e.message ?? e.code}`, {
+      cause: err,
+    });
+  }
+  return err;
+}
+
+function triggerSql(tr: TriggerDef, stripDefiners: boolean): string {
+  const text = createStatement(tr.create, stripDefiners);
+  const { cs, coll } = clientCharset(tr.charset, tr.collation, text);
+  return withContext({ sqlMode: tr.sqlMode, cs, coll }, compound(text)) + '\n';
+}
+
+function routineSql(r: RoutineDef, stripDefiners: boolean): string {
+  const text = createStatement(r.create, stripDefiners);
+  const { cs, coll } = clientCharset(r.charset, r.collation, text);
+  return (
+    `--\n-- ${r.type === 'FUNCTION' ? 'Function' : 'Procedure'} ${quoteIdent(r.name)}\n--\n\n` +
+    `/*!50003 DROP ${r.type} IF EXISTS ${quoteIdent(r.name)} */;\n` +
+    withContext({ sqlMode: r.sqlMode, cs, coll }, compound(text)) +
+    '\n'
+  );
+}
+
+function eventSql(e: EventDef, stripDefiners: boolean): string {
+  const text = createStatement(e.create, stripDefiners);
+  const { cs, coll } = clientCharset(e.charset, e.collation, text);
+  return (
+    `--\n-- Event ${quoteIdent(e.name)}\n--\n\n/*!50106 DROP EVENT IF EXISTS ${quoteIdent(e.name)} */;\n` +
+    withContext({ sqlMode: e.sqlMode, cs, coll, timeZone: e.timeZone }, compound(text)) +
+    '\n'
+  );
+}
+
+/** Stand-ins with the right columns, so anything created before the final views can refer to them. */
+function viewPlaceholders(views: ViewDef[]): string {
+  let s = '--\n-- Temporary view structures\n--\n\n';
+  for (const v of [...views].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    const cols = v.columns.length > 0 ? v.columns.map((c) => `1 AS ${quoteIdent(c)}`).join(', ') : '1 AS `1`';
+    s += `/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n/*!50001 CREATE VIEW ${quoteIdent(v.name)} AS SELECT ${cols} */;\n`;
+  }
+  return s + '\n';
+}
+
+function viewSql(v: ViewDef, stripDefiners: boolean): string {
+  const text = createStatement(v.create, stripDefiners);
+  const { cs, coll } = clientCharset(v.charset, v.collation, text);
+  return (
+    `--\n-- Final view structure for view ${quoteIdent(v.name)}\n--\n\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n` +
+    `/*!50001 SET @saved_cs_client = @@character_set_client */;\n/*!50001 SET @saved_col_connection = @@collation_connection */;\n` +
+    `/*!50001 SET character_set_client = ${cs} */;\n/*!50001 SET collation_connection = ${coll} */;\n` +
+    `${needsImmediate(text) ? `EXECUTE IMMEDIATE ${quoteString(text)}` : text};\n` +
+    `/*!50001 SET character_set_client = @saved_cs_client */;\n/*!50001 SET collation_connection = @saved_col_connection */;\n\n`
+  );
+}
+
+const NULL_BYTES = Buffer.from('NULL');
+
+/** The callback-style connection under a mysql2/promise one (streaming, pause/resume, destroy). */
+export function coreOf(conn: Connection): CoreConnection {
+  return (conn as unknown as { connection: CoreConnection }).connection;
+}
+
+/**
+ * Stream one table's rows into bounded multi-row INSERTs. Returns the row count.
+ * The row callback is synchronous; backpressure pauses the connection's socket.
+ */
+async function dumpRows(
+  conn: Connection,
+  t: TablePlan,
+  out: Output,
+  maxStmt: number,
+  signal: AbortSignal | undefined,
+  progress: (rows: number) => void,
+): Promise<number> {
+  if (t.columns.length === 0) return 0;
+  const table = quoteIdent(t.name);
+  const insertHead = Buffer.from(`INSERT INTO ${table}${t.columnList} VALUES `, 'utf8');
+  const sql = `SELECT /*!40001 SQL_NO_CACHE */ ${t.selectList.join(', ')} FROM ${table}`;
+  const kinds = t.columns.map((c) => (c.kind === 'number' ? 0 : c.kind === 'string' ? 1 : 2));
+  const enumAt = t.columns.map((c) => c.enumIndexAt ?? -1);
+  const hasEnumHelpers = enumAt.some((x) => x >= 0);
+  const ncols = kinds.length;
+  const sink = out.sink;
+  const core = coreOf(conn);
+
+  let rows = 0;
+  let stmtBytes = 0;
+  let lastProgress = Date.now();
+  await out.text(`--\n-- Dumping data for table ${table}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`);
+
+  await new Promise<void>((resolve, reject) => {
+    let failed = false;
+    const fail = (err: unknown): void => {
+      if (failed) return;
+      failed = true;
+      reject(err);
+    };
+    const query = core.query({ sql, rowsAsArray: true, typeCast: false });
+    query.on('error', fail);
+    query.on('result', (row: unknown) => {
+      if (failed) return;
+      const r = row as (Buffer | null)[];
+      // estimate the row's size to start a new statement before crossing the bound
+      let est = ncols + 2;
+      for (let i = 0; i < ncols; i++) {
+        const v = r[i];
+        if (v) est += kinds[i] === 2 ? v.length * 2 + 2 : v.length + 2;
+        else est += 4;
+      }
+      if (stmtBytes > 0 && stmtBytes + est > maxStmt) {
+        sink.ascii(';\n');
+        stmtBytes = 0;
+      }
+      const before = sink.len;
+      if (stmtBytes === 0) sink.bytes(insertHead);
+      else sink.byte(0x2c);
+      sink.byte(0x28);
+      for (let i = 0; i < ncols; i++) {
+        if (i > 0) sink.byte(0x2c);
+        const v = r[i] ?? null;
+        if (v === null) sink.bytes(NULL_BYTES);
+        else {
+          const k = kinds[i];
+          if (k === 0) sink.bytes(v);
+          else if (k === 1) {
+            if (hasEnumHelpers && v.length === 0 && enumAt[i]! >= 0 && r[enumAt[i]!]?.toString() === '0') sink.byte(0x30);
+            else writeQuoted(sink, v);
+          } else writeHex(sink, v);
+        }
+      }
+      sink.byte(0x29);
+      stmtBytes += sink.len - before;
+      rows++;
+      if (sink.len >= CHUNK) {
+        out.flush();
+        if (out.error !== undefined) {
+          core.destroy();
+          fail(out.error);
+          return;
+        }
+        if (out.congested) {
+          core.pause();
+          void out.drained().then(() => core.resume());
+        }
+      }
+      if ((rows & 1023) === 0) {
+        if (signal?.aborted) {
+          core.destroy();
+          fail(new InterruptedError(describeAbort(signal.reason)));
+          return;
+        }
+        const now = Date.now();
+        if (now - lastProgress >= 500) {
+          lastProgress = now;
+          progress(rows);
+        }
+      }
+    });
+    query.on('end', () => {
+      if (!failed) resolve();
+    });
+  });
+  if (stmtBytes > 0) sink.ascii(';\n');
+  await out.text(`/*!40000 ALTER TABLE ${table} ENABLE KEYS */;\nCOMMIT;\n\n`);
+  return rows;
+}
+
+export type { SchemaPlan };

@@ -1,0 +1,196 @@
+/**
+ * SQL literal writing, on raw bytes. Pure: no I/O. The dumper receives every value as the server's text-protocol
+ * bytes (a Buffer, or null for NULL) and appends its literal to an output buffer without building JS strings.
+ */
+
+/** How a column's raw bytes become a literal. */
+export type ValueKind =
+  /** integers, DECIMAL, DOUBLE (FLOAT is selected as DOUBLE): the text is already a valid literal */
+  | 'number'
+  /** character data in the connection charset (utf8mb4): quoted and escaped */
+  | 'string'
+  /** BINARY/VARBINARY/BLOB/BIT/GEOMETRY: 0x... (empty: '') */
+  | 'hex';
+
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+
+/** byte → its escape letter after a backslash, 0 when the byte needs no escaping. Same set as mysql_real_escape_string. */
+const ESCAPES = new Uint8Array(256);
+ESCAPES[0x00] = 0x30; // \0
+ESCAPES[0x0a] = 0x6e; // \n
+ESCAPES[0x0d] = 0x72; // \r
+ESCAPES[0x1a] = 0x5a; // \Z
+ESCAPES[0x22] = 0x22; // \"
+ESCAPES[0x27] = 0x27; // \'
+ESCAPES[0x5c] = 0x5c; // \\
+
+/**
+ * A growable byte buffer. Append-only; `take()` hands the bytes over and starts a new buffer
+ * (the old one is never written again, so it can be passed to an asynchronous writer).
+ */
+export class ByteSink {
+  buf: Buffer;
+  len = 0;
+  constructor(initialCapacity = 1 << 20) {
+    this.buf = Buffer.allocUnsafe(initialCapacity);
+  }
+  ensure(extra: number): void {
+    const need = this.len + extra;
+    if (need <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < need) cap *= 2;
+    const nb = Buffer.allocUnsafe(cap);
+    this.buf.copy(nb, 0, 0, this.len);
+    this.buf = nb;
+  }
+  byte(b: number): void {
+    if (this.len >= this.buf.length) this.ensure(1);
+    this.buf[this.len++] = b;
+  }
+  bytes(src: Buffer | Uint8Array): void {
+    this.ensure(src.length);
+    // Buffer.prototype.set is a memcpy; faster than copy() for small slices
+    this.buf.set(src, this.len);
+    this.len += src.length;
+  }
+  ascii(s: string): void {
+    this.ensure(s.length);
+    this.len += this.buf.write(s, this.len, 'latin1');
+  }
+  utf8(s: string): void {
+    const n = Buffer.byteLength(s, 'utf8');
+    this.ensure(n);
+    this.len += this.buf.write(s, this.len, 'utf8');
+  }
+  /** The bytes so far (a copy when small, else the buffer itself); the sink starts over with a fresh buffer. */
+  take(nextCapacity = 1 << 20): Buffer {
+    const out = this.len < this.buf.length / 4 ? Buffer.from(this.buf.subarray(0, this.len)) : this.buf.subarray(0, this.len);
+    if (out.buffer === this.buf.buffer) this.buf = Buffer.allocUnsafe(nextCapacity);
+    this.len = 0;
+    return out;
+  }
+}
+
+/** Append `'...'` with MySQL escaping of src's bytes (valid for utf8mb4 and any ASCII-compatible charset). */
+export function writeQuoted(out: ByteSink, src: Buffer): void {
+  const n = src.length;
+  out.ensure(n * 2 + 2);
+  const buf = out.buf;
+  let o = out.len;
+  buf[o++] = 0x27;
+  let start = 0;
+  for (let i = 0; i < n; i++) {
+    const e = ESCAPES[src[i]!]!;
+    if (e !== 0) {
+      if (i > start) {
+        buf.set(src.subarray(start, i), o);
+        o += i - start;
+      }
+      buf[o++] = 0x5c;
+      buf[o++] = e;
+      start = i + 1;
+    }
+  }
+  if (n > start) {
+    buf.set(start === 0 ? src : src.subarray(start), o);
+    o += n - start;
+  }
+  buf[o++] = 0x27;
+  out.len = o;
+}
+
+/** Append `0x<hex>`, or `''` for an empty value (0x alone is not a literal). */
+export function writeHex(out: ByteSink, src: Buffer): void {
+  const n = src.length;
+  if (n === 0) {
+    out.ascii("''");
+    return;
+  }
+  if (n > 4096) {
+    // Node's hex encoder is native: faster than the loop for big values
+    out.ensure(n * 2 + 2);
+    out.buf[out.len++] = 0x30;
+    out.buf[out.len++] = 0x78;
+    out.len += out.buf.write(src.toString('hex'), out.len, 'latin1');
+    return;
+  }
+  out.ensure(n * 2 + 2);
+  const buf = out.buf;
+  let o = out.len;
+  buf[o++] = 0x30;
+  buf[o++] = 0x78;
+  for (let i = 0; i < n; i++) {
+    const b = src[i]!;
+    buf[o++] = HEX[b >> 4]!;
+    buf[o++] = HEX[b & 15]!;
+  }
+  out.len = o;
+}
+
+const NULL_BYTES = Buffer.from('NULL', 'latin1');
+
+/** Append one value's literal. `null` is the SQL NULL keyword (never the string 'NULL'). */
+export function writeValue(out: ByteSink, kind: ValueKind, v: Buffer | null): void {
+  if (v === null) {
+    out.bytes(NULL_BYTES);
+    return;
+  }
+  if (kind === 'number') out.bytes(v);
+  else if (kind === 'string') writeQuoted(out, v);
+  else writeHex(out, v);
+}
+
+/** The literal as a string, for tests and DDL-side values (e.g. SETVAL arguments). */
+export function sqlLiteral(kind: ValueKind, v: Buffer | string | null): string {
+  const out = new ByteSink(64);
+  writeValue(out, kind, v === null ? null : Buffer.isBuffer(v) ? v : Buffer.from(v, 'utf8'));
+  return out.buf.toString('utf8', 0, out.len);
+}
+
+/** `name` as a backquoted identifier. */
+export function quoteIdent(name: string): string {
+  return '`' + name.replace(/`/g, '``') + '`';
+}
+
+/** A JS string as a quoted, escaped SQL string literal. */
+export function quoteString(s: string): string {
+  return sqlLiteral('string', s);
+}
+
+/** Which literal a column needs, from information_schema.COLUMNS.DATA_TYPE (lower case). */
+export function valueKindFor(dataType: string): ValueKind {
+  switch (dataType.toLowerCase()) {
+    case 'tinyint':
+    case 'smallint':
+    case 'mediumint':
+    case 'int':
+    case 'integer':
+    case 'bigint':
+    case 'decimal':
+    case 'numeric':
+    case 'float':
+    case 'double':
+    case 'real':
+    case 'double precision':
+      return 'number';
+    case 'binary':
+    case 'varbinary':
+    case 'tinyblob':
+    case 'blob':
+    case 'mediumblob':
+    case 'longblob':
+    case 'bit':
+    case 'geometry':
+    case 'point':
+    case 'linestring':
+    case 'polygon':
+    case 'multipoint':
+    case 'multilinestring':
+    case 'multipolygon':
+    case 'geometrycollection':
+      return 'hex';
+    default:
+      // char/varchar/text/enum/set/json/date/time/datetime/timestamp/year/inet6/uuid...: quoted text
+      return 'string';
+  }
+}
