@@ -333,7 +333,14 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
     post({ t: 'done', result: sink.result });
   } catch (err) {
     sink.closeOpen();
-    post(toMessage(consumerError ?? err));
+    const e = consumerError ?? err;
+    const zcode = (e as NodeJS.ErrnoException | undefined)?.code;
+    if (reader.bytes > 0 && zcode === 'Z_DATA_ERROR' && /header check/.test((e as Error).message)) {
+      // zlib read one gzip member fine, then something that is not gzip
+      post({ t: 'error', kind: 'format', message: 'data after a gzip member is not gzip (trailing garbage or damage)' });
+    } else {
+      post(toMessage(e));
+    }
   }
 }
 
