@@ -1,0 +1,20 @@
+// Child process for the crash tests of tree-swap.test.ts: stages and commits, and SIGKILLs itself at a chosen
+// point. argv: root target archive killAt ('stage' = while staging, N = right after the N-th rename, 'never').
+import { stageTree, commitStagedTree, setSwapTestHook } from '../../src/backup/tree-swap.js';
+
+const [root, target, archive, killAt] = process.argv.slice(2) as [string, 'code' | 'media', string, string];
+let renames = 0;
+setSwapTestHook((n) => {
+  renames = n;
+  if (String(n) === killAt) process.kill(process.pid, 'SIGKILL');
+});
+const s = await stageTree({
+  root,
+  target,
+  archive,
+  onProgress: () => {
+    if (killAt === 'stage') process.kill(process.pid, 'SIGKILL');
+  },
+});
+await commitStagedTree(s);
+process.stdout.write(JSON.stringify({ renames }) + '\n');
