@@ -1,0 +1,143 @@
+/**
+ * Full verification of a database dump before anything is touched: every byte is read (for .sql.gz the gzip
+ * stream is decoded to its end, which checks its CRC and length), split into statements, and the dump must end
+ * with its footer line. Dumps of mysqldump/mariadb-dump, Magento and magebackup all end with
+ * `-- Dump completed on <date>` (Magento's `... GMT`, without a final newline).
+ */
+import { promises as fsp } from 'node:fs';
+import { CliError, InterruptedError, describeAbort, errnoCode, throwIfAborted } from '../errors.js';
+import { openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
+
+export type DumpFlavour = 'magebackup' | 'mysqldump' | 'magento';
+
+export interface VerifyResult {
+  /** size of the file on disk */
+  bytes: number;
+  /** statements in the dump */
+  statements?: number;
+  footer: DumpFlavour;
+}
+
+const HEAD_BYTES = 4096;
+const TAIL_BYTES = 4096;
+
+/** Which program wrote the dump, from its first lines. */
+export function dumpFlavour(head: string): DumpFlavour {
+  if (/^-- Magento DB backup/m.test(head)) return 'magento';
+  if (/magebackup/i.test(head.split('\n').slice(0, 3).join('\n'))) return 'magebackup';
+  return 'mysqldump';
+}
+
+/** The database name a dump was taken from, if its header says (`-- Host: h    Database: name`). */
+export function dumpedDatabaseFromHeader(head: string): string | undefined {
+  const m = /^-- Host: .*?\bDatabase: (.+?)\s*$/m.exec(head);
+  return m?.[1] || undefined;
+}
+
+function lastLine(tail: Buffer): string {
+  const text = tail.toString('utf8').replace(/[\s\0]+$/, '');
+  const nl = text.lastIndexOf('\n');
+  return text.slice(nl + 1).trim();
+}
+
+/** Reads the start of a dump (decompressed). */
+export async function readDumpHead(file: string, bytes = HEAD_BYTES): Promise<string> {
+  const parts: Buffer[] = [];
+  let got = 0;
+  for await (const chunk of openDumpStream(file)) {
+    parts.push(chunk);
+    got += chunk.length;
+    if (got >= bytes) break;
+  }
+  return Buffer.concat(parts).subarray(0, bytes).toString('utf8');
+}
+
+function describeStreamError(file: string, err: unknown, gz: boolean): CliError {
+  const code = errnoCode(err);
+  if (code === 'ENOENT') return new CliError(`Database backup ${file} does not exist`, { cause: err });
+  if (code === 'EACCES' || code === 'EPERM') return new CliError(`Database backup ${file} is not readable`, { cause: err });
+  if (code === 'EISDIR') return new CliError(`Database backup ${file} is a directory`, { cause: err });
+  if (gz || (code !== undefined && code.startsWith('Z_'))) {
+    const why = code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt';
+    return new CliError(`Database backup ${file} is ${why}: its gzip data does not decode to the end`, { cause: err });
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  return new CliError(`Database backup ${file} cannot be read: ${msg}`, { cause: err });
+}
+
+/**
+ * Reads the whole dump; throws a CliError naming the file and the problem (missing, unreadable, corrupt or
+ * truncated gzip, ends inside a statement or string, no `-- Dump completed` footer).
+ */
+export async function verifyDump(
+  file: string,
+  o: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
+): Promise<VerifyResult> {
+  throwIfAborted(o.signal);
+  let size: number;
+  try {
+    const st = await fsp.stat(file);
+    if (!st.isFile()) throw Object.assign(new Error('not a file'), { code: 'EISDIR' });
+    size = st.size;
+  } catch (err) {
+    throw describeStreamError(file, err, false);
+  }
+  if (size === 0) throw new CliError(`Database backup ${file} is empty`);
+
+  const splitter = new StatementSplitter();
+  const sink: RawStatement[] = [];
+  let head: Buffer = Buffer.alloc(0);
+  let tail: Buffer = Buffer.alloc(0);
+  let rawBytes = 0;
+  let lastReport = 0;
+  let gz = false;
+  try {
+    const fh = await fsp.open(file, 'r');
+    const magic = Buffer.alloc(2);
+    await fh.read(magic, 0, 2, 0);
+    await fh.close();
+    gz = magic[0] === 0x1f && magic[1] === 0x8b;
+    const stream = openDumpStream(file, {
+      signal: o.signal,
+      onRawBytes: (n) => {
+        rawBytes += n;
+        if (o.onProgress && (rawBytes - lastReport >= 8 << 20 || rawBytes === size)) {
+          lastReport = rawBytes;
+          o.onProgress(rawBytes);
+        }
+      },
+    });
+    for await (const chunk of stream) {
+      if (head.length < HEAD_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEAD_BYTES - head.length)]);
+      tail =
+        chunk.length >= TAIL_BYTES
+          ? chunk.subarray(chunk.length - TAIL_BYTES)
+          : Buffer.concat([tail, chunk]).subarray(-TAIL_BYTES);
+      splitter.push(chunk, sink);
+      sink.length = 0;
+    }
+  } catch (err) {
+    if (o.signal?.aborted) throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
+    throw describeStreamError(file, err, gz);
+  }
+  const end = splitter.end(sink);
+  if (end !== 'clean') {
+    const what =
+      end === 'string'
+        ? 'a quoted string'
+        : end === 'identifier'
+          ? 'a quoted identifier'
+          : end === 'comment'
+            ? 'a comment'
+            : `a statement (no closing "${splitter.delimiter}")`;
+    throw new CliError(`Database backup ${file} is truncated: it ends inside ${what}`);
+  }
+  const last = lastLine(tail);
+  if (!/^-- Dump completed\b/.test(last)) {
+    throw new CliError(
+      `Database backup ${file} is incomplete: it does not end with a "-- Dump completed" line (truncated or still being written?)`,
+    );
+  }
+  o.onProgress?.(size);
+  return { bytes: size, statements: splitter.count, footer: dumpFlavour(head.toString('utf8')) };
+}
