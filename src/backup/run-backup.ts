@@ -13,6 +13,16 @@ import { ensureFreeSpace, mapWriteError } from '../fs/disk.js';
 import { acquireLock } from '../fs/lock.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
 import { backupFileName } from './backup-name.js';
+import {
+  buildManifest,
+  manifestParts,
+  removeRunMarker,
+  startHashing,
+  writeManifest,
+  writeRunMarker,
+  type FileSum,
+} from './manifest.js';
+import { pruneLocked, type PruneResult, type RetentionPolicy } from './prune.js';
 import { assertMagentoRoot, type StorePaths } from './store.js';
 
 export interface BackupParts {
@@ -39,6 +49,8 @@ export interface RunBackupOptions {
   onEvent?: EventSink;
   /** how the lock file describes this run */
   command?: string;
+  /** apply this retention policy after a successful run (backups:prune), under the same lock */
+  prune?: RetentionPolicy;
 }
 
 export interface BackupPartResult {
@@ -56,6 +68,10 @@ export interface RunBackupResult {
   timestamp: number;
   parts: BackupPartResult[];
   warnings: number;
+  /** <ts>_manifest.json, written last */
+  manifest: string;
+  /** what the `prune` option removed */
+  pruned?: PruneResult;
 }
 
 /** Staging directories of an interrupted rollback must never end up in a code backup. */
@@ -127,25 +143,67 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
   try {
     await removeLeftoverPartials(paths.backupsDir, emit);
     let dbEstimate = 0;
-    if (dbConfig) dbEstimate = await checkDatabase(dbConfig);
+    let serverVersion: string | undefined;
+    if (dbConfig) ({ estimate: dbEstimate, serverVersion } = await checkDatabase(dbConfig));
     throwIfAborted(o.signal);
-    const timestamp = await pickTimestamp(paths.backupsDir, now());
-    const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
+    const started = new Date(now());
+    const timestamp = await pickTimestamp(paths.backupsDir, started.getTime());
+    const command = o.command ?? 'setup:backup';
+    // Until the manifest exists, this marks the timestamp as an unfinished magebackup run (snapshot:list).
+    await writeRunMarker(paths.backupsDir, timestamp, { command, started: started.toISOString() });
+    const parts: BackupPartResult[] = [];
+    let manifest: string;
     try {
-      const parts: BackupPartResult[] = [];
-      if (o.parts.code) {
-        parts.push(await backupTree(paths, 'code', timestamp, paths.root, excluder, o.signal, emit));
+      // Each part is hashed (a streaming read) while the next one is being written.
+      const sums: Array<Promise<FileSum>> = [];
+      const done = (p: BackupPartResult) => {
+        parts.push(p);
+        sums.push(startHashing(p.path, o.signal));
+      };
+      const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
+      try {
+        if (o.parts.code) {
+          done(await backupTree(paths, 'code', timestamp, paths.root, excluder, o.signal, emit));
+        }
+        if (o.parts.media) {
+          done(await backupTree(paths, 'media', timestamp, paths.mediaDir, undefined, o.signal, emit));
+        }
+        if (dbConfig) {
+          done(await backupDb(paths, dbConfig, timestamp, dbEstimate, o, emit));
+        }
+      } finally {
+        await maintenance.restore();
       }
-      if (o.parts.media) {
-        parts.push(await backupTree(paths, 'media', timestamp, paths.mediaDir, undefined, o.signal, emit));
-      }
-      if (dbConfig) {
-        parts.push(await backupDb(paths, dbConfig, timestamp, dbEstimate, o, emit));
-      }
-      return { timestamp, parts, warnings };
-    } finally {
-      await maintenance.restore();
+      // The manifest is written last: its presence is what makes the run complete.
+      const m = buildManifest({
+        timestamp,
+        started,
+        completed: new Date(now()),
+        command,
+        root: paths.root,
+        serverVersion,
+        warnings,
+        parts: manifestParts(parts, await Promise.all(sums), {
+          excludes: [...CODE_EXCLUDES, ...INTERNAL_EXCLUDES, ...(o.excludes ?? [])],
+          compress: o.compress ?? false,
+          strip: [...(o.strip ?? [])],
+          stripDefiners: o.stripDefiners ?? true,
+          ...(dbConfig ? { database: dbConfig.database } : {}),
+        }),
+      });
+      throwIfAborted(o.signal);
+      manifest = await writeManifest(paths.backupsDir, m);
+    } catch (err) {
+      // Nothing written: the run is invisible. Parts written: the marker stays, so they list as incomplete.
+      if (parts.length === 0) await removeRunMarker(paths.backupsDir, timestamp);
+      throw err;
     }
+    await removeRunMarker(paths.backupsDir, timestamp);
+    const result: RunBackupResult = { timestamp, parts, warnings, manifest };
+    if (o.prune) {
+      result.pruned = await pruneLocked({ paths, policy: o.prune, nowMs: now(), onEvent: emit, signal: o.signal });
+    }
+    return result;
   } finally {
     await lock.release();
   }
@@ -162,14 +220,15 @@ async function assertMediaDir(paths: StorePaths): Promise<void> {
 }
 
 /** Log in once before anything changes (exit 12 on refused credentials); returns the data size estimate. */
-async function checkDatabase(config: DbConnectionConfig): Promise<number> {
+async function checkDatabase(config: DbConnectionConfig): Promise<{ estimate: number; serverVersion: string }> {
   const conn = await openConnection(config);
   try {
     const [rows] = await conn.query(
-      'SELECT COALESCE(SUM(DATA_LENGTH), 0) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?',
+      'SELECT COALESCE(SUM(DATA_LENGTH), 0) AS n, VERSION() AS v FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?',
       [config.database],
     );
-    return Number((rows as Array<{ n: number | string }>)[0]?.n ?? 0);
+    const row = (rows as Array<{ n: number | string; v: string }>)[0];
+    return { estimate: Number(row?.n ?? 0), serverVersion: String(row?.v ?? '') };
   } finally {
     await conn.end();
   }
