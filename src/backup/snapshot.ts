@@ -1,0 +1,96 @@
+/**
+ * Snapshots (the cloud CLI's snapshot:create|restore, locally): code, media and database backed up as one unit
+ * under one id (the run's timestamp), and restored as one unit with setup:rollback's safety.
+ */
+import path from 'node:path';
+import { CliError, throwIfAborted } from '../errors.js';
+import { noEvents, type EventSink, type Part } from '../events.js';
+import { hashFile } from './manifest.js';
+import { runBackup, type RunBackupOptions, type RunBackupResult } from './run-backup.js';
+import { runRollback, type RunRollbackOptions, type RunRollbackResult } from './run-rollback.js';
+import { getSnapshot, type SnapshotInfo } from './snapshot-list.js';
+import { storePaths } from './store.js';
+
+export type CreateSnapshotOptions = Omit<RunBackupOptions, 'parts'>;
+
+export interface CreateSnapshotResult extends RunBackupResult {
+  id: string;
+}
+
+/** `snapshot:create` = `setup:backup --code --media --db`, one id. */
+export async function createSnapshot(o: CreateSnapshotOptions): Promise<CreateSnapshotResult> {
+  const r = await runBackup({ ...o, parts: { code: true, media: true, db: true }, command: o.command ?? 'snapshot:create' });
+  return { id: String(r.timestamp), ...r };
+}
+
+export interface RestoreSnapshotOptions
+  extends Omit<RunRollbackOptions, 'codeFile' | 'mediaFile' | 'dbFile'> {
+  id: string;
+  now?: () => number;
+}
+
+export interface RestoreSnapshotResult extends RunRollbackResult {
+  id: string;
+  /** false for a manifest-less (Magento) backup: nothing to check the files against */
+  checksummed: boolean;
+}
+
+/**
+ * `snapshot:restore <id>`: refuses an incomplete or corrupt snapshot, checks every part's size and SHA-256
+ * against the manifest, then hands the parts to runRollback (which verifies each fully again while staging it,
+ * and changes nothing live until all are staged). A Magento backup without a manifest is restored as it is.
+ */
+export async function restoreSnapshot(o: RestoreSnapshotOptions): Promise<RestoreSnapshotResult> {
+  const onEvent = o.onEvent ?? noEvents;
+  const s = await getSnapshot(o.root, o.id, o.now ? { now: o.now } : {});
+  assertRestorable(s);
+  const dir = storePaths(o.root).backupsDir;
+  if (s.manifest) {
+    await checkSums(s, dir, o.signal, onEvent);
+  } else {
+    onEvent({
+      type: 'info',
+      message: `Snapshot ${s.id} has no manifest (a Magento backup): its files cannot be checked against checksums`,
+    });
+  }
+  throwIfAborted(o.signal);
+  const { id: _id, now: _now, ...rest } = o;
+  const r = await runRollback({
+    ...rest,
+    ...(s.partFiles.code ? { codeFile: s.partFiles.code } : {}),
+    ...(s.partFiles.media ? { mediaFile: s.partFiles.media } : {}),
+    ...(s.partFiles.db ? { dbFile: s.partFiles.db } : {}),
+    command: o.command ?? 'snapshot:restore',
+  });
+  return { id: s.id, checksummed: !!s.manifest, ...r };
+}
+
+function assertRestorable(s: SnapshotInfo): void {
+  if (s.status === 'incomplete') {
+    throw new CliError(`Snapshot ${s.id} is incomplete and cannot be restored: ${s.problems.join('; ')}`);
+  }
+  if (s.status === 'corrupt') {
+    throw new CliError(`Snapshot ${s.id} is corrupt and cannot be restored: ${s.problems.join('; ')}`);
+  }
+  if (s.problems.length > 0) throw new CliError(`Snapshot ${s.id} cannot be restored: ${s.problems.join('; ')}`);
+  if (s.parts.length === 0) throw new CliError(`Snapshot ${s.id} has no code, media or database backup`);
+}
+
+async function checkSums(s: SnapshotInfo, dir: string, signal: AbortSignal | undefined, onEvent: EventSink) {
+  const bad: string[] = [];
+  for (const p of s.manifest!.parts) {
+    throwIfAborted(signal);
+    const file = path.join(dir, p.file);
+    onEvent({ type: 'info', message: `Checking ${p.file} against the manifest (SHA-256)` });
+    const got = await hashFile(file, {
+      ...(signal ? { signal } : {}),
+      onProgress: (bytes) =>
+        onEvent({ type: 'progress', part: p.part as Part, operation: 'verify', bytes, totalBytes: p.size }),
+    });
+    if (got.size !== p.size) bad.push(`${p.file} has ${got.size} bytes, its manifest says ${p.size}`);
+    else if (got.sha256 !== p.sha256) bad.push(`${p.file} does not match its SHA-256 in the manifest (corrupt or changed)`);
+  }
+  if (bad.length > 0) {
+    throw new CliError(`Snapshot ${s.id} is corrupt and cannot be restored, nothing was changed: ${bad.join('; ')}`);
+  }
+}

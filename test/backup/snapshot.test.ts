@@ -1,0 +1,189 @@
+// Snapshots end to end on a generated store and the real MariaDB: two snapshots with changes between them,
+// restore the first and the store equals it; one flipped byte makes verify name the file and restore refuse.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeSync, openSync, readSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { getTestServer } from '../../fixtures/mariadb.js';
+import { generateStore } from '../../fixtures/store.js';
+import { generateStoreDatabase } from '../../fixtures/store-db.js';
+import { describeDatabase, diffDatabases } from '../../fixtures/db-compare.js';
+import { createSnapshot, restoreSnapshot } from '../../src/backup/snapshot.js';
+import { listSnapshots } from '../../src/backup/snapshot-list.js';
+import { verifyBackups, verifyProblems } from '../../src/backup/verify-backups.js';
+import { runBackup } from '../../src/backup/run-backup.js';
+import { describeTree, diffTrees } from '../helpers/tree.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const CODE_SKIP = (rel: string) =>
+  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) || /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel);
+const T0 = 1_800_000_000_000;
+
+async function setup() {
+  const server = await getTestServer();
+  const dbname = await server.createDatabase('snapshot');
+  const conn = await server.connect(dbname);
+  await generateStoreDatabase(conn, { size: 'tiny' });
+  const root = path.join(tempDir('mbk-snap-'), 'store');
+  await generateStore({
+    dir: root,
+    size: 'tiny',
+    db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
+  });
+  const state = async () => ({
+    code: describeTree(root, CODE_SKIP),
+    media: describeTree(path.join(root, 'pub/media')),
+    db: await describeDatabase(conn, dbname),
+  });
+  return { server, dbname, conn, root, state, dir: path.join(root, 'var/backups') };
+}
+
+/** Flip one byte in the middle of a file: same size, different content. */
+function flipByte(file: string): void {
+  const fd = openSync(file, 'r+');
+  try {
+    const at = Math.floor(statSync(file).size / 2);
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, at);
+    b[0] = b[0]! ^ 0xff;
+    writeSync(fd, b, 0, 1, at);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test('two snapshots with changes between them; restoring the first makes the store equal it', async () => {
+  const { conn, root, state } = await setup();
+  try {
+    const a = await createSnapshot({ root, now: () => T0 });
+    assert.equal(a.id, String(T0 / 1000));
+    assert.deepEqual(a.parts.map((p) => p.part), ['code', 'media', 'db']);
+    const before = await state();
+
+    writeFileSync(path.join(root, 'index.php'), '<?php // changed\n');
+    writeFileSync(path.join(root, 'app/new-file.php'), '<?php // new\n');
+    rmSync(path.join(root, 'app/etc/config.php'));
+    writeFileSync(path.join(root, 'pub/media/new-upload.jpg'), 'new');
+    await conn.query('SET FOREIGN_KEY_CHECKS=0');
+    const [tables] = (await conn.query('SHOW FULL TABLES WHERE Table_type = "BASE TABLE"')) as unknown as [
+      Array<Record<string, string>>,
+    ];
+    await conn.query(`DELETE FROM \`${Object.values(tables[0]!)[0]!}\``);
+    await conn.query('CREATE TABLE added_after_snapshot (id INT PRIMARY KEY)');
+
+    const b = await createSnapshot({ root, now: () => T0 + 3600_000 });
+    const { snapshots } = await listSnapshots(root, { now: () => T0 + 7200_000 });
+    assert.deepEqual(
+      snapshots.map((s) => [s.id, s.status, s.parts.join(',')]),
+      [
+        [b.id, 'complete', 'code,media,db'],
+        [a.id, 'complete', 'code,media,db'],
+      ],
+    );
+    assert.equal(snapshots[1]!.age, 7200);
+    assert.ok(snapshots[0]!.manifest!.serverVersion!.length > 0, 'the server version is recorded');
+
+    const verified = await verifyBackups({ root, ids: 'all' });
+    assert.deepEqual(verifyProblems(verified), []);
+    assert.equal(verified.ok, true);
+
+    const r = await restoreSnapshot({ root, id: a.id, dropExtraTables: true });
+    assert.equal(r.checksummed, true);
+    assert.deepEqual(r.parts.map((p) => p.part).sort(), ['code', 'db', 'media']);
+    const after = await state();
+    assert.deepEqual(diffTrees(before.code, after.code), []);
+    assert.deepEqual(diffTrees(before.media, after.media), []);
+    assert.deepEqual(diffDatabases(before.db, after.db), []);
+  } finally {
+    await conn.end();
+  }
+});
+
+test('one corrupt byte: verify names the file, restore refuses before anything changes', async () => {
+  const { conn, dbname, root, state, dir } = await setup();
+  try {
+    const a = await createSnapshot({ root, now: () => T0 });
+    writeFileSync(path.join(root, 'index.php'), '<?php // changed after the snapshot\n');
+    const now = await state();
+
+    for (const part of ['media', 'db'] as const) {
+      const file = a.parts.find((p) => p.part === part)!.file;
+      flipByte(path.join(dir, file));
+      const v = await verifyBackups({ root, ids: [a.id] });
+      assert.equal(v.ok, false);
+      const problems = verifyProblems(v);
+      assert.ok(problems.length > 0);
+      for (const p of problems) assert.match(p, new RegExp(file.replace(/\./g, '\\.')), p);
+      assert.ok(problems.some((p) => /SHA-256/.test(p)), problems.join('\n'));
+      await assert.rejects(
+        restoreSnapshot({ root, id: a.id, dropExtraTables: true }),
+        new RegExp(`Snapshot ${a.id} is corrupt.*${file.replace(/\./g, '\\.')}`),
+      );
+      assert.deepEqual(diffTrees(now.code, describeTree(root, CODE_SKIP)), []);
+      assert.deepEqual(diffTrees(now.media, describeTree(path.join(root, 'pub/media'))), []);
+      assert.deepEqual(diffDatabases(now.db, await describeDatabase(conn, dbname)), []);
+      flipByte(path.join(dir, file)); // flip it back
+    }
+    assert.equal((await verifyBackups({ root, ids: [a.id] })).ok, true);
+
+    // A missing part: listed as corrupt, refused.
+    rmSync(path.join(dir, a.parts.find((p) => p.part === 'media')!.file));
+    await assert.rejects(restoreSnapshot({ root, id: a.id }), /is corrupt and cannot be restored: .*_filesystem_media\.tgz is missing/);
+    await assert.rejects(restoreSnapshot({ root, id: 'abc' }), /Invalid snapshot id "abc"/);
+    await assert.rejects(restoreSnapshot({ root, id: '12345' }), /No snapshot 12345 in .*var\/backups/);
+  } finally {
+    await conn.end();
+  }
+});
+
+test('a crashed run is listed as incomplete, refused by restore and verify, and pruned', async () => {
+  const { conn, root, dir } = await setup();
+  try {
+    await runBackup({ root, parts: { code: true, media: false, db: false }, now: () => T0 - 86400_000 });
+    await assert.rejects(
+      createSnapshot({
+        root,
+        now: () => T0,
+        onEvent: (e) => {
+          if (e.type === 'part-start' && e.part === 'db') throw new Error('simulated crash');
+        },
+      }),
+      /simulated crash/,
+    );
+    const id = String(T0 / 1000);
+    // What a SIGKILL would also leave: a partial file of the part being written.
+    writeFileSync(path.join(dir, `${id}_db.sql.partial`), 'CREATE TABLE');
+    const { snapshots } = await listSnapshots(root);
+    assert.equal(snapshots[0]!.id, id);
+    assert.equal(snapshots[0]!.status, 'incomplete');
+    await assert.rejects(restoreSnapshot({ root, id }), new RegExp(`Snapshot ${id} is incomplete`));
+    const v = await verifyBackups({ root });
+    assert.equal(v.ok, false);
+    assert.match(verifyProblems(v).join('\n'), /did not finish/);
+
+    const { pruneBackups } = await import('../../src/backup/prune.js');
+    const p = await pruneBackups({ root, policy: { keepWithin: 14 * 86400 }, now: () => T0 + 1000 });
+    assert.deepEqual(p.removed.map((d) => d.id), [id]);
+    assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith(id)), []);
+  } finally {
+    await conn.end();
+  }
+});
+
+test('backups:verify --deep extracts every archive and loads the dump into a throwaway database', async () => {
+  const { conn, root } = await setup();
+  try {
+    const a = await createSnapshot({ root, now: () => T0 });
+    const dbsBefore = (await conn.query('SHOW DATABASES'))[0];
+    const v = await verifyBackups({ root, ids: [a.id], deep: true });
+    assert.deepEqual(verifyProblems(v), []);
+    const files = v.snapshots[0]!.files;
+    assert.ok(files.find((f) => f.part === 'code')!.extracted! > 0);
+    assert.ok(files.find((f) => f.part === 'media')!.extracted! > 0);
+    assert.ok(files.find((f) => f.part === 'db')!.tables! > 0);
+    assert.deepEqual((await conn.query('SHOW DATABASES'))[0], dbsBefore, 'the throwaway database is dropped');
+    assert.deepEqual(readdirSync(path.join(root, 'var/backups')).filter((n) => n.startsWith('.magebackup')), []);
+  } finally {
+    await conn.end();
+  }
+});
