@@ -52,6 +52,16 @@ export function dbFlags(o: DbCliOptions) {
   };
 }
 
+/** --prune and the retention policy it applies (backups:prune takes the same --keep-* options). */
+export function addPolicyOptions(cmd: Command, withPrune: boolean): Command {
+  if (withPrune) cmd.option('--prune', 'after a successful run, remove old backups by the retention policy (default: keep 14 days)');
+  return cmd
+    .option('--keep-within <duration>', 'keep every backup made within this long (e.g. 14d, 36h, 2w; default policy: 14d)')
+    .option('--keep-last <n>', 'keep the n newest backups')
+    .option('--keep-daily <n>', 'keep the newest backup of each of the last n days that have one (UTC)')
+    .option('--keep-weekly <n>', 'keep the newest backup of each of the last n weeks that have one (ISO weeks, UTC)');
+}
+
 export function buildProgram(ctx: RunContext, version: string): Command {
   const program = new Command('magebackup')
     .description('Back up and roll back a Magento 2 store: code, media and database. Never loses data.')
@@ -67,18 +77,21 @@ export function buildProgram(ctx: RunContext, version: string): Command {
 
   const globals = (cmd: Command) => cmd.optsWithGlobals<GlobalOptions>();
 
-  addDbOptions(
-    program
-      .command('setup:backup')
-      .description('Back up the code tree, pub/media and/or the database into var/backups')
-      .option('--code', 'back up the code tree (<ts>_filesystem.tgz)')
-      .option('--media', 'back up pub/media (<ts>_filesystem_media.tgz)')
-      .option('--db', 'back up the database (<ts>_db.sql)')
-      .option('--exclude <pattern>', 'also leave out of the code backup (gitignore-style; repeatable)', collect)
-      .option('--compress', 'gzip the database dump (<ts>_db.sql.gz)')
-      .option('--strip <groups>', 'dump these tables without data (e.g. "@log @sessions", table names, wildcards)')
-      .option('--no-strip-definers', 'keep DEFINER clauses (the dump then needs SUPER to load)')
-      .option('--no-maintenance', 'do not turn maintenance mode on during the backup'),
+  addPolicyOptions(
+    addDbOptions(
+      program
+        .command('setup:backup')
+        .description('Back up the code tree, pub/media and/or the database into var/backups')
+        .option('--code', 'back up the code tree (<ts>_filesystem.tgz)')
+        .option('--media', 'back up pub/media (<ts>_filesystem_media.tgz)')
+        .option('--db', 'back up the database (<ts>_db.sql)')
+        .option('--exclude <pattern>', 'also leave out of the code backup (gitignore-style; repeatable)', collect)
+        .option('--compress', 'gzip the database dump (<ts>_db.sql.gz)')
+        .option('--strip <groups>', 'dump these tables without data (e.g. "@log @sessions", table names, wildcards)')
+        .option('--no-strip-definers', 'keep DEFINER clauses (the dump then needs SUPER to load)')
+        .option('--no-maintenance', 'do not turn maintenance mode on during the backup'),
+    ),
+    true,
   ).action(async (opts: Record<string, unknown>, cmd: Command) => {
     const { setupBackup } = await import('./commands/setup-backup.js');
     await ctx.run(globals(cmd), (run) => setupBackup(run, opts));
@@ -105,6 +118,66 @@ export function buildProgram(ctx: RunContext, version: string): Command {
       const { infoBackupsList } = await import('./commands/info-backups-list.js');
       await ctx.run(globals(cmd), (run) => infoBackupsList(run));
     });
+
+  addPolicyOptions(
+    addDbOptions(
+      program
+        .command('snapshot:create')
+        .description('Back up code, pub/media and the database as one snapshot (= setup:backup --code --media --db)')
+        .option('--exclude <pattern>', 'also leave out of the code backup (gitignore-style; repeatable)', collect)
+        .option('--compress', 'gzip the database dump (<ts>_db.sql.gz)')
+        .option('--strip <groups>', 'dump these tables without data (e.g. "@log @sessions", table names, wildcards)')
+        .option('--no-strip-definers', 'keep DEFINER clauses (the dump then needs SUPER to load)')
+        .option('--no-maintenance', 'do not turn maintenance mode on during the backup'),
+    ),
+    true,
+  ).action(async (opts: Record<string, unknown>, cmd: Command) => {
+    const { snapshotCreate } = await import('./commands/snapshot-create.js');
+    await ctx.run(globals(cmd), (run) => snapshotCreate(run, opts));
+  });
+
+  program
+    .command('snapshot:list')
+    .description('List snapshots (backup runs) newest first: id, time, parts, size, age, status')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const { snapshotList } = await import('./commands/snapshot-list.js');
+      await ctx.run(globals(cmd), (run) => snapshotList(run));
+    });
+
+  addDbOptions(
+    program
+      .command('snapshot:restore')
+      .description('Restore every part of a snapshot (checked against its manifest first; like setup:rollback)')
+      .argument('<id>', 'snapshot id (the timestamp snapshot:list shows)')
+      .option('--drop-extra-tables', 'drop live tables that are not in the dump (default: keep them and warn)')
+      .option('--no-maintenance', 'do not turn maintenance mode on during the restore'),
+  ).action(async (id: string, opts: Record<string, unknown>, cmd: Command) => {
+    const { snapshotRestore } = await import('./commands/snapshot-restore.js');
+    await ctx.run(globals(cmd), (run) => snapshotRestore(run, id, opts));
+  });
+
+  addDbOptions(
+    program
+      .command('backups:verify')
+      .description('Check backups against their manifest (size, SHA-256) and read every archive and dump to its end')
+      .argument('[ids...]', 'snapshot ids (default: the newest)')
+      .option('--all', 'verify every snapshot')
+      .option('--deep', 'also extract each archive to a temporary directory and load each dump into a throwaway database'),
+  ).action(async (ids: string[], opts: Record<string, unknown>, cmd: Command) => {
+    const { backupsVerify } = await import('./commands/backups-verify.js');
+    await ctx.run(globals(cmd), (run) => backupsVerify(run, ids, opts));
+  });
+
+  addPolicyOptions(
+    program
+      .command('backups:prune')
+      .description('Remove backups outside the retention policy (default: keep 14 days) and leftovers of crashed runs')
+      .option('--dry-run', 'list what would be removed; remove nothing'),
+    false,
+  ).action(async (opts: Record<string, unknown>, cmd: Command) => {
+    const { backupsPrune } = await import('./commands/backups-prune.js');
+    await ctx.run(globals(cmd), (run) => backupsPrune(run, opts));
+  });
 
   for (const action of ['status', 'enable', 'disable'] as const) {
     program

@@ -2,8 +2,10 @@ import { UsageError, ExitCode } from '../../errors.js';
 import { runBackup } from '../../backup/run-backup.js';
 import type { CommandRun } from '../context.js';
 import { dbFlags, type DbCliOptions } from '../program.js';
+import { prunePolicyOf, pruneSummary, type PolicyCliOptions } from './backups-prune.js';
 
-export interface SetupBackupOptions extends DbCliOptions {
+export interface SetupBackupOptions extends DbCliOptions, PolicyCliOptions {
+  prune?: boolean;
   code?: boolean;
   media?: boolean;
   db?: boolean;
@@ -23,8 +25,10 @@ export async function setupBackup(run: CommandRun, opts: SetupBackupOptions): Pr
   if (!parts.code && !parts.media && !parts.db) {
     throw new UsageError('Not enough information provided to take backup: give --code, --media and/or --db');
   }
+  const prune = prunePolicyOf(opts);
   const result = await runBackup({
     root: run.root,
+    ...(prune ? { prune } : {}),
     parts,
     excludes: opts.exclude ?? [],
     maintenance: opts.maintenance !== false,
@@ -36,6 +40,6 @@ export async function setupBackup(run: CommandRun, opts: SetupBackupOptions): Pr
     onEvent: (e) => run.reporter.onEvent(e),
     command: 'setup:backup',
   });
-  run.reporter.result('', { type: 'result', command: 'setup:backup', ...result });
+  run.reporter.result(result.pruned ? pruneSummary(result.pruned) : '', { type: 'result', command: 'setup:backup', ...result });
   return result.warnings > 0 ? ExitCode.WARNINGS : ExitCode.OK;
 }

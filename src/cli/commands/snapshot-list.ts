@@ -1,0 +1,70 @@
+import { listSnapshots, type SnapshotInfo } from '../../backup/snapshot-list.js';
+import { formatBytes, renderTable } from '../../ui/format.js';
+import type { CommandRun } from '../context.js';
+
+export function formatAge(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${m % 60}m`;
+  const d = Math.floor(h / 24);
+  return `${d}d ${h % 24}h`;
+}
+
+function when(iso: string): string {
+  return iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+/** What --json shows of a snapshot: everything but absolute paths of each file and the raw manifest. */
+export function snapshotJson(s: SnapshotInfo) {
+  return {
+    id: s.id,
+    timestamp: s.timestamp,
+    created: s.created,
+    age: s.age,
+    status: s.status,
+    parts: s.parts,
+    partFiles: s.partFiles,
+    totalSize: s.totalSize,
+    problems: s.problems,
+    files: s.files.map((f) => ({ name: f.name, kind: f.kind, size: f.size })),
+    ...(s.manifest
+      ? {
+          manifest: {
+            tool: s.manifest.tool,
+            command: s.manifest.command,
+            completed: s.manifest.completed,
+            ...(s.manifest.serverVersion ? { serverVersion: s.manifest.serverVersion } : {}),
+            parts: s.manifest.parts,
+          },
+        }
+      : {}),
+  };
+}
+
+export async function snapshotList(run: CommandRun): Promise<number> {
+  const { dir, snapshots } = await listSnapshots(run.root);
+  const data = { type: 'result', command: 'snapshot:list', dir, snapshots: snapshots.map(snapshotJson) };
+  if (snapshots.length === 0) {
+    run.reporter.result(`No snapshots in ${dir}.`, data);
+    return 0;
+  }
+  const table = renderTable(
+    ['ID', 'Created', 'Age', 'Parts', 'Size', 'Status'],
+    snapshots.map((s) => [
+      s.id,
+      when(s.created),
+      formatAge(s.age),
+      s.parts.join(',') || '-',
+      formatBytes(s.totalSize),
+      s.status === 'legacy' ? 'complete (no manifest)' : s.status,
+    ]),
+  );
+  const notes = snapshots.flatMap((s) => s.problems.map((p) => `  ${s.id}: ${p}`));
+  run.reporter.result(
+    `Snapshots in ${dir}, newest first:\n${table}${notes.length ? `Problems:\n${notes.join('\n')}\n` : ''}`,
+    data,
+  );
+  return 0;
+}

@@ -1,0 +1,31 @@
+import { restoreSnapshot } from '../../backup/snapshot.js';
+import { ExitCode } from '../../errors.js';
+import type { CommandRun } from '../context.js';
+import { dbFlags, type DbCliOptions } from '../program.js';
+import { confirmer } from './setup-rollback.js';
+
+export interface SnapshotRestoreOptions extends DbCliOptions {
+  dropExtraTables?: boolean;
+  maintenance?: boolean;
+}
+
+export async function snapshotRestore(run: CommandRun, id: string, opts: SnapshotRestoreOptions): Promise<number> {
+  const confirm = confirmer(run);
+  const result = await restoreSnapshot({
+    root: run.root,
+    id,
+    dropExtraTables: !!opts.dropExtraTables,
+    maintenance: opts.maintenance !== false,
+    db: { flags: dbFlags(opts), env: run.io.env },
+    ...(confirm ? { confirm } : {}),
+    signal: run.signal,
+    onEvent: (e) => run.reporter.onEvent(e),
+    command: 'snapshot:restore',
+  });
+  run.reporter.result(`Snapshot ${result.id} restored (${result.parts.map((p) => p.part).join(', ')})`, {
+    type: 'result',
+    command: 'snapshot:restore',
+    ...result,
+  });
+  return result.warnings > 0 ? ExitCode.WARNINGS : ExitCode.OK;
+}
