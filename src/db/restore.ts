@@ -765,8 +765,8 @@ async function restoreShadow(
   state.phase = 'ready';
   await markReady(ctl, state, loaded.held);
   // from here on the swap is finished even if the process is killed (by the next run's recovery)
-  await o.onStep?.('ready');
   try {
+    await o.onStep?.('ready');
     await finishSwap({
       config: o.config,
       state,
@@ -816,7 +816,7 @@ async function restoreInPlace(
       config: o.config,
       file: o.file,
       target: live,
-      holdDefinitions: false,
+      holdDefinitions: true,
       concurrency,
       dumpedDb: headerDb,
       ...(o.signal ? { signal: o.signal } : {}),
@@ -834,6 +834,16 @@ async function restoreInPlace(
     if (err instanceof CliError) throw err;
     throw new RestoreError(`Database restore into ${live} failed: ${sqlMessage(err)}`, { cause: err, liveDamaged: true });
   }
+  // definitions last (as in shadow mode), so that views can be retried in dependency order
+  const failure = await runDefinitions({
+    config: o.config,
+    target: live,
+    held: loaded.held,
+    dumpedDb: loaded.dumpedDb,
+    skipEvents: false,
+    tolerateExisting: false,
+  });
+  if (failure) throw statementError(o.file, live, failure, `database ${live} is partly restored`, true);
   const inDump = new Set(loaded.tables);
   const extraTables = [...before].filter((t) => !inDump.has(t)).sort();
   const droppedTables: string[] = [];
