@@ -45,7 +45,7 @@ export function parseDuration(text: string, option = '--keep-within'): number {
 }
 
 export function formatDuration(seconds: number): string {
-  for (const [u, n] of [['w', 7 * 86400], ['d', 86400], ['h', 3600], ['m', 60]] as const) {
+  for (const [u, n] of [['d', 86400], ['h', 3600], ['m', 60]] as const) {
     if (seconds >= n && seconds % n === 0) return `${seconds / n}${u}`;
   }
   return `${seconds}s`;

@@ -1,4 +1,5 @@
 import { restoreSnapshot } from '../../backup/snapshot.js';
+import { parseSnapshotId } from '../../backup/snapshot-list.js';
 import { ExitCode } from '../../errors.js';
 import type { CommandRun } from '../context.js';
 import { dbFlags, type DbCliOptions } from '../program.js';
@@ -10,6 +11,7 @@ export interface SnapshotRestoreOptions extends DbCliOptions {
 }
 
 export async function snapshotRestore(run: CommandRun, id: string, opts: SnapshotRestoreOptions): Promise<number> {
+  parseSnapshotId(id); // a bad id is a usage error, whether or not there is a terminal to confirm on
   const confirm = confirmer(run);
   const result = await restoreSnapshot({
     root: run.root,

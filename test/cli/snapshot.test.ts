@@ -1,0 +1,109 @@
+// The snapshot and backups:* commands through the built binary: exit codes, stdout/stderr split, JSON.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeSync, openSync, readSync, readdirSync, statSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { getTestServer } from '../../fixtures/mariadb.js';
+import { generateStore } from '../../fixtures/store.js';
+import { generateStoreDatabase } from '../../fixtures/store-db.js';
+import { runCli } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
+
+async function store() {
+  const server = await getTestServer();
+  const dbname = await server.createDatabase('snapcli');
+  const conn = await server.connect(dbname);
+  try {
+    await generateStoreDatabase(conn, { size: 'tiny' });
+  } finally {
+    await conn.end();
+  }
+  const root = path.join(tempDir('mbk-snapcli-'), 'store');
+  await generateStore({
+    dir: root,
+    size: 'tiny',
+    db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
+  });
+  return root;
+}
+
+function flipByte(file: string): void {
+  const fd = openSync(file, 'r+');
+  try {
+    const at = Math.floor(statSync(file).size / 2);
+    const b = Buffer.alloc(1);
+    readSync(fd, b, 0, 1, at);
+    b[0] = b[0]! ^ 0xff;
+    writeSync(fd, b, 0, 1, at);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface ListJson {
+  snapshots: Array<{ id: string; status: string; parts: string[]; totalSize: number; age: number }>;
+}
+
+test('snapshot:create, list, verify, a corrupt byte, restore refused; bad ids and policies are usage errors', async () => {
+  const root = await store();
+  const created = await runCli(['snapshot:create', '--root', root, '--json']);
+  assert.equal(created.code, 0, created.stderr);
+  const { id } = JSON.parse(created.stdout) as { id: string };
+  assert.match(id, /^\d+$/);
+  for (const line of created.stderr.trim().split('\n')) assert.ok(JSON.parse(line), line);
+
+  const list = await runCli(['snapshot:list', '--root', root, '--json']);
+  assert.equal(list.code, 0);
+  const data = JSON.parse(list.stdout) as ListJson;
+  assert.deepEqual(data.snapshots.map((s) => [s.id, s.status, s.parts.join(',')]), [[id, 'complete', 'code,media,db']]);
+  const table = await runCli(['snapshot:list', '--root', root]);
+  assert.match(table.stdout, new RegExp(`\\| ${id} \\|.*\\| code,media,db \\|.*\\| complete \\|`));
+
+  const ok = await runCli(['backups:verify', id, '--root', root]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, new RegExp(`${id}: OK`));
+
+  const dir = path.join(root, 'var/backups');
+  const media = readdirSync(dir).find((n) => n.endsWith('_filesystem_media.tgz'))!;
+  flipByte(path.join(dir, media));
+  const bad = await runCli(['backups:verify', '--root', root]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, new RegExp(`Error: Verification failed: .*${media.replace(/\./g, '\\.')}`));
+  assert.doesNotMatch(bad.stderr, /at .*\.js:\d+/, 'no stack trace');
+  const badJson = await runCli(['backups:verify', '--all', '--json', '--root', root]);
+  assert.equal(badJson.code, 1);
+  assert.equal((JSON.parse(badJson.stdout) as { ok: boolean }).ok, false);
+  const err = JSON.parse(badJson.stderr.trim().split('\n').at(-1)!) as { type: string; code: number; message: string };
+  assert.deepEqual([err.type, err.code], ['error', 1]);
+
+  const refused = await runCli(['snapshot:restore', id, '--yes', '--root', root]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, new RegExp(`Snapshot ${id} is corrupt.*${media.replace(/\./g, '\\.')}`));
+  assert.doesNotMatch(refused.stderr, /Enabling maintenance mode/, 'refused before anything changed');
+
+  assert.equal((await runCli(['snapshot:restore', 'x1', '--root', root])).code, 2);
+  assert.equal((await runCli(['snapshot:restore', '--root', root])).code, 2);
+  assert.match((await runCli(['snapshot:restore', '42', '-y', '--root', root])).stderr, /No snapshot 42/);
+  assert.equal((await runCli(['backups:verify', '1', '--all', '--root', root])).code, 2);
+  assert.equal((await runCli(['backups:prune', '--keep-last', '0', '--root', root])).code, 2);
+  assert.equal((await runCli(['backups:prune', '--keep-within', 'soon', '--root', root])).code, 2);
+  assert.equal((await runCli(['setup:backup', '--code', '--keep-last', '2', '--root', root])).code, 2);
+});
+
+test('snapshot:create --prune --keep-last 1 removes the older snapshot; backups:prune --dry-run --json removes nothing', async () => {
+  const root = await store();
+  const first = await runCli(['snapshot:create', '--root', root, '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  const firstId = (JSON.parse(first.stdout) as { id: string }).id;
+  const dry = await runCli(['backups:prune', '--keep-last', '1', '--dry-run', '--json', '--root', root]);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.deepEqual((JSON.parse(dry.stdout) as { removed: unknown[] }).removed, []);
+
+  const second = await runCli(['snapshot:create', '--prune', '--keep-last', '1', '--root', root]);
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stdout, /Snapshot \d+ created/);
+  assert.match(second.stdout, new RegExp(`Removed 1 snapshot.*\\n  - ${firstId} \\(complete\\)`));
+  const data = JSON.parse((await runCli(['snapshot:list', '--json', '--root', root])).stdout) as ListJson;
+  assert.equal(data.snapshots.length, 1);
+  assert.notEqual(data.snapshots[0]!.id, firstId);
+});
