@@ -17,7 +17,7 @@ import { verifyDump } from '../db/verify-dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, InterruptedError, UsageError, throwIfAborted } from '../errors.js';
 import { noEvents, type EventSink, type Part } from '../events.js';
-import { hashFile } from './manifest.js';
+import { hashFile, type ManifestPart } from './manifest.js';
 import { listSnapshots, parseSnapshotId, type SnapshotInfo, type SnapshotStatus } from './snapshot-list.js';
 import { assertMagentoRoot } from './store.js';
 
@@ -123,8 +123,8 @@ async function verifySnapshot(
   if (s.status === 'corrupt' && !manifest) problems.push(...s.problems);
   const files: FileCheck[] = [];
   const present = new Set(s.files.map((f) => f.name));
-  const targets: Array<{ part: Part; file: string; expect?: { size: number; sha256: string } }> = manifest
-    ? manifest.parts.map((p) => ({ part: p.part, file: p.file, expect: { size: p.size, sha256: p.sha256 } }))
+  const targets: Array<{ part: Part; file: string; expect?: Expected }> = manifest
+    ? manifest.parts.map((p) => ({ part: p.part, file: p.file, expect: p }))
     : (['code', 'media', 'db'] as const).flatMap((part) =>
         s.files.filter((f) => f.kind === part).map((f) => ({ part, file: f.name })),
       );
@@ -140,10 +140,12 @@ async function verifySnapshot(
   return { id: s.id, status: s.status, ok, problems, files };
 }
 
+type Expected = Pick<ManifestPart, 'size' | 'sha256' | 'files' | 'bytes'>;
+
 async function verifyFile(
   file: string,
   part: Part,
-  expect: { size: number; sha256: string } | undefined,
+  expect: Expected | undefined,
   o: VerifyBackupsOptions & { onEvent: EventSink; dbConfig: DbConnectionConfig | undefined },
 ): Promise<FileCheck> {
   const name = path.basename(file);
@@ -179,6 +181,13 @@ async function verifyFile(
           onProgress: (p) => o.onEvent({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
         });
         check.entries = v.entries;
+        // The archive holds what the manifest says was written: no member lost, none added.
+        if (expect?.files !== undefined && v.files !== expect.files) {
+          problem(`${name} holds ${v.files} files, its manifest says ${expect.files}`);
+        }
+        if (expect?.bytes !== undefined && v.bytes !== expect.bytes) {
+          problem(`${name} holds ${v.bytes} bytes of file contents, its manifest says ${expect.bytes}`);
+        }
       }
     } catch (err) {
       fail(err);
