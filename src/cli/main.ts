@@ -26,10 +26,10 @@ export function processIo(): Io {
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   const ctx = new RunContext(io);
   const json = argv.includes('--json');
-  const program = buildProgram(ctx, packageVersion());
-  program.configureOutput({
+  const program = buildProgram(ctx, packageVersion(), {
     writeOut: (s) => io.stdout.write(s),
-    writeErr: (s) => io.stderr.write(s),
+    // Under --json, stderr is NDJSON only: the usage error below is its one line.
+    writeErr: (s) => (json ? undefined : io.stderr.write(s)),
     outputError: (s, write) => {
       if (json) {
         io.stderr.write(JSON.stringify({ type: 'error', code: ExitCode.USAGE, message: s.trim().replace(/^error: /, '') }) + '\n');

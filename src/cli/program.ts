@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, InvalidArgumentError, Option, type OutputConfiguration } from 'commander';
 import type { RunContext, GlobalOptions } from './context.js';
 
 export const EXIT_CODES_HELP = `
@@ -62,8 +62,10 @@ export function addPolicyOptions(cmd: Command, withPrune: boolean): Command {
     .option('--keep-weekly <n>', 'keep the newest backup of each of the last n weeks that have one (ISO weeks, UTC)');
 }
 
-export function buildProgram(ctx: RunContext, version: string): Command {
+export function buildProgram(ctx: RunContext, version: string, output: OutputConfiguration = {}): Command {
+  // Output settings first: subcommands copy them when they are created.
   const program = new Command('magebackup')
+    .configureOutput(output)
     .description('Back up and roll back a Magento 2 store: code, media and database. Never loses data.')
     .version(version, '-V, --version')
     .option('--root <dir>', 'Magento root directory (default: the current directory)')

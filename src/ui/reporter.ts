@@ -89,7 +89,7 @@ export function magentoLines(e: MagebackupEvent): [string[], string[]] {
       if (e.operation === 'verify') return [[`${e.file}: OK (${doneStats(e)})`], []];
       return [[], [`[SUCCESS]: ${label(e.part)} rollback completed successfully.`]];
     case 'warning':
-      return [[`Warning: ${e.message}`], []];
+      return [[e.path !== undefined ? `Warning: ${e.path}: ${e.message}` : `Warning: ${e.message}`], []];
     case 'info':
       return [[e.message], []];
     case 'progress':

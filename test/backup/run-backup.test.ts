@@ -41,7 +41,13 @@ for (const wasOn of [false, true]) {
       const states = events.flatMap((e) => (e.type === 'maintenance' ? [e.state] : []));
       assert.deepEqual(states, wasOn ? ['already-enabled', 'left-enabled'] : ['enabled', 'disabled']);
       const names = readdirSync(backups(root)).sort();
-      assert.deepEqual(names, fails ? ['1700000000_filesystem.tgz'] : ['1700000000_filesystem.tgz', '1700000000_filesystem_media.tgz']);
+      // A failed run keeps the parts it completed, marked unfinished (no manifest): listed as incomplete.
+      assert.deepEqual(
+        names,
+        fails
+          ? ['1700000000_filesystem.tgz', '1700000000_manifest.json.running']
+          : ['1700000000_filesystem.tgz', '1700000000_filesystem_media.tgz', '1700000000_manifest.json'],
+      );
     });
   }
 }
