@@ -106,6 +106,7 @@ const RE = {
   lock: /^(?:LOCK|UNLOCK)\s+TABLES?\b/i,
   tx: /^(?:COMMIT|START\s+TRANSACTION|BEGIN|ROLLBACK)\b/i,
   set: /^SET\b/i,
+  executeImmediate: /^EXECUTE\s+IMMEDIATE\s+(?:'|")([\s\S]*)$/i,
   dropTable: new RegExp(String.raw`^DROP\s+(?:TEMPORARY\s+)?(?:TABLE|SEQUENCE)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}\s*(,)?`, 'i'),
   createTable: new RegExp(
     String.raw`^CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+)?(?:TABLE|SEQUENCE)\s+(?:IF\s+NOT\s+EXISTS\s+)?${QUALIFIED}`,
@@ -132,6 +133,11 @@ export function classifyStatement(head: string): StatementKind {
   if (RE.lock.test(head)) return { kind: 'skip', why: 'lock' };
   if (RE.tx.test(head)) return { kind: 'skip', why: 'transaction' };
   if (RE.set.test(head)) return { kind: 'session' };
+  if ((m = RE.executeImmediate.exec(head))) {
+    // a definition whose text cannot sit in a DELIMITER block (our dumper writes some this way)
+    const inner = classifyStatement((m[1] ?? '').replace(/\\(.)/g, '$1').replace(/''/g, "'").trim());
+    return inner.kind === 'definition' ? inner : { kind: 'barrier' };
+  }
   if ((m = RE.insert.exec(head))) return { kind: 'table', ...tableOf(m, 1) };
   if ((m = RE.dropTable.exec(head))) {
     if (m[3] === ',') return { kind: 'barrier' };

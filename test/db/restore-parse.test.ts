@@ -40,6 +40,12 @@ test('statements are classified through executable comments', () => {
     object: 'event',
   });
   assert.deepEqual(kind('/*!50003 ALTER DATABASE `shop` CHARACTER SET latin1 */'), { kind: 'definition', object: 'database' });
+  assert.deepEqual(kind("EXECUTE IMMEDIATE 'CREATE TRIGGER t2 BEFORE INSERT ON `o` FOR EACH ROW SET NEW.s = \\'x;\\''"), {
+    kind: 'definition',
+    object: 'trigger',
+  });
+  assert.deepEqual(kind("EXECUTE IMMEDIATE 'CREATE PROCEDURE `p`() BEGIN END'"), { kind: 'definition', object: 'procedure' });
+  assert.deepEqual(kind("EXECUTE IMMEDIATE 'SELECT 1'"), { kind: 'barrier' });
   assert.deepEqual(kind('DROP TABLE IF EXISTS a, b'), { kind: 'barrier' });
   assert.deepEqual(kind('GRANT ALL ON x.* TO y'), { kind: 'barrier' });
 });

@@ -96,6 +96,19 @@ test('a mariadb-dump --routines --triggers --events dump of the zoo restores ide
   assert.deepEqual(await leftovers(live), []);
 });
 
+test('a magebackup dump (plain and .sql.gz) of the zoo restores exactly', async () => {
+  const { dumpDatabase } = await import('../../src/db/dump.js');
+  for (const compress of [false, true]) {
+    const file = path.join(dir, compress ? 'ours.sql.gz' : 'ours.sql');
+    await dumpDatabase({ config: configFor(server, src), outFile: file, compress });
+    const live = await newLive(compress ? 'rourgz' : 'rours');
+    const r = await restoreDatabase({ config: configFor(server, live), file });
+    assert.equal(r.mode, 'shadow');
+    assert.deepEqual(diffDatabases(srcSnap, await snapshot(live)), [], compress ? '.sql.gz' : '.sql');
+    assert.deepEqual(await leftovers(live), []);
+  }
+});
+
 test('dropExtraTables drops the live tables that are not in the dump', async () => {
   const live = await newLive('rdrop');
   await conn.query(`CREATE TABLE \`${live}\`.extra_a (id INT PRIMARY KEY)`);
