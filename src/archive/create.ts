@@ -25,7 +25,7 @@ export interface CreateArchiveOptions {
   exclude?: ExcludeFn;
   /** sourceDir may itself be a symlink to a directory (symlinked pub/media): follow it (only it) */
   followRoot?: boolean;
-  /** gzip level 0-9; default 6. Media: 1 (images do not compress; see the report in create.ts's header) */
+  /** gzip level 0-9; default 6. 1 MiB members whose sample does not compress are stored whatever the level. */
   level?: number;
   /** abort → stop promptly, terminate the worker, throw InterruptedError */
   signal?: AbortSignal;
@@ -33,7 +33,11 @@ export interface CreateArchiveOptions {
   onScan?: (totals: { files: number; dirs: number; symlinks: number; bytes: number }) => void | Promise<void>;
   /** throttled to ~10 calls/s, plus one at the end */
   onProgress?: (p: { files: number; bytes: number }) => void;
-  onWarning?: (w: { code: 'UNREADABLE' | 'SPECIAL_FILE' | 'VANISHED'; path: string; message: string }) => void;
+  onWarning?: (w: {
+    code: 'UNREADABLE' | 'SPECIAL_FILE' | 'VANISHED';
+    path: string;
+    message: string;
+  }) => void;
 }
 
 export interface CreateArchiveResult {
@@ -75,7 +79,9 @@ async function resolveRoot(sourceDir: string, followRoot: boolean): Promise<stri
       return real;
     } catch (err) {
       if (err instanceof CliError) throw err;
-      throw new CliError(`${sourceDir} is a broken symbolic link (${errnoCode(err) ?? String(err)})`, { cause: err });
+      throw new CliError(`${sourceDir} is a broken symbolic link (${errnoCode(err) ?? String(err)})`, {
+        cause: err,
+      });
     }
   }
   if (!st.isDirectory()) throw new CliError(`${sourceDir} is not a directory`);
@@ -93,7 +99,8 @@ async function resolveRoot(sourceDir: string, followRoot: boolean): Promise<stri
 export async function createArchive(o: CreateArchiveOptions): Promise<CreateArchiveResult> {
   throwIfAborted(o.signal);
   const level = o.level ?? 6;
-  if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level must be 0-9, got ${level}`);
+  if (!Number.isInteger(level) || level < 0 || level > 9)
+    throw new RangeError(`gzip level must be 0-9, got ${level}`);
   const root = await resolveRoot(o.sourceDir, o.followRoot ?? false);
   const displayRoot = o.sourceDir.length > 1 ? o.sourceDir.replace(/\/+$/, '') : o.sourceDir;
 
@@ -115,7 +122,8 @@ export async function createArchive(o: CreateArchiveOptions): Promise<CreateArch
   }
 
   const fh = await fsp.open(o.outFile, 'w');
-  const gz = new ParallelGzipWriter(fh, { level, chunkSize: BATCH_SIZE });
+  // Members of images and other already-compressed data are stored, not recompressed for nothing.
+  const gz = new ParallelGzipWriter(fh, { level, chunkSize: BATCH_SIZE, storeIncompressible: true });
   const ctrlBuf = new SharedArrayBuffer(8);
   const ctrl = new Int32Array(ctrlBuf);
   const input: WorkerInput = {
@@ -130,7 +138,11 @@ export async function createArchive(o: CreateArchiveOptions): Promise<CreateArch
 
   let worker: Worker;
   try {
-    worker = new Worker(new URL('./tar-worker.js', import.meta.url), { workerData: input });
+    worker = new Worker(new URL('./tar-worker.js', import.meta.url), {
+      workerData: input,
+      // A small young generation keeps the walk's garbage (a Stats object per path) from inflating RSS.
+      resourceLimits: { maxYoungGenerationSizeMb: Number(process.env.MB_YOUNG ?? 4) },
+    });
   } catch (err) {
     gz.destroy();
     await fh.close();

@@ -69,7 +69,8 @@ export function compileExcludeMatcher(patterns: readonly string[]): ExcludeMatch
     dirParts.push(source);
     if (!dirOnly) fileParts.push(source);
   }
-  const join = (parts: string[]): RegExp | null => (parts.length === 0 ? null : new RegExp(parts.join('|'), 's'));
+  const join = (parts: string[]): RegExp | null =>
+    parts.length === 0 ? null : new RegExp(parts.join('|'), 's');
   return { dir: join(dirParts), file: join(fileParts) };
 }
 

@@ -1,7 +1,7 @@
 import { write as fsWrite } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { gzip as zlibGzip, type ZlibOptions } from 'node:zlib';
+import { deflateRaw as zlibDeflateRaw, gzip as zlibGzip, type ZlibOptions } from 'node:zlib';
 
 export interface ParallelGzipOptions {
   /** gzip level 0-9, default 6 */
@@ -10,13 +10,29 @@ export interface ParallelGzipOptions {
   chunkSize?: number;
   /** members being compressed or written at once, default cores + 1 */
   concurrency?: number;
+  /**
+   * Store (level 0) a member whose sample does not compress at level 1 (images, archives): spends no CPU on
+   * data that would not shrink. Default false.
+   */
+  storeIncompressible?: boolean;
 }
+
+const SAMPLE_SLICES = 4;
+const SAMPLE_SLICE = 8192;
+/** a sample that deflates to more than this fraction of its size counts as incompressible */
+const INCOMPRESSIBLE_RATIO = 0.95;
 
 export const DEFAULT_GZIP_CHUNK = 1 << 20;
 
 function gzipAsync(buf: Buffer, opts: ZlibOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     zlibGzip(buf, opts, (err, out) => (err ? reject(err) : resolve(out)));
+  });
+}
+
+function deflateRawAsync(buf: Buffer, opts: ZlibOptions): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    zlibDeflateRaw(buf, opts, (err, out) => (err ? reject(err) : resolve(out)));
   });
 }
 
@@ -48,6 +64,7 @@ export class ParallelGzipWriter {
   readonly #level: number;
   readonly #chunkSize: number;
   readonly #concurrency: number;
+  readonly #storeIncompressible: boolean;
   #stage: Buffer | null = null;
   #stageLen = 0;
   /** compressed members in order, each resolving once it has been written */
@@ -61,11 +78,13 @@ export class ParallelGzipWriter {
 
   constructor(fd: number | FileHandle, opts: ParallelGzipOptions = {}) {
     const level = opts.level ?? 6;
-    if (!Number.isInteger(level) || level < 0 || level > 9) throw new RangeError(`gzip level must be 0-9, got ${level}`);
+    if (!Number.isInteger(level) || level < 0 || level > 9)
+      throw new RangeError(`gzip level must be 0-9, got ${level}`);
     this.#target = fd;
     this.#level = level;
     this.#chunkSize = Math.max(4096, Math.floor(opts.chunkSize ?? DEFAULT_GZIP_CHUNK));
     this.#concurrency = Math.max(1, Math.floor(opts.concurrency ?? availableParallelism() + 1));
+    this.#storeIncompressible = opts.storeIncompressible ?? false;
   }
 
   get bytesIn(): number {
@@ -122,7 +141,11 @@ export class ParallelGzipWriter {
   }
 
   #check(): void {
-    if (this.#error !== undefined) throw this.#error;
+    if (this.#error !== undefined) {
+      throw this.#error instanceof Error
+        ? this.#error
+        : new Error('ParallelGzipWriter failed', { cause: this.#error });
+    }
     if (this.#destroyed) throw new Error('ParallelGzipWriter: destroyed');
   }
 
@@ -139,7 +162,7 @@ export class ParallelGzipWriter {
       await Promise.race(this.#inFlight);
       this.#check();
     }
-    const compressed = gzipAsync(chunk, { level: this.#level });
+    const compressed = this.#compress(chunk);
     // Handled below once the previous write is done; this only keeps an early failure from counting as unhandled.
     compressed.catch(() => {});
     // Writes stay in order: each waits for its own compression and the previous write.
@@ -162,8 +185,20 @@ export class ParallelGzipWriter {
     this.#inFlight.push(tracked);
   }
 
+  async #compress(chunk: Buffer): Promise<Buffer> {
+    if (this.#storeIncompressible && this.#level > 0 && chunk.length >= SAMPLE_SLICES * SAMPLE_SLICE * 2) {
+      const step = Math.floor((chunk.length - SAMPLE_SLICE) / (SAMPLE_SLICES - 1));
+      const parts: Buffer[] = [];
+      for (let i = 0; i < SAMPLE_SLICES; i++) parts.push(chunk.subarray(i * step, i * step + SAMPLE_SLICE));
+      const sample = Buffer.concat(parts);
+      const packed = await deflateRawAsync(sample, { level: 1 });
+      if (packed.length > sample.length * INCOMPRESSIBLE_RATIO) return gzipAsync(chunk, { level: 0 });
+    }
+    return gzipAsync(chunk, { level: this.#level });
+  }
+
   #remove(p: Promise<void>): void {
     const i = this.#inFlight.indexOf(p);
-    if (i !== -1) this.#inFlight.splice(i, 1);
+    if (i !== -1) void this.#inFlight.splice(i, 1);
   }
 }

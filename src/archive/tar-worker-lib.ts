@@ -3,7 +3,16 @@
  * calls are several times faster than async ones for many small files) and, for an exclude callback that cannot
  * be sent to a thread, the walk runs on the main thread.
  */
-import { closeSync, constants as fsc, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import {
+  closeSync,
+  constants as fsc,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+} from 'node:fs';
 import { Header, Pax } from 'tar';
 import { errnoCode } from '../errors.js';
 
@@ -22,7 +31,21 @@ export interface WalkEntry {
   size: number;
   /** whole seconds */
   mtime: number;
-  link?: string;
+  link?: string | undefined;
+}
+
+/** A class (not literals) so every entry shares one hidden class: smaller and faster for 100k+ entries. */
+class Entry implements WalkEntry {
+  constructor(
+    readonly rel: string,
+    readonly kind: EntryKind,
+    readonly mode: number,
+    readonly uid: number,
+    readonly gid: number,
+    readonly size: number,
+    readonly mtime: number,
+    readonly link: string | undefined,
+  ) {}
 }
 
 export type WarningCodeName = 'UNREADABLE' | 'SPECIAL_FILE' | 'VANISHED';
@@ -109,35 +132,42 @@ export function walkTree(
       const abs = absDir + '/' + name;
       if (name.includes('\uFFFD')) {
         // readdir decoded a name that is not valid UTF-8: it cannot be opened again by this string.
-        warn({ code: 'UNREADABLE', path: joinDisplay(displayRoot, rel), message: 'file name is not valid UTF-8' });
+        warn({
+          code: 'UNREADABLE',
+          path: joinDisplay(displayRoot, rel),
+          message: 'file name is not valid UTF-8',
+        });
         continue;
       }
       let st;
       try {
         st = lstatSync(abs, { throwIfNoEntry: false });
       } catch (err) {
-        warn({ code: 'UNREADABLE', path: joinDisplay(displayRoot, rel), message: `cannot stat: ${describe(err)}` });
+        warn({
+          code: 'UNREADABLE',
+          path: joinDisplay(displayRoot, rel),
+          message: `cannot stat: ${describe(err)}`,
+        });
         continue;
       }
       if (st === undefined) {
-        warn({ code: 'VANISHED', path: joinDisplay(displayRoot, rel), message: 'vanished during the backup' });
+        warn({
+          code: 'VANISHED',
+          path: joinDisplay(displayRoot, rel),
+          message: 'vanished during the backup',
+        });
         continue;
       }
       const isDir = st.isDirectory();
       if (isExcluded(rel, isDir)) continue;
-      const base = {
-        rel,
-        mode: st.mode & 0o7777,
-        uid: st.uid,
-        gid: st.gid,
-        mtime: Math.floor(st.mtimeMs / 1000),
-      };
+      const mode = st.mode & 0o7777;
+      const mtime = Math.floor(st.mtimeMs / 1000);
       if (isDir) {
-        entries.push({ ...base, kind: KIND_DIR, size: 0 });
+        entries.push(new Entry(rel, KIND_DIR, mode, st.uid, st.gid, 0, mtime, undefined));
         totals.dirs++;
         visit(abs, rel);
       } else if (st.isFile()) {
-        entries.push({ ...base, kind: KIND_FILE, size: st.size });
+        entries.push(new Entry(rel, KIND_FILE, mode, st.uid, st.gid, st.size, mtime, undefined));
         totals.files++;
         totals.bytes += st.size;
       } else if (st.isSymbolicLink()) {
@@ -153,7 +183,7 @@ export function walkTree(
           });
           continue;
         }
-        entries.push({ ...base, kind: KIND_SYMLINK, size: 0, link });
+        entries.push(new Entry(rel, KIND_SYMLINK, mode, st.uid, st.gid, 0, mtime, link));
         totals.symlinks++;
       } else {
         const what = st.isFIFO()
@@ -221,7 +251,8 @@ export class TarBatcher {
   readonly #gnames = loadNames('/etc/group');
 
   constructor(size: number, flush: (ab: ArrayBuffer, len: number) => void) {
-    if (size % 512 !== 0 || size < 4096) throw new RangeError('batch size must be a multiple of 512, >= 4096');
+    if (size % 512 !== 0 || size < 4096)
+      throw new RangeError('batch size must be a multiple of 512, >= 4096');
     this.#size = size;
     this.#flush = flush;
     this.#buf = Buffer.from(new ArrayBuffer(size));
@@ -281,7 +312,8 @@ export class TarBatcher {
       let prefix = '';
       if (path.length > 100) {
         const i = path.indexOf('/', Math.max(0, path.length - 101));
-        if (i <= 0 || i > 155 || i >= path.length - 1) return this.#slowHeader(e, path, link, size, uname, gname);
+        if (i <= 0 || i > 155 || i >= path.length - 1)
+          return this.#slowHeader(e, path, link, size, uname, gname);
         prefix = path.slice(0, i);
         name = path.slice(i + 1);
       }

@@ -115,7 +115,9 @@ function run(): void {
         warn({
           code: gone ? 'VANISHED' : 'UNREADABLE',
           path: displayPath(e.rel),
-          message: gone ? 'vanished (or was replaced) during the backup' : `cannot open: ${code ?? String(err)}`,
+          message: gone
+            ? 'vanished (or was replaced) during the backup'
+            : `cannot open: ${code ?? String(err)}`,
         });
         continue;
       }
