@@ -1,0 +1,36 @@
+/**
+ * Child process of restore-kill.test.ts: restores a dump and, at the named step, prints `at <step>` and waits
+ * to be SIGKILLed. `mid-load` prints at the first progress event and keeps loading (a kill at a random point).
+ * Usage: node restore-kill-child.js <step> <dump file>; the connection config (with its password) comes in the
+ * MBK_KILL_CFG environment variable, never on argv.
+ */
+import { restoreDatabase } from '../../src/db/restore.js';
+import type { DbConnectionConfig } from '../../src/db/types.js';
+
+const step = process.argv[2] ?? '';
+const file = process.argv[3] ?? '';
+const config = JSON.parse(process.env.MBK_KILL_CFG ?? '{}') as DbConnectionConfig;
+let said = false;
+const say = (s: string): void => {
+  if (said) return;
+  said = true;
+  process.stdout.write(`at ${s}\n`);
+};
+
+await restoreDatabase({
+  config,
+  file,
+  concurrency: 3,
+  onEvent: (e) => {
+    if (step === 'mid-load' && e.type === 'progress') say('mid-load');
+  },
+  onStep: async (s) => {
+    if (s !== step) return;
+    say(s);
+    // keep the process alive until the parent kills it
+    setInterval(() => {}, 1000);
+    await new Promise(() => {});
+  },
+});
+process.stdout.write('done\n');
+process.exit(0);

@@ -1,0 +1,104 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Connection } from 'mysql2/promise';
+import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
+import { createZoo } from '../../fixtures/db-zoo.js';
+import { describeDatabase, diffDatabases, type DbSnapshot } from '../../fixtures/db-compare.js';
+import { dumpDatabase } from '../../src/db/dump.js';
+import { recoverInterruptedRestores } from '../../src/db/restore.js';
+import { configFor, databasesLike } from './restore-helpers.js';
+
+let server: TestServer;
+let conn: Connection;
+let dir: string;
+let srcSnap: DbSnapshot;
+let dump: string;
+const child = fileURLToPath(new URL('./restore-kill-child.js', import.meta.url));
+
+/** Only what RENAME TABLE moves: tables and sequences, with their rows. */
+function tablesOf(s: DbSnapshot): DbSnapshot {
+  return { ...s, views: {}, routines: {}, triggers: {}, events: {} };
+}
+
+before(async () => {
+  server = await getTestServer();
+  conn = await server.connect();
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mbk-kill-'));
+  const src = await server.createDatabase('ksrc');
+  const c = await server.connect(src);
+  try {
+    await createZoo(c, { bigRows: 6000 });
+  } finally {
+    await c.end();
+  }
+  srcSnap = await describeDatabase(conn, src);
+  dump = path.join(dir, 'zoo.sql');
+  await dumpDatabase({ config: configFor(server, src), outFile: dump, compress: false });
+});
+
+after(async () => {
+  await conn?.end();
+  if (dir) await fsp.rm(dir, { recursive: true, force: true });
+});
+
+/** Runs the child until it reports `at <step>`, then SIGKILLs it. */
+async function killAt(step: string, live: string): Promise<void> {
+  const p = spawn(process.execPath, [child, step, dump], {
+    env: { ...process.env, MBK_KILL_CFG: JSON.stringify(configFor(server, live)) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+  const reached = await new Promise<boolean>((resolve) => {
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(`at ${step}\n`)) resolve(true);
+    });
+    void exited.then(() => resolve(false));
+  });
+  if (reached) p.kill('SIGKILL');
+  await exited;
+  assert.ok(reached, `the child never reached '${step}': ${out} ${err}`);
+}
+
+const steps: [string, 'old' | 'new'][] = [
+  ['loading', 'old'],
+  ['mid-load', 'old'],
+  ['loaded', 'old'],
+  ['ready', 'new'],
+  ['live-triggers-dropped', 'new'],
+  ['swapped', 'new'],
+  ['definitions-created', 'new'],
+];
+
+for (const [step, after] of steps) {
+  test(`SIGKILL at '${step}': the live tables are all old or all new, and the next run leaves it ${after}`, async () => {
+    const live = await server.createDatabase('klive');
+    const c = await server.connect(live);
+    try {
+      await createZoo(c, { bigRows: 40, bigBlobBytes: 500 });
+      await c.query("UPDATE zoo_basic SET note = 'old'");
+    } finally {
+      await c.end();
+    }
+    const oldSnap = await describeDatabase(conn, live);
+    await killAt(step, live);
+
+    const now = tablesOf(await describeDatabase(conn, live));
+    const isOld = diffDatabases(tablesOf(oldSnap), now).length === 0;
+    const isNew = diffDatabases(tablesOf(srcSnap), now).length === 0;
+    assert.ok(isOld || isNew, `a mix of old and new tables after a kill at '${step}'`);
+
+    await recoverInterruptedRestores(configFor(server, live));
+    const want = after === 'old' ? oldSnap : srcSnap;
+    assert.deepEqual(diffDatabases(want, await describeDatabase(conn, live)), []);
+    assert.deepEqual(await databasesLike(conn, `${live}__mbk_`), []);
+  });
+}
