@@ -72,7 +72,10 @@ export function toolVersion(): string {
   if (cachedVersion !== undefined) return cachedVersion;
   for (const rel of ['../../../package.json', '../../package.json']) {
     try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (pkg.name === 'magebackup' && typeof pkg.version === 'string') return (cachedVersion = pkg.version);
     } catch {
       // try the next candidate
@@ -96,7 +99,10 @@ export async function hashFile(
   let size = 0;
   let lastReport = 0;
   try {
-    const stream = createReadStream(file, { highWaterMark: 1 << 20, ...(o.signal ? { signal: o.signal } : {}) });
+    const stream = createReadStream(file, {
+      highWaterMark: 1 << 20,
+      ...(o.signal ? { signal: o.signal } : {}),
+    });
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       hash.update(chunk);
       size += chunk.length;
@@ -108,9 +114,12 @@ export async function hashFile(
   } catch (err) {
     if (o.signal?.aborted) throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
     if (errnoCode(err) === 'ENOENT') throw new CliError(`Backup file ${file} is missing`, { cause: err });
-    throw new CliError(`Backup file ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`, {
-      cause: err,
-    });
+    throw new CliError(
+      `Backup file ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   o.onProgress?.(size);
   return { sha256: hash.digest('hex'), size };
@@ -131,7 +140,8 @@ export function manifestParts(
 ): ManifestPart[] {
   return parts.map((p, i) => {
     const sum = sums[i];
-    if (!sum || sum.size !== p.size) throw new CliError(`Backup file ${p.path} changed while it was being hashed`);
+    if (!sum || sum.size !== p.size)
+      throw new CliError(`Backup file ${p.path} changed while it was being hashed`);
     const entry: ManifestPart = { part: p.part, file: p.file, size: p.size, sha256: sum.sha256 };
     if (p.files !== undefined) entry.files = p.files;
     if (p.bytes !== undefined) entry.bytes = p.bytes;
@@ -181,7 +191,10 @@ export async function writeRunMarker(
   info: { command: string; started: string },
 ): Promise<string> {
   const file = path.join(backupsDir, runMarkerName(timestamp));
-  await fsp.writeFile(file, JSON.stringify({ pid: process.pid, ...info }) + '\n', { mode: 0o600, flag: 'wx' });
+  await fsp.writeFile(file, JSON.stringify({ pid: process.pid, ...info }) + '\n', {
+    mode: 0o600,
+    flag: 'wx',
+  });
   return file;
 }
 
@@ -209,10 +222,14 @@ export function validateManifest(data: unknown, file: string, timestamp?: number
   const m = data as Record<string, unknown>;
   if (m.format !== MANIFEST_FORMAT) fail(file, `format is not "${MANIFEST_FORMAT}"`);
   if (m.version !== MANIFEST_VERSION) {
-    fail(file, `version ${JSON.stringify(m.version)} is not supported (this magebackup reads version ${MANIFEST_VERSION})`);
+    fail(
+      file,
+      `version ${JSON.stringify(m.version)} is not supported (this magebackup reads version ${MANIFEST_VERSION})`,
+    );
   }
   if (!isCount(m.timestamp)) fail(file, 'no valid timestamp');
-  if (timestamp !== undefined && m.timestamp !== timestamp) fail(file, `its timestamp ${String(m.timestamp)} is not the one in its name`);
+  if (timestamp !== undefined && m.timestamp !== timestamp)
+    fail(file, `its timestamp ${String(m.timestamp)} is not the one in its name`);
   if (!Array.isArray(m.parts) || m.parts.length === 0) fail(file, 'no parts');
   const seen = new Set<string>();
   for (const p of m.parts as unknown[]) {
@@ -221,11 +238,16 @@ export function validateManifest(data: unknown, file: string, timestamp?: number
     if (!PARTS.includes(part.part as Part)) fail(file, `unknown part ${JSON.stringify(part.part)}`);
     if (seen.has(part.part as string)) fail(file, `part ${String(part.part)} listed twice`);
     seen.add(part.part as string);
-    if (typeof part.file !== 'string' || part.file !== path.basename(part.file) || !part.file.startsWith(`${String(m.timestamp)}_`)) {
+    if (
+      typeof part.file !== 'string' ||
+      part.file !== path.basename(part.file) ||
+      !part.file.startsWith(`${String(m.timestamp)}_`)
+    ) {
       fail(file, `part ${String(part.part)} has no valid file name`);
     }
     if (!isCount(part.size)) fail(file, `part ${part.file} has no valid size`);
-    if (typeof part.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(part.sha256)) fail(file, `part ${part.file} has no valid sha256`);
+    if (typeof part.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(part.sha256))
+      fail(file, `part ${part.file} has no valid sha256`);
   }
   return data as Manifest;
 }
@@ -237,7 +259,10 @@ export async function readManifest(file: string, timestamp?: number): Promise<Ma
     text = await fsp.readFile(file, 'utf8');
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return null;
-    throw new CliError(`Manifest ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new CliError(
+      `Manifest ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
   }
   let data: unknown;
   try {

@@ -45,7 +45,11 @@ export function parseDuration(text: string, option = '--keep-within'): number {
 }
 
 export function formatDuration(seconds: number): string {
-  for (const [u, n] of [['d', 86400], ['h', 3600], ['m', 60]] as const) {
+  for (const [u, n] of [
+    ['d', 86400],
+    ['h', 3600],
+    ['m', 60],
+  ] as const) {
     if (seconds >= n && seconds % n === 0) return `${seconds / n}${u}`;
   }
   return `${seconds}s`;
@@ -105,7 +109,11 @@ export function isoWeekOf(ts: number): string {
 }
 
 /** Pure: decide for every snapshot (newest first, as listSnapshots returns them). */
-export function planPrune(snapshots: readonly SnapshotInfo[], policy: RetentionPolicy, nowMs: number): PruneDecision[] {
+export function planPrune(
+  snapshots: readonly SnapshotInfo[],
+  policy: RetentionPolicy,
+  nowMs: number,
+): PruneDecision[] {
   assertPolicy(policy);
   const sorted = [...snapshots].sort((a, b) => b.timestamp - a.timestamp);
   const reasons = new Map<SnapshotInfo, string[]>(sorted.map((s) => [s, []]));
@@ -115,7 +123,8 @@ export function planPrune(snapshots: readonly SnapshotInfo[], policy: RetentionP
 
   if (policy.keepWithin) {
     for (const s of sorted) {
-      if (s.status !== 'incomplete' && s.timestamp >= nowS - policy.keepWithin) keep(s, `within ${formatDuration(policy.keepWithin)}`);
+      if (s.status !== 'incomplete' && s.timestamp >= nowS - policy.keepWithin)
+        keep(s, `within ${formatDuration(policy.keepWithin)}`);
     }
   }
   if (policy.keepLast) for (const s of restorable.slice(0, policy.keepLast)) keep(s, 'last');
@@ -140,7 +149,12 @@ export function planPrune(snapshots: readonly SnapshotInfo[], policy: RetentionP
   return sorted.map((s) => {
     const why = reasons.get(s)!;
     const kept = why.length > 0;
-    const removeWhy = s.status === 'incomplete' ? 'incomplete: left by a crashed or failed run' : s.status === 'corrupt' ? 'corrupt and outside the policy' : 'outside the policy';
+    const removeWhy =
+      s.status === 'incomplete'
+        ? 'incomplete: left by a crashed or failed run'
+        : s.status === 'corrupt'
+          ? 'corrupt and outside the policy'
+          : 'outside the policy';
     return {
       id: s.id,
       timestamp: s.timestamp,
@@ -230,8 +244,15 @@ export async function pruneLocked(o: {
   const verb = dryRun ? 'Would remove' : 'Removed';
   for (const d of removed) {
     throwIfAborted(o.signal);
-    if (!dryRun) await removeSnapshotFiles(dir, snapshots.find((s) => s.id === d.id)!);
-    onEvent({ type: 'info', message: `${verb} snapshot ${d.id} (${d.status}, ${d.reasons.join(', ')}): ${d.files.join(', ')}` });
+    if (!dryRun)
+      await removeSnapshotFiles(
+        dir,
+        snapshots.find((s) => s.id === d.id)!,
+      );
+    onEvent({
+      type: 'info',
+      message: `${verb} snapshot ${d.id} (${d.status}, ${d.reasons.join(', ')}): ${d.files.join(', ')}`,
+    });
   }
   for (const name of strayPartials) {
     if (!dryRun) await fsp.rm(path.join(dir, name), { force: true });

@@ -66,7 +66,9 @@ export function classifyBackupFile(name: string): { timestamp: number; kind: Sna
 
 export function parseSnapshotId(id: string): number {
   if (!/^\d{1,12}$/.test(id)) {
-    throw new UsageError(`Invalid snapshot id "${id}": an id is the timestamp the snapshot list shows (digits only)`);
+    throw new UsageError(
+      `Invalid snapshot id "${id}": an id is the timestamp the snapshot list shows (digits only)`,
+    );
   }
   return Number(id);
 }
@@ -99,14 +101,24 @@ export async function listSnapshots(
     }),
   );
   const snapshots = await Promise.all(
-    [...groups.entries()].map(([ts, files]) => judge(ts, files.sort((a, b) => a.name.localeCompare(b.name)), nowMs)),
+    [...groups.entries()].map(([ts, files]) =>
+      judge(
+        ts,
+        files.sort((a, b) => a.name.localeCompare(b.name)),
+        nowMs,
+      ),
+    ),
   );
   snapshots.sort((a, b) => b.timestamp - a.timestamp);
   return { dir, exists: true, snapshots };
 }
 
 /** One snapshot by id; a CliError if there is none. */
-export async function getSnapshot(root: string, id: string, o: { now?: () => number } = {}): Promise<SnapshotInfo> {
+export async function getSnapshot(
+  root: string,
+  id: string,
+  o: { now?: () => number } = {},
+): Promise<SnapshotInfo> {
   const ts = parseSnapshotId(id);
   const { dir, snapshots } = await listSnapshots(root, o);
   const s = snapshots.find((x) => x.timestamp === ts);
@@ -144,7 +156,14 @@ async function judge(timestamp: number, files: SnapshotFile[], nowMs: number): P
       else if (f.size !== p.size) problems.push(`${p.file} has ${f.size} bytes, its manifest says ${p.size}`);
     }
     const parts = PART_ORDER.filter((p) => partFiles[p] !== undefined);
-    return { ...base, status: problems.length ? 'corrupt' : 'complete', problems, parts, partFiles, manifest };
+    return {
+      ...base,
+      status: problems.length ? 'corrupt' : 'complete',
+      problems,
+      parts,
+      partFiles,
+      manifest,
+    };
   }
   const leftovers = files.filter((f) => f.kind === 'partial' || f.kind === 'marker');
   if (leftovers.length > 0) {
@@ -156,7 +175,8 @@ async function judge(timestamp: number, files: SnapshotFile[], nowMs: number): P
   const present = presentParts(files);
   for (const part of present.parts) {
     const all = files.filter((f) => f.kind === part);
-    if (all.length > 1) problems.push(`several ${part} backups with this timestamp: ${all.map((f) => f.name).join(', ')}`);
+    if (all.length > 1)
+      problems.push(`several ${part} backups with this timestamp: ${all.map((f) => f.name).join(', ')}`);
   }
   return { ...base, status: 'legacy', problems, ...present };
 }

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { CliError, throwIfAborted } from '../errors.js';
-import { noEvents, type EventSink, type Part } from '../events.js';
+import { noEvents, type EventSink } from '../events.js';
 import { hashFile } from './manifest.js';
 import { runBackup, type RunBackupOptions, type RunBackupResult } from './run-backup.js';
 import { runRollback, type RunRollbackOptions, type RunRollbackResult } from './run-rollback.js';
@@ -19,12 +19,18 @@ export interface CreateSnapshotResult extends RunBackupResult {
 
 /** `snapshot:create` = `setup:backup --code --media --db`, one id. */
 export async function createSnapshot(o: CreateSnapshotOptions): Promise<CreateSnapshotResult> {
-  const r = await runBackup({ ...o, parts: { code: true, media: true, db: true }, command: o.command ?? 'snapshot:create' });
+  const r = await runBackup({
+    ...o,
+    parts: { code: true, media: true, db: true },
+    command: o.command ?? 'snapshot:create',
+  });
   return { id: String(r.timestamp), ...r };
 }
 
-export interface RestoreSnapshotOptions
-  extends Omit<RunRollbackOptions, 'codeFile' | 'mediaFile' | 'dbFile'> {
+export interface RestoreSnapshotOptions extends Omit<
+  RunRollbackOptions,
+  'codeFile' | 'mediaFile' | 'dbFile'
+> {
   id: string;
   now?: () => number;
 }
@@ -72,7 +78,8 @@ function assertRestorable(s: SnapshotInfo): void {
   if (s.status === 'corrupt') {
     throw new CliError(`Snapshot ${s.id} is corrupt and cannot be restored: ${s.problems.join('; ')}`);
   }
-  if (s.problems.length > 0) throw new CliError(`Snapshot ${s.id} cannot be restored: ${s.problems.join('; ')}`);
+  if (s.problems.length > 0)
+    throw new CliError(`Snapshot ${s.id} cannot be restored: ${s.problems.join('; ')}`);
   if (s.parts.length === 0) throw new CliError(`Snapshot ${s.id} has no code, media or database backup`);
 }
 
@@ -85,12 +92,15 @@ async function checkSums(s: SnapshotInfo, dir: string, signal: AbortSignal | und
     const got = await hashFile(file, {
       ...(signal ? { signal } : {}),
       onProgress: (bytes) =>
-        onEvent({ type: 'progress', part: p.part as Part, operation: 'verify', bytes, totalBytes: p.size }),
+        onEvent({ type: 'progress', part: p.part, operation: 'verify', bytes, totalBytes: p.size }),
     });
     if (got.size !== p.size) bad.push(`${p.file} has ${got.size} bytes, its manifest says ${p.size}`);
-    else if (got.sha256 !== p.sha256) bad.push(`${p.file} does not match its SHA-256 in the manifest (corrupt or changed)`);
+    else if (got.sha256 !== p.sha256)
+      bad.push(`${p.file} does not match its SHA-256 in the manifest (corrupt or changed)`);
   }
   if (bad.length > 0) {
-    throw new CliError(`Snapshot ${s.id} is corrupt and cannot be restored, nothing was changed: ${bad.join('; ')}`);
+    throw new CliError(
+      `Snapshot ${s.id} is corrupt and cannot be restored, nothing was changed: ${bad.join('; ')}`,
+    );
   }
 }

@@ -116,7 +116,10 @@ async function verifySnapshot(
   const problems: string[] = [];
   if (s.status === 'incomplete') problems.push(`snapshot ${s.id}: ${s.problems.join('; ')}`);
   if (s.status === 'legacy') {
-    o.onEvent({ type: 'info', message: `Snapshot ${s.id} has no manifest (a Magento backup): checking structure only, no checksums` });
+    o.onEvent({
+      type: 'info',
+      message: `Snapshot ${s.id} has no manifest (a Magento backup): checking structure only, no checksums`,
+    });
     problems.push(...s.problems.map((p) => `snapshot ${s.id}: ${p}`));
   }
   const manifest = s.manifest;
@@ -171,14 +174,16 @@ async function verifyFile(
       if (part === 'db') {
         const v = await verifyDump(file, {
           ...signal,
-          onProgress: (bytes) => o.onEvent({ type: 'progress', part, operation: 'verify', bytes, totalBytes: size }),
+          onProgress: (bytes) =>
+            o.onEvent({ type: 'progress', part, operation: 'verify', bytes, totalBytes: size }),
         });
         check.statements = v.statements ?? 0;
       } else {
         const v = await verifyArchive(file, {
           ...signal,
           filter: part,
-          onProgress: (p) => o.onEvent({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
+          onProgress: (p) =>
+            o.onEvent({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
         });
         check.entries = v.entries;
         // The archive holds what the manifest says was written: no member lost, none added.
@@ -199,7 +204,9 @@ async function verifyFile(
       const got = await sum;
       check.sha256 = got.sha256;
       if (got.sha256 !== expect.sha256) {
-        problem(`${name}: SHA-256 ${got.sha256} does not match the manifest's ${expect.sha256} (the file changed or is corrupt)`);
+        problem(
+          `${name}: SHA-256 ${got.sha256} does not match the manifest's ${expect.sha256} (the file changed or is corrupt)`,
+        );
       }
     } catch (err) {
       fail(err);
@@ -227,7 +234,11 @@ async function verifyFile(
 }
 
 /** Extracts into a private directory beside the backups (same disk, 0700) and removes it again. */
-async function deepExtract(file: string, part: 'code' | 'media', o: VerifyBackupsOptions & { onEvent: EventSink }) {
+async function deepExtract(
+  file: string,
+  part: 'code' | 'media',
+  o: VerifyBackupsOptions & { onEvent: EventSink },
+) {
   const tmp = await fsp.mkdtemp(path.join(path.dirname(file), '.magebackup-verify-'));
   try {
     const r = await extractArchive({
@@ -235,7 +246,8 @@ async function deepExtract(file: string, part: 'code' | 'media', o: VerifyBackup
       destDir: tmp,
       filter: part,
       ...(o.signal ? { signal: o.signal } : {}),
-      onProgress: (p) => o.onEvent({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
+      onProgress: (p) =>
+        o.onEvent({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
     });
     return r.entries;
   } finally {
@@ -244,8 +256,12 @@ async function deepExtract(file: string, part: 'code' | 'media', o: VerifyBackup
 }
 
 /** Loads the dump into a new database on the store's server, counts its tables, and drops it. */
-async function deepLoad(file: string, o: { signal?: AbortSignal; onEvent: EventSink; dbConfig: DbConnectionConfig | undefined }) {
-  if (!o.dbConfig) throw new UsageError('backups:verify --deep needs the database connection (app/etc/env.php or --db-*)');
+async function deepLoad(
+  file: string,
+  o: { signal?: AbortSignal; onEvent: EventSink; dbConfig: DbConnectionConfig | undefined },
+) {
+  if (!o.dbConfig)
+    throw new UsageError('backups:verify --deep needs the database connection (app/etc/env.php or --db-*)');
   const name = `magebackup_verify_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
   const conn = await openConnection(o.dbConfig, { database: null });
   try {

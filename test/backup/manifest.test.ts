@@ -11,9 +11,13 @@ import { minimalStore } from '../helpers/tmp.js';
 const backups = (root: string) => path.join(root, 'var', 'backups');
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-test('a run writes <ts>_manifest.json last, 0600, with sizes and SHA-256 of every part', async () => {
+void test('a run writes <ts>_manifest.json last, 0600, with sizes and SHA-256 of every part', async () => {
   const root = minimalStore();
-  const r = await runBackup({ root, parts: { code: true, media: true, db: false }, now: () => 1_700_000_000_000 });
+  const r = await runBackup({
+    root,
+    parts: { code: true, media: true, db: false },
+    now: () => 1_700_000_000_000,
+  });
   assert.equal(path.basename(r.manifest), '1700000000_manifest.json');
   assert.equal(statSync(r.manifest).mode & 0o777, 0o600);
   const m = (await readManifest(r.manifest, 1_700_000_000))!;
@@ -22,7 +26,10 @@ test('a run writes <ts>_manifest.json last, 0600, with sizes and SHA-256 of ever
   assert.equal(m.root, path.resolve(root));
   assert.equal(m.tool.name, 'magebackup');
   assert.match(m.tool.version, /^\d+\.\d+\.\d+/);
-  assert.deepEqual(m.parts.map((p) => p.part), ['code', 'media']);
+  assert.deepEqual(
+    m.parts.map((p) => p.part),
+    ['code', 'media'],
+  );
   for (const p of m.parts) {
     const file = path.join(backups(root), p.file);
     assert.equal(p.size, statSync(file).size, p.file);
@@ -43,7 +50,7 @@ test('a run writes <ts>_manifest.json last, 0600, with sizes and SHA-256 of ever
   assert.deepEqual(snapshots[0]!.parts, ['code', 'media']);
 });
 
-test('a failed run leaves its finished parts marked incomplete; a run that wrote nothing leaves nothing', async () => {
+void test('a failed run leaves its finished parts marked incomplete; a run that wrote nothing leaves nothing', async () => {
   const root = minimalStore();
   await assert.rejects(
     runBackup({
@@ -73,13 +80,21 @@ test('a failed run leaves its finished parts marked incomplete; a run that wrote
     /injected failure/,
   );
   const { snapshots } = await listSnapshots(root);
-  assert.deepEqual(snapshots.map((x) => x.id), ['1700000000'], 'the empty run is invisible');
+  assert.deepEqual(
+    snapshots.map((x) => x.id),
+    ['1700000000'],
+    'the empty run is invisible',
+  );
 });
 
-test('statuses: Magento backups without a manifest are legacy; a changed size or a missing part is corrupt', async () => {
+void test('statuses: Magento backups without a manifest are legacy; a changed size or a missing part is corrupt', async () => {
   const root = minimalStore();
   const dir = backups(root);
-  const r = await runBackup({ root, parts: { code: true, media: true, db: false }, now: () => 1_700_000_000_000 });
+  const r = await runBackup({
+    root,
+    parts: { code: true, media: true, db: false },
+    now: () => 1_700_000_000_000,
+  });
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, '1500000000_filesystem_code.tgz'), 'x');
   writeFileSync(path.join(dir, '1500000000_db.sql'), 'x');
@@ -107,7 +122,7 @@ test('statuses: Magento backups without a manifest are legacy; a changed size or
   assert.match(list[0]!.problems.join(), /Manifest .*1700000000_manifest\.json is corrupt: not valid JSON/);
 });
 
-test('manifest validation names the file and the problem', () => {
+void test('manifest validation names the file and the problem', () => {
   const good: Manifest = {
     format: 'magebackup-manifest',
     version: 1,
@@ -122,14 +137,23 @@ test('manifest validation names the file and the problem', () => {
     parts: [{ part: 'db', file: '5_db.sql', size: 1, sha256: 'a'.repeat(64) }],
   };
   assert.doesNotThrow(() => validateManifest(good, 'm.json', 5));
-  assert.throws(() => validateManifest({ ...good, version: 9 }, 'm.json'), /m\.json is corrupt: version 9 is not supported/);
+  assert.throws(
+    () => validateManifest({ ...good, version: 9 }, 'm.json'),
+    /m\.json is corrupt: version 9 is not supported/,
+  );
   assert.throws(() => validateManifest(good, 'm.json', 6), /timestamp 5 is not the one in its name/);
-  assert.throws(() => validateManifest({ ...good, parts: [{ ...good.parts[0]!, file: '../5_db.sql' }] }, 'm.json'), /valid file name/);
-  assert.throws(() => validateManifest({ ...good, parts: [{ ...good.parts[0]!, sha256: 'xyz' }] }, 'm.json'), /sha256/);
+  assert.throws(
+    () => validateManifest({ ...good, parts: [{ ...good.parts[0]!, file: '../5_db.sql' }] }, 'm.json'),
+    /valid file name/,
+  );
+  assert.throws(
+    () => validateManifest({ ...good, parts: [{ ...good.parts[0]!, sha256: 'xyz' }] }, 'm.json'),
+    /sha256/,
+  );
   assert.throws(() => validateManifest([], 'm.json'), /not a JSON object/);
 });
 
-test('file classification and streaming hash', async () => {
+void test('file classification and streaming hash', async () => {
   assert.deepEqual(classifyBackupFile('17_manifest.json.running'), { timestamp: 17, kind: 'marker' });
   assert.deepEqual(classifyBackupFile('17_db.sql.gz.partial'), { timestamp: 17, kind: 'partial' });
   assert.deepEqual(classifyBackupFile('17_filesystem_code.tgz'), { timestamp: 17, kind: 'code' });

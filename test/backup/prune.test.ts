@@ -42,7 +42,7 @@ function kept(list: SnapshotInfo[], policy: RetentionPolicy): number[] {
 // Two backups a day (00:30 and 12:00 UTC) for 30 days, newest first: now, now-12h30, now-1d, ...
 const history = Array.from({ length: 30 }, (_, d) => [NOW_S - d * DAY, NOW_S - d * DAY - 41400]).flat();
 
-test('durations and policies', () => {
+void test('durations and policies', () => {
   assert.equal(parseDuration('14d'), 14 * DAY);
   assert.equal(parseDuration('1d12h'), 36 * 3600);
   assert.equal(parseDuration('2w'), 14 * DAY);
@@ -57,7 +57,7 @@ test('durations and policies', () => {
   assert.equal(isoWeekOf(Date.UTC(2026, 10, 22, 23) / 1000), '2026-W47');
 });
 
-test('each rule keeps exactly what it says, and a backup kept by any rule is kept', () => {
+void test('each rule keeps exactly what it says, and a backup kept by any rule is kept', () => {
   const list = history.map((t) => snap(t));
   assert.deepEqual(kept(list, { keepLast: 3 }), history.slice(0, 3));
   // within 2d: now, -12h30, -1d, -1d12h30, -2d (inclusive boundary)
@@ -70,9 +70,15 @@ test('each rule keeps exactly what it says, and a backup kept by any rule is kep
   assert.deepEqual(kept(list, { keepLast: 2, keepDaily: 2 }), [NOW_S, NOW_S - 41400, NOW_S - DAY]);
 });
 
-test('the newest complete backup is never removed; incomplete runs always are; corrupt ones only by age', () => {
+void test('the newest complete backup is never removed; incomplete runs always are; corrupt ones only by age', () => {
   const old = NOW_S - 40 * DAY;
-  const list = [snap(NOW_S, 'incomplete'), snap(NOW_S - DAY, 'corrupt'), snap(old), snap(old - DAY), snap(old - 2 * DAY, 'corrupt')];
+  const list = [
+    snap(NOW_S, 'incomplete'),
+    snap(NOW_S - DAY, 'corrupt'),
+    snap(old),
+    snap(old - DAY),
+    snap(old - 2 * DAY, 'corrupt'),
+  ];
   const plan = planPrune(list, { keepWithin: 14 * DAY }, NOW_S * 1000);
   assert.deepEqual(
     plan.map((d) => [d.timestamp, d.keep]),
@@ -92,13 +98,17 @@ test('the newest complete backup is never removed; incomplete runs always are; c
   assert.deepEqual(kept([snap(old, 'legacy'), snap(old - DAY, 'legacy')], { keepWithin: DAY }), [old]);
 });
 
-test('backups:prune on disk: dry run changes nothing; a real run removes old snapshots, crash leftovers and partials', async () => {
+void test('backups:prune on disk: dry run changes nothing; a real run removes old snapshots, crash leftovers and partials', async () => {
   const root = minimalStore();
   const dir = path.join(root, 'var', 'backups');
   // Three complete runs, 20, 10 and 1 days old, then a crashed run (parts, marker, partial), then leftovers.
   const ages = [20, 10, 1];
   for (const age of ages) {
-    await runBackup({ root, parts: { code: true, media: false, db: false }, now: () => (NOW_S - age * DAY) * 1000 });
+    await runBackup({
+      root,
+      parts: { code: true, media: false, db: false },
+      now: () => (NOW_S - age * DAY) * 1000,
+    });
   }
   await assert.rejects(
     runBackup({
@@ -113,7 +123,10 @@ test('backups:prune on disk: dry run changes nothing; a real run removes old sna
   const crashTs = NOW_S - 3600;
   writeFileSync(path.join(dir, `${crashTs}_filesystem_media.tgz.partial`), 'half');
   writeFileSync(path.join(dir, 'weird.partial'), 'x');
-  writeFileSync(path.join(dir, '1500000000_db.sql'), '-- a Magento backup\n-- Dump completed on 2017-07-14 02:40:00 GMT');
+  writeFileSync(
+    path.join(dir, '1500000000_db.sql'),
+    '-- a Magento backup\n-- Dump completed on 2017-07-14 02:40:00 GMT',
+  );
   mkdirSync(path.join(dir, 'keep-me'));
   writeFileSync(path.join(dir, 'notes.txt'), 'not ours');
 
@@ -121,40 +134,68 @@ test('backups:prune on disk: dry run changes nothing; a real run removes old sna
   const policy = { keepWithin: 14 * DAY };
   const dry = await pruneBackups({ root, policy, dryRun: true, now: () => NOW_S * 1000 });
   assert.deepEqual(readdirSync(dir).sort(), before, 'dry run changes nothing');
-  assert.deepEqual(dry.removed.map((d) => d.timestamp).sort(), [1500000000, NOW_S - 20 * DAY, crashTs].sort());
+  assert.deepEqual(
+    dry.removed.map((d) => d.timestamp).sort(),
+    [1500000000, NOW_S - 20 * DAY, crashTs].sort(),
+  );
   assert.deepEqual(dry.strayPartials, ['weird.partial']);
 
   const real = await pruneBackups({ root, policy, now: () => NOW_S * 1000 });
-  assert.deepEqual(real.removed.map((d) => d.id), dry.removed.map((d) => d.id));
+  assert.deepEqual(
+    real.removed.map((d) => d.id),
+    dry.removed.map((d) => d.id),
+  );
   assert.ok(real.freed > 0);
   const { snapshots } = await listSnapshots(root);
-  assert.deepEqual(snapshots.map((s) => [s.timestamp, s.status]), [
-    [NOW_S - 1 * DAY, 'complete'],
-    [NOW_S - 10 * DAY, 'complete'],
-  ]);
   assert.deepEqual(
-    readdirSync(dir).filter((n) => !/^\d+_(filesystem\.tgz|manifest\.json)$/.test(n)).sort(),
+    snapshots.map((s) => [s.timestamp, s.status]),
+    [
+      [NOW_S - 1 * DAY, 'complete'],
+      [NOW_S - 10 * DAY, 'complete'],
+    ],
+  );
+  assert.deepEqual(
+    readdirSync(dir)
+      .filter((n) => !/^\d+_(filesystem\.tgz|manifest\.json)$/.test(n))
+      .sort(),
     ['keep-me', 'notes.txt'],
     'unknown files are left alone; no lock left',
   );
 
   // Long after: everything is outside the policy, but the newest complete snapshot stays.
-  const later = await pruneBackups({ root, policy: { keepLast: 0, keepWithin: DAY }, now: () => (NOW_S + 100 * DAY) * 1000 });
-  assert.deepEqual(later.kept.map((d) => d.timestamp), [NOW_S - DAY]);
+  const later = await pruneBackups({
+    root,
+    policy: { keepLast: 0, keepWithin: DAY },
+    now: () => (NOW_S + 100 * DAY) * 1000,
+  });
+  assert.deepEqual(
+    later.kept.map((d) => d.timestamp),
+    [NOW_S - DAY],
+  );
   assert.ok(existsSync(path.join(dir, `${NOW_S - DAY}_manifest.json`)));
   await assert.rejects(pruneBackups({ root, policy: {} }), /Empty retention policy/);
 });
 
-test('runBackup with prune applies the policy after the manifest, under the same lock', async () => {
+void test('runBackup with prune applies the policy after the manifest, under the same lock', async () => {
   const root = minimalStore();
-  await runBackup({ root, parts: { code: true, media: false, db: false }, now: () => (NOW_S - 30 * DAY) * 1000 });
+  await runBackup({
+    root,
+    parts: { code: true, media: false, db: false },
+    now: () => (NOW_S - 30 * DAY) * 1000,
+  });
   const r = await runBackup({
     root,
     parts: { code: true, media: false, db: false },
     now: () => NOW_S * 1000,
     prune: { keepWithin: 14 * DAY },
   });
-  assert.deepEqual(r.pruned?.removed.map((d) => d.timestamp), [NOW_S - 30 * DAY]);
+  assert.deepEqual(
+    r.pruned?.removed.map((d) => d.timestamp),
+    [NOW_S - 30 * DAY],
+  );
   const { snapshots } = await listSnapshots(root);
-  assert.deepEqual(snapshots.map((s) => [s.timestamp, s.status]), [[NOW_S, 'complete']]);
+  assert.deepEqual(
+    snapshots.map((s) => [s.timestamp, s.status]),
+    [[NOW_S, 'complete']],
+  );
 });

@@ -2,7 +2,16 @@
 // restore the first and the store equals it; one flipped byte makes verify name the file and restore refuse.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, readdirSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { getTestServer } from '../../fixtures/mariadb.js';
 import { generateStore } from '../../fixtures/store.js';
@@ -16,7 +25,8 @@ import { describeTree, diffTrees } from '../helpers/tree.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const CODE_SKIP = (rel: string) =>
-  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) || /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel);
+  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) ||
+  /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel);
 const T0 = 1_800_000_000_000;
 
 async function setup() {
@@ -52,12 +62,15 @@ function flipByte(file: string): void {
   }
 }
 
-test('two snapshots with changes between them; restoring the first makes the store equal it', async () => {
+void test('two snapshots with changes between them; restoring the first makes the store equal it', async () => {
   const { conn, root, state } = await setup();
   try {
     const a = await createSnapshot({ root, now: () => T0 });
     assert.equal(a.id, String(T0 / 1000));
-    assert.deepEqual(a.parts.map((p) => p.part), ['code', 'media', 'db']);
+    assert.deepEqual(
+      a.parts.map((p) => p.part),
+      ['code', 'media', 'db'],
+    );
     const before = await state();
 
     writeFileSync(path.join(root, 'index.php'), '<?php // changed\n');
@@ -99,7 +112,7 @@ test('two snapshots with changes between them; restoring the first makes the sto
   }
 });
 
-test('one corrupt byte: verify names the file, restore refuses before anything changes', async () => {
+void test('one corrupt byte: verify names the file, restore refuses before anything changes', async () => {
   const { conn, dbname, root, state, dir } = await setup();
   try {
     const a = await createSnapshot({ root, now: () => T0 });
@@ -114,7 +127,10 @@ test('one corrupt byte: verify names the file, restore refuses before anything c
       const problems = verifyProblems(v);
       assert.ok(problems.length > 0);
       for (const p of problems) assert.match(p, new RegExp(file.replace(/\./g, '\\.')), p);
-      assert.ok(problems.some((p) => /SHA-256/.test(p)), problems.join('\n'));
+      assert.ok(
+        problems.some((p) => /SHA-256/.test(p)),
+        problems.join('\n'),
+      );
       await assert.rejects(
         restoreSnapshot({ root, id: a.id, dropExtraTables: true }),
         new RegExp(`Snapshot ${a.id} is corrupt.*${file.replace(/\./g, '\\.')}`),
@@ -128,7 +144,10 @@ test('one corrupt byte: verify names the file, restore refuses before anything c
 
     // A missing part: listed as corrupt, refused.
     rmSync(path.join(dir, a.parts.find((p) => p.part === 'media')!.file));
-    await assert.rejects(restoreSnapshot({ root, id: a.id }), /is corrupt and cannot be restored: .*_filesystem_media\.tgz is missing/);
+    await assert.rejects(
+      restoreSnapshot({ root, id: a.id }),
+      /is corrupt and cannot be restored: .*_filesystem_media\.tgz is missing/,
+    );
     await assert.rejects(restoreSnapshot({ root, id: 'abc' }), /Invalid snapshot id "abc"/);
     await assert.rejects(restoreSnapshot({ root, id: '12345' }), /No snapshot 12345 in .*var\/backups/);
   } finally {
@@ -136,7 +155,7 @@ test('one corrupt byte: verify names the file, restore refuses before anything c
   }
 });
 
-test('a crashed run is listed as incomplete, refused by restore and verify, and pruned', async () => {
+void test('a crashed run is listed as incomplete, refused by restore and verify, and pruned', async () => {
   const { conn, root, dir } = await setup();
   try {
     await runBackup({ root, parts: { code: true, media: false, db: false }, now: () => T0 - 86400_000 });
@@ -163,14 +182,20 @@ test('a crashed run is listed as incomplete, refused by restore and verify, and 
 
     const { pruneBackups } = await import('../../src/backup/prune.js');
     const p = await pruneBackups({ root, policy: { keepWithin: 14 * 86400 }, now: () => T0 + 1000 });
-    assert.deepEqual(p.removed.map((d) => d.id), [id]);
-    assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith(id)), []);
+    assert.deepEqual(
+      p.removed.map((d) => d.id),
+      [id],
+    );
+    assert.deepEqual(
+      readdirSync(dir).filter((n) => n.startsWith(id)),
+      [],
+    );
   } finally {
     await conn.end();
   }
 });
 
-test('backups:verify --deep extracts every archive and loads the dump into a throwaway database', async () => {
+void test('backups:verify --deep extracts every archive and loads the dump into a throwaway database', async () => {
   const { conn, root } = await setup();
   try {
     const a = await createSnapshot({ root, now: () => T0 });
@@ -182,7 +207,10 @@ test('backups:verify --deep extracts every archive and loads the dump into a thr
     assert.ok(files.find((f) => f.part === 'media')!.extracted! > 0);
     assert.ok(files.find((f) => f.part === 'db')!.tables! > 0);
     assert.deepEqual((await conn.query('SHOW DATABASES'))[0], dbsBefore, 'the throwaway database is dropped');
-    assert.deepEqual(readdirSync(path.join(root, 'var/backups')).filter((n) => n.startsWith('.magebackup')), []);
+    assert.deepEqual(
+      readdirSync(path.join(root, 'var/backups')).filter((n) => n.startsWith('.magebackup')),
+      [],
+    );
   } finally {
     await conn.end();
   }

@@ -44,7 +44,7 @@ interface ListJson {
   snapshots: Array<{ id: string; status: string; parts: string[]; totalSize: number; age: number }>;
 }
 
-test('snapshot:create, list, verify, a corrupt byte, restore refused; bad ids and policies are usage errors', async () => {
+void test('snapshot:create, list, verify, a corrupt byte, restore refused; bad ids and policies are usage errors', async () => {
   const root = await store();
   const created = await runCli(['snapshot:create', '--root', root, '--json']);
   assert.equal(created.code, 0, created.stderr);
@@ -55,7 +55,10 @@ test('snapshot:create, list, verify, a corrupt byte, restore refused; bad ids an
   const list = await runCli(['snapshot:list', '--root', root, '--json']);
   assert.equal(list.code, 0);
   const data = JSON.parse(list.stdout) as ListJson;
-  assert.deepEqual(data.snapshots.map((s) => [s.id, s.status, s.parts.join(',')]), [[id, 'complete', 'code,media,db']]);
+  assert.deepEqual(
+    data.snapshots.map((s) => [s.id, s.status, s.parts.join(',')]),
+    [[id, 'complete', 'code,media,db']],
+  );
   const table = await runCli(['snapshot:list', '--root', root]);
   assert.match(table.stdout, new RegExp(`\\| ${id} \\|.*\\| code,media,db \\|.*\\| complete \\|`));
 
@@ -73,7 +76,11 @@ test('snapshot:create, list, verify, a corrupt byte, restore refused; bad ids an
   const badJson = await runCli(['backups:verify', '--all', '--json', '--root', root]);
   assert.equal(badJson.code, 1);
   assert.equal((JSON.parse(badJson.stdout) as { ok: boolean }).ok, false);
-  const err = JSON.parse(badJson.stderr.trim().split('\n').at(-1)!) as { type: string; code: number; message: string };
+  const err = JSON.parse(badJson.stderr.trim().split('\n').at(-1)!) as {
+    type: string;
+    code: number;
+    message: string;
+  };
   assert.deepEqual([err.type, err.code], ['error', 1]);
 
   const refused = await runCli(['snapshot:restore', id, '--yes', '--root', root]);
@@ -90,7 +97,7 @@ test('snapshot:create, list, verify, a corrupt byte, restore refused; bad ids an
   assert.equal((await runCli(['setup:backup', '--code', '--keep-last', '2', '--root', root])).code, 2);
 });
 
-test('snapshot:create --prune --keep-last 1 removes the older snapshot; backups:prune --dry-run --json removes nothing', async () => {
+void test('snapshot:create --prune --keep-last 1 removes the older snapshot; backups:prune --dry-run --json removes nothing', async () => {
   const root = await store();
   const first = await runCli(['snapshot:create', '--root', root, '--json']);
   assert.equal(first.code, 0, first.stderr);

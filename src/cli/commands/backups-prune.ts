@@ -36,7 +36,8 @@ export function policyFromOptions(o: PolicyCliOptions): RetentionPolicy {
 /** For setup:backup / snapshot:create: the policy of --prune, or undefined. --keep-* without --prune is a mistake. */
 export function prunePolicyOf(o: PolicyCliOptions & { prune?: boolean }): RetentionPolicy | undefined {
   if (!o.prune) {
-    if (hasPolicyOptions(o)) throw new UsageError('--keep-within/--keep-last/--keep-daily/--keep-weekly apply only with --prune');
+    if (hasPolicyOptions(o))
+      throw new UsageError('--keep-within/--keep-last/--keep-daily/--keep-weekly apply only with --prune');
     return undefined;
   }
   return policyFromOptions(o);
@@ -52,7 +53,10 @@ export function pruneSummary(r: PruneResult): string {
   return lines.join('\n');
 }
 
-export async function backupsPrune(run: CommandRun, opts: PolicyCliOptions & { dryRun?: boolean }): Promise<number> {
+export async function backupsPrune(
+  run: CommandRun,
+  opts: PolicyCliOptions & { dryRun?: boolean },
+): Promise<number> {
   const policy = policyFromOptions(opts);
   const result = await pruneBackups({
     root: run.root,

@@ -8,8 +8,13 @@ export interface BackupsVerifyOptions extends DbCliOptions {
   deep?: boolean;
 }
 
-export async function backupsVerify(run: CommandRun, ids: string[], opts: BackupsVerifyOptions): Promise<number> {
-  if (opts.all && ids.length > 0) throw new UsageError('backups:verify: give snapshot ids or --all, not both');
+export async function backupsVerify(
+  run: CommandRun,
+  ids: string[],
+  opts: BackupsVerifyOptions,
+): Promise<number> {
+  if (opts.all && ids.length > 0)
+    throw new UsageError('backups:verify: give snapshot ids or --all, not both');
   const result = await verifyBackups({
     root: run.root,
     ...(opts.all ? { ids: 'all' as const } : ids.length > 0 ? { ids } : {}),
@@ -20,7 +25,8 @@ export async function backupsVerify(run: CommandRun, ids: string[], opts: Backup
   });
   const problems = verifyProblems(result);
   const lines = result.snapshots.map(
-    (s) => `${s.id}: ${s.ok ? 'OK' : 'FAILED'} (${s.status}; ${s.files.map((f) => `${f.file} ${f.ok ? 'ok' : 'BAD'}`).join(', ') || 'no files'})`,
+    (s) =>
+      `${s.id}: ${s.ok ? 'OK' : 'FAILED'} (${s.status}; ${s.files.map((f) => `${f.file} ${f.ok ? 'ok' : 'BAD'}`).join(', ') || 'no files'})`,
   );
   run.reporter.result(lines.join('\n'), { type: 'result', command: 'backups:verify', ...result });
   if (!result.ok) {

@@ -10,7 +10,11 @@ export interface SnapshotRestoreOptions extends DbCliOptions {
   maintenance?: boolean;
 }
 
-export async function snapshotRestore(run: CommandRun, id: string, opts: SnapshotRestoreOptions): Promise<number> {
+export async function snapshotRestore(
+  run: CommandRun,
+  id: string,
+  opts: SnapshotRestoreOptions,
+): Promise<number> {
   parseSnapshotId(id); // a bad id is a usage error, whether or not there is a terminal to confirm on
   const confirm = confirmer(run);
   const result = await restoreSnapshot({
