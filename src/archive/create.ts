@@ -241,6 +241,8 @@ export async function createArchive(o: CreateArchiveOptions): Promise<CreateArch
   try {
     const totals = await done;
     const { bytesOut } = await gz.end();
+    // An abort that came after the last byte still wins: the caller discards the partial file.
+    throwIfAborted(o.signal);
     progress(totals.files, totals.bytes, true);
     return { ...totals, size: bytesOut, warnings };
   } catch (err) {
