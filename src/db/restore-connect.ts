@@ -11,16 +11,13 @@ import { connectionOptions, mapConnectError } from './connect.js';
 import type { DbConnectionConfig } from './types.js';
 
 export function sqlErrno(err: unknown): number | undefined {
-  if (err && typeof err === 'object' && 'errno' in err && typeof (err as { errno: unknown }).errno === 'number') {
-    return (err as { errno: number }).errno;
-  }
+  if (err && typeof err === 'object' && 'errno' in err && typeof err.errno === 'number') return err.errno;
   return undefined;
 }
 
 export function sqlMessage(err: unknown): string {
-  if (err && typeof err === 'object' && 'sqlMessage' in err && typeof (err as { sqlMessage: unknown }).sqlMessage === 'string') {
-    return (err as { sqlMessage: string }).sqlMessage;
-  }
+  if (err && typeof err === 'object' && 'sqlMessage' in err && typeof err.sqlMessage === 'string')
+    return err.sqlMessage;
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -42,7 +39,10 @@ async function open(cfg: DbConnectionConfig, database: string | null, binary: bo
   return conn;
 }
 
-export function openControlConnection(cfg: DbConnectionConfig, database: string | null = null): Promise<Connection> {
+export function openControlConnection(
+  cfg: DbConnectionConfig,
+  database: string | null = null,
+): Promise<Connection> {
   return open(cfg, database, false);
 }
 

@@ -102,34 +102,46 @@ function tableOf(m: RegExpExecArray, first: number): { table: string; database?:
 
 const RE = {
   use: new RegExp(String.raw`^USE\s+(${IDENT})`, 'i'),
-  createDb: new RegExp(String.raw`^CREATE\s+(?:OR\s+REPLACE\s+)?(?:DATABASE|SCHEMA)\s+(?:IF\s+NOT\s+EXISTS\s+)?(${IDENT})`, 'i'),
+  createDb: new RegExp(
+    String.raw`^CREATE\s+(?:OR\s+REPLACE\s+)?(?:DATABASE|SCHEMA)\s+(?:IF\s+NOT\s+EXISTS\s+)?(${IDENT})`,
+    'i',
+  ),
   lock: /^(?:LOCK|UNLOCK)\s+TABLES?\b/i,
   tx: /^(?:COMMIT|START\s+TRANSACTION|BEGIN|ROLLBACK)\b/i,
   set: /^SET\b/i,
   executeImmediate: /^EXECUTE\s+IMMEDIATE\s+(?:'|")([\s\S]*)$/i,
-  dropTable: new RegExp(String.raw`^DROP\s+(?:TEMPORARY\s+)?(?:TABLE|SEQUENCE)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}\s*(,)?`, 'i'),
+  dropTable: new RegExp(
+    String.raw`^DROP\s+(?:TEMPORARY\s+)?(?:TABLE|SEQUENCE)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}\s*(,)?`,
+    'i',
+  ),
   createTable: new RegExp(
     String.raw`^CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+)?(?:TABLE|SEQUENCE)\s+(?:IF\s+NOT\s+EXISTS\s+)?${QUALIFIED}`,
     'i',
   ),
-  alterTable: new RegExp(String.raw`^(?:ALTER\s+(?:ONLINE\s+)?(?:IGNORE\s+)?(?:TABLE|SEQUENCE)|TRUNCATE(?:\s+TABLE)?)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}`, 'i'),
+  alterTable: new RegExp(
+    String.raw`^(?:ALTER\s+(?:ONLINE\s+)?(?:IGNORE\s+)?(?:TABLE|SEQUENCE)|TRUNCATE(?:\s+TABLE)?)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}`,
+    'i',
+  ),
   insert: new RegExp(
     String.raw`^(?:INSERT|REPLACE)\s+(?:(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE)\s+)*(?:INTO\s+)?${QUALIFIED}`,
     'i',
   ),
   setval: new RegExp(String.raw`^(?:SELECT|DO)\s+SETVAL\s*\(\s*${QUALIFIED}`, 'i'),
   definitionDrop: /^DROP\s+(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT)\b/i,
-  alterDefinition: /^ALTER\s+(?:ALGORITHM\s*=\s*\w+\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:SQL\s+SECURITY\s+\w+\s+)?(VIEW|EVENT|PROCEDURE|FUNCTION)\b/i,
+  alterDefinition:
+    /^ALTER\s+(?:ALGORITHM\s*=\s*\w+\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:SQL\s+SECURITY\s+\w+\s+)?(VIEW|EVENT|PROCEDURE|FUNCTION)\b/i,
   alterDatabase: /^ALTER\s+(?:DATABASE|SCHEMA)\b/i,
   create: /^CREATE\b/i,
-  createKind: /\b(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|TABLE|SEQUENCE|INDEX|DATABASE|SCHEMA|USER|ROLE|SERVER)\b/i,
+  createKind:
+    /\b(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|TABLE|SEQUENCE|INDEX|DATABASE|SCHEMA|USER|ROLE|SERVER)\b/i,
 };
 
 /** Classifies one statement by its head (see statementHead). */
 export function classifyStatement(head: string): StatementKind {
   let m: RegExpExecArray | null;
   if ((m = RE.use.exec(head))) return { kind: 'skip', why: 'use', database: unquoteIdent(m[1] ?? '') };
-  if ((m = RE.createDb.exec(head))) return { kind: 'skip', why: 'create-database', database: unquoteIdent(m[1] ?? '') };
+  if ((m = RE.createDb.exec(head)))
+    return { kind: 'skip', why: 'create-database', database: unquoteIdent(m[1] ?? '') };
   if (RE.lock.test(head)) return { kind: 'skip', why: 'lock' };
   if (RE.tx.test(head)) return { kind: 'skip', why: 'transaction' };
   if (RE.set.test(head)) return { kind: 'session' };
@@ -143,17 +155,27 @@ export function classifyStatement(head: string): StatementKind {
     if (m[3] === ',') return { kind: 'barrier' };
     return { kind: 'table', ...tableOf(m, 1), drop: true };
   }
-  if ((m = RE.definitionDrop.exec(head))) return { kind: 'definition', object: m[1]!.toLowerCase() as 'view' };
+  if ((m = RE.definitionDrop.exec(head)))
+    return { kind: 'definition', object: m[1]!.toLowerCase() as 'view' };
   if ((m = RE.createTable.exec(head))) return { kind: 'table', ...tableOf(m, 1), create: true };
   if ((m = RE.alterTable.exec(head))) return { kind: 'table', ...tableOf(m, 1) };
   if ((m = RE.setval.exec(head))) return { kind: 'table', ...tableOf(m, 1) };
-  if ((m = RE.alterDefinition.exec(head))) return { kind: 'definition', object: m[1]!.toLowerCase() as 'view' };
+  if ((m = RE.alterDefinition.exec(head)))
+    return { kind: 'definition', object: m[1]!.toLowerCase() as 'view' };
   if (RE.alterDatabase.test(head)) return { kind: 'definition', object: 'database' };
   if (RE.create.test(head)) {
     // CREATE [OR REPLACE] [ALGORITHM=..] [DEFINER=..] [SQL SECURITY ..] [AGGREGATE] VIEW|TRIGGER|...
-    const k = RE.createKind.exec(head.replace(/DEFINER\s*=\s*(?:'[^']*'|`[^`]*`|[^\s@]+)(?:@(?:'[^']*'|`[^`]*`|\S+))?/i, ''));
+    const k = RE.createKind.exec(
+      head.replace(/DEFINER\s*=\s*(?:'[^']*'|`[^`]*`|[^\s@]+)(?:@(?:'[^']*'|`[^`]*`|\S+))?/i, ''),
+    );
     const what = k?.[1]?.toLowerCase();
-    if (what === 'view' || what === 'trigger' || what === 'procedure' || what === 'function' || what === 'event') {
+    if (
+      what === 'view' ||
+      what === 'trigger' ||
+      what === 'procedure' ||
+      what === 'function' ||
+      what === 'event'
+    ) {
       return { kind: 'definition', object: what };
     }
   }

@@ -50,7 +50,16 @@ export class LoaderPool {
     private readonly maxQueuedBytes = 64 << 20,
   ) {
     this.workers = conns.map((conn) => {
-      const w: Worker = { conn, queue: [], head: 0, table: undefined, txOpen: false, busy: false, wake: undefined, done: Promise.resolve() };
+      const w: Worker = {
+        conn,
+        queue: [],
+        head: 0,
+        table: undefined,
+        txOpen: false,
+        busy: false,
+        wake: undefined,
+        done: Promise.resolve(),
+      };
       w.done = this.run(w);
       return w;
     });

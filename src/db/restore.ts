@@ -27,8 +27,21 @@ import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
 import { noEvents, WarningCode, type EventSink } from '../events.js';
 import type { DbConnectionConfig } from './types.js';
-import { closeQuietly, openControlConnection, openLoaderConnection, queryRaw, sqlErrno, sqlMessage } from './restore-connect.js';
-import { classifyStatement, quoteIdent, retargetDatabase, statementExcerpt, statementHead } from './restore-parse.js';
+import {
+  closeQuietly,
+  openControlConnection,
+  openLoaderConnection,
+  queryRaw,
+  sqlErrno,
+  sqlMessage,
+} from './restore-connect.js';
+import {
+  classifyStatement,
+  quoteIdent,
+  retargetDatabase,
+  statementExcerpt,
+  statementHead,
+} from './restore-parse.js';
 import { LoaderPool, StatementFailure } from './restore-pool.js';
 import { openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
 import { dumpedDatabaseFromHeader, readDumpHead, verifyDump } from './verify-dump.js';
@@ -48,7 +61,14 @@ export interface RestoreOptions {
   onStep?: (step: RestoreStep) => void | Promise<void>;
 }
 
-export type RestoreStep = 'shadow-created' | 'loading' | 'loaded' | 'ready' | 'live-triggers-dropped' | 'swapped' | 'definitions-created';
+export type RestoreStep =
+  | 'shadow-created'
+  | 'loading'
+  | 'loaded'
+  | 'ready'
+  | 'live-triggers-dropped'
+  | 'swapped'
+  | 'definitions-created';
 
 export interface RestoreResult {
   mode: 'shadow' | 'in-place';
@@ -64,7 +84,10 @@ export interface RestoreResult {
 export class RestoreError extends CliError {
   readonly liveDamaged: boolean;
   readonly nothingChanged: boolean;
-  constructor(message: string, options: { cause?: unknown; liveDamaged?: boolean; nothingChanged?: boolean } = {}) {
+  constructor(
+    message: string,
+    options: { cause?: unknown; liveDamaged?: boolean; nothingChanged?: boolean } = {},
+  ) {
     super(message, options.cause === undefined ? {} : { cause: options.cause });
     this.liveDamaged = options.liveDamaged ?? false;
     this.nothingChanged = options.nothingChanged ?? false;
@@ -125,7 +148,9 @@ async function rows(conn: Connection, sql: string, values: unknown[] = []): Prom
 }
 
 async function databaseExists(conn: Connection, db: string): Promise<boolean> {
-  return (await rows(conn, 'SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [db])).length > 0;
+  return (
+    (await rows(conn, 'SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [db])).length > 0
+  );
 }
 
 /** Base tables, system-versioned tables and sequences (not views) of a database. */
@@ -283,7 +308,10 @@ async function loadDump(o: {
     });
     for await (const chunk of stream) {
       throwIfAborted(o.signal);
-      tail = chunk.length >= 4096 ? chunk.subarray(chunk.length - 4096) : Buffer.concat([tail, chunk]).subarray(-4096);
+      tail =
+        chunk.length >= 4096
+          ? chunk.subarray(chunk.length - 4096)
+          : Buffer.concat([tail, chunk]).subarray(-4096);
       splitter.push(chunk, out);
       for (const s of out) await handle(s);
       out.length = 0;
@@ -301,7 +329,13 @@ async function loadDump(o: {
       }
     }
     const end = splitter.end(out);
-    const lastLine = tail.toString('utf8').replace(/[\s\0]+$/, '').split('\n').pop()?.trim() ?? '';
+    const lastLine =
+      tail
+        .toString('utf8')
+        .replace(/[\s\0]+$/, '')
+        .split('\n')
+        .pop()
+        ?.trim() ?? '';
     if (end !== 'clean' || !/^-- Dump completed\b/.test(lastLine)) {
       throw new RestoreError(
         `Database backup ${o.file} is truncated or incomplete: it does not end with a "-- Dump completed" line after a complete statement`,
@@ -319,9 +353,12 @@ async function loadDump(o: {
       throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
     }
     if (err instanceof CliError) throw err;
-    throw new RestoreError(`Cannot read database backup ${o.file}: ${err instanceof Error ? err.message : String(err)}`, {
-      cause: err,
-    });
+    throw new RestoreError(
+      `Cannot read database backup ${o.file}: ${err instanceof Error ? err.message : String(err)}`,
+      {
+        cause: err,
+      },
+    );
   } finally {
     if (pool.failure || o.signal?.aborted) for (const c of conns) c.destroy();
     await pool.close();
@@ -353,7 +390,9 @@ async function runDefinitions(o: {
   if (!o.held.some((h) => h.kind !== 'session')) return undefined;
   const conn = await openLoaderConnection(o.config, o.target);
   try {
-    await conn.query("SET SESSION foreign_key_checks = 0, unique_checks = 0, sql_mode = 'NO_AUTO_VALUE_ON_ZERO'");
+    await conn.query(
+      "SET SESSION foreign_key_checks = 0, unique_checks = 0, sql_mode = 'NO_AUTO_VALUE_ON_ZERO'",
+    );
     const prep = (h: HeldDefinition): Buffer =>
       h.kind === 'session' ? h.raw : retargetDatabase(h.raw, o.dumpedDb, o.target, statementHead(h.raw));
     /** returns the failure, or undefined when it ran (or failed acceptably) */
@@ -421,12 +460,20 @@ async function saveTriggers(conn: Connection, db: string, onTables: Set<string>)
     const r = await rows(conn, `SHOW CREATE TRIGGER ${q(db)}.${q(t.name)}`);
     const row = r[0];
     if (!row) continue;
-    saved.push({ name: t.name, sqlMode: String(row.sql_mode ?? ''), statement: String(row['SQL Original Statement'] ?? '') });
+    saved.push({
+      name: t.name,
+      sqlMode: String(row.sql_mode ?? ''),
+      statement: String(row['SQL Original Statement'] ?? ''),
+    });
   }
   return saved;
 }
 
-async function recreateTriggers(config: DbConnectionConfig, db: string, saved: SavedTrigger[]): Promise<void> {
+async function recreateTriggers(
+  config: DbConnectionConfig,
+  db: string,
+  saved: SavedTrigger[],
+): Promise<void> {
   if (saved.length === 0) return;
   const conn = await openControlConnection(config, db);
   try {
@@ -446,9 +493,10 @@ async function createJournal(conn: Connection, state: JournalState): Promise<voi
   await conn.query(
     `CREATE TABLE ${q(state.shadow)}.${q(JOURNAL_TABLE)} (seq INT UNSIGNED NOT NULL PRIMARY KEY, kind VARCHAR(16) NOT NULL, line INT UNSIGNED NOT NULL DEFAULT 0, body LONGBLOB NOT NULL) ENGINE=InnoDB`,
   );
-  await conn.query(`INSERT INTO ${q(state.shadow)}.${q(JOURNAL_TABLE)} (seq, kind, body) VALUES (0, 'state', ?)`, [
-    Buffer.from(JSON.stringify(state)),
-  ]);
+  await conn.query(
+    `INSERT INTO ${q(state.shadow)}.${q(JOURNAL_TABLE)} (seq, kind, body) VALUES (0, 'state', ?)`,
+    [Buffer.from(JSON.stringify(state))],
+  );
 }
 
 /** Writes the held definitions and the 'ready' phase in one transaction: the point of no return. */
@@ -480,7 +528,10 @@ async function markReady(conn: Connection, state: JournalState, held: HeldDefini
   }
 }
 
-async function readJournal(conn: Connection, shadow: string): Promise<{ state: JournalState; held: HeldDefinition[] } | undefined> {
+async function readJournal(
+  conn: Connection,
+  shadow: string,
+): Promise<{ state: JournalState; held: HeldDefinition[] } | undefined> {
   let r: RowDataPacket[];
   try {
     r = await rows(conn, `SELECT seq, kind, line, body FROM ${q(shadow)}.${q(JOURNAL_TABLE)} ORDER BY seq`);
@@ -592,7 +643,9 @@ export async function recoverInterruptedRestores(
   const done: string[] = [];
   const ctl = await openControlConnection(config, null);
   try {
-    const names = (await rows(ctl, 'SELECT SCHEMA_NAME AS n FROM information_schema.SCHEMATA')).map((x) => String(x.n));
+    const names = (await rows(ctl, 'SELECT SCHEMA_NAME AS n FROM information_schema.SCHEMATA')).map((x) =>
+      String(x.n),
+    );
     const mine = names
       .map((n) => ({ n, m: LEFTOVER_RE.exec(n) }))
       .filter((x): x is { n: string; m: RegExpExecArray } => {
@@ -612,7 +665,9 @@ export async function recoverInterruptedRestores(
       if (!j || j.state.phase !== 'ready') {
         await ctl.query(`DROP DATABASE IF EXISTS ${q(n)}`);
         await ctl.query(`DROP DATABASE IF EXISTS ${q(old)}`);
-        done.push(`dropped the unfinished shadow database ${n} (database ${config.database} was not changed)`);
+        done.push(
+          `dropped the unfinished shadow database ${n} (database ${config.database} was not changed)`,
+        );
         continue;
       }
       await finishSwap({ config, state: j.state, held: j.held, recovering: true, emit });
@@ -638,7 +693,10 @@ function isAccessDenied(err: unknown): boolean {
 export async function restoreDatabase(o: RestoreOptions): Promise<RestoreResult> {
   const emit = o.onEvent ?? noEvents;
   const live = o.config.database;
-  const concurrency = Math.max(1, o.concurrency ?? Math.min(DEFAULT_CONCURRENCY, Math.max(2, os.availableParallelism())));
+  const concurrency = Math.max(
+    1,
+    o.concurrency ?? Math.min(DEFAULT_CONCURRENCY, Math.max(2, os.availableParallelism())),
+  );
   throwIfAborted(o.signal);
   try {
     await fsp.access(o.file);
@@ -653,7 +711,9 @@ export async function restoreDatabase(o: RestoreOptions): Promise<RestoreResult>
   let names: { shadow: string; old: string } | undefined;
   try {
     if (!(await databaseExists(ctl, live))) {
-      throw new RestoreError(`Database ${live} does not exist: create it (empty) first, then run the rollback again`);
+      throw new RestoreError(
+        `Database ${live} does not exist: create it (empty) first, then run the rollback again`,
+      );
     }
     let mode: 'shadow' | 'in-place' = o.mode === 'in-place' ? 'in-place' : 'shadow';
     if (mode === 'shadow') {
@@ -684,9 +744,12 @@ export async function restoreDatabase(o: RestoreOptions): Promise<RestoreResult>
         if (shadowCreated) await dropDatabaseQuietly(ctl, names.shadow);
         shadowCreated = false;
         if (!isAccessDenied(err) || o.mode === 'shadow') {
-          throw new RestoreError(`Cannot create the shadow database ${names.shadow} for the restore: ${sqlMessage(err)}`, {
-            cause: err,
-          });
+          throw new RestoreError(
+            `Cannot create the shadow database ${names.shadow} for the restore: ${sqlMessage(err)}`,
+            {
+              cause: err,
+            },
+          );
         }
         mode = 'in-place';
         emit({
@@ -753,7 +816,8 @@ async function restoreShadow(
     skipEvents: true,
     tolerateExisting: false,
   });
-  if (failure) throw statementError(o.file, state.shadow, failure, `database ${state.live} was not changed`, false);
+  if (failure)
+    throw statementError(o.file, state.shadow, failure, `database ${state.live} was not changed`, false);
   throwIfAborted(o.signal);
 
   const shadowTables = await listTables(ctl, state.shadow);
@@ -777,7 +841,8 @@ async function restoreShadow(
     });
   } catch (err) {
     // past 'ready', only a refused RENAME leaves the live database as it was; anything else is for the recovery
-    if (!(err instanceof RestoreError && err.nothingChanged)) Object.assign(err as object, { keepShadow: true });
+    if (!(err instanceof RestoreError && err.nothingChanged))
+      Object.assign(err as object, { keepShadow: true });
     throw err;
   }
   if (extraTables.length > 0 && !o.dropExtraTables) {
@@ -787,7 +852,10 @@ async function restoreShadow(
       message: `Kept ${extraTables.length} table(s) of database ${state.live} that are not in the backup: ${extraTables.join(', ')}`,
     });
   }
-  emit({ type: 'info', message: `Swapped ${shadowTables.length} restored table(s) into database ${state.live}` });
+  emit({
+    type: 'info',
+    message: `Swapped ${shadowTables.length} restored table(s) into database ${state.live}`,
+  });
   return {
     mode: 'shadow',
     tables: shadowTables.length,
@@ -827,12 +895,18 @@ async function restoreInPlace(
       throw statementError(o.file, live, err, `database ${live} is partly restored`, true);
     }
     if (err instanceof InterruptedError) {
-      throw Object.assign(new InterruptedError(`${err.message}: database ${live} is partly restored`, { cause: err }), {
-        liveDamaged: true,
-      });
+      throw Object.assign(
+        new InterruptedError(`${err.message}: database ${live} is partly restored`, { cause: err }),
+        {
+          liveDamaged: true,
+        },
+      );
     }
     if (err instanceof CliError) throw err;
-    throw new RestoreError(`Database restore into ${live} failed: ${sqlMessage(err)}`, { cause: err, liveDamaged: true });
+    throw new RestoreError(`Database restore into ${live} failed: ${sqlMessage(err)}`, {
+      cause: err,
+      liveDamaged: true,
+    });
   }
   // definitions last (as in shadow mode), so that views can be retried in dependency order
   const failure = await runDefinitions({
@@ -860,5 +934,11 @@ async function restoreInPlace(
       message: `Kept ${extraTables.length} table(s) of database ${live} that are not in the backup: ${extraTables.join(', ')}`,
     });
   }
-  return { mode: 'in-place', tables: loaded.tables.length, statements: loaded.statements, extraTables, droppedTables };
+  return {
+    mode: 'in-place',
+    tables: loaded.tables.length,
+    statements: loaded.statements,
+    extraTables,
+    droppedTables,
+  };
 }

@@ -55,11 +55,14 @@ export async function readDumpHead(file: string, bytes = HEAD_BYTES): Promise<st
 function describeStreamError(file: string, err: unknown, gz: boolean): CliError {
   const code = errnoCode(err);
   if (code === 'ENOENT') return new CliError(`Database backup ${file} does not exist`, { cause: err });
-  if (code === 'EACCES' || code === 'EPERM') return new CliError(`Database backup ${file} is not readable`, { cause: err });
+  if (code === 'EACCES' || code === 'EPERM')
+    return new CliError(`Database backup ${file} is not readable`, { cause: err });
   if (code === 'EISDIR') return new CliError(`Database backup ${file} is a directory`, { cause: err });
   if (gz || (code !== undefined && code.startsWith('Z_'))) {
     const why = code === 'Z_BUF_ERROR' ? 'truncated' : 'corrupt';
-    return new CliError(`Database backup ${file} is ${why}: its gzip data does not decode to the end`, { cause: err });
+    return new CliError(`Database backup ${file} is ${why}: its gzip data does not decode to the end`, {
+      cause: err,
+    });
   }
   const msg = err instanceof Error ? err.message : String(err);
   return new CliError(`Database backup ${file} cannot be read: ${msg}`, { cause: err });

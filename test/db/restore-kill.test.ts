@@ -25,7 +25,7 @@ function tablesOf(s: DbSnapshot): DbSnapshot {
   return { ...s, views: {}, routines: {}, triggers: {}, events: {} };
 }
 
-before(async () => {
+void before(async () => {
   server = await getTestServer();
   conn = await server.connect();
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mbk-kill-'));
@@ -41,7 +41,7 @@ before(async () => {
   await dumpDatabase({ config: configFor(server, src), outFile: dump, compress: false });
 });
 
-after(async () => {
+void after(async () => {
   await conn?.end();
   if (dir) await fsp.rm(dir, { recursive: true, force: true });
 });
@@ -79,7 +79,7 @@ const steps: [string, 'old' | 'new'][] = [
 ];
 
 for (const [step, after] of steps) {
-  test(`SIGKILL at '${step}': the live tables are all old or all new, and the next run leaves it ${after}`, async () => {
+  void test(`SIGKILL at '${step}': the live tables are all old or all new, and the next run leaves it ${after}`, async () => {
     const live = await server.createDatabase('klive');
     const c = await server.connect(live);
     try {

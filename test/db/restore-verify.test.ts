@@ -20,10 +20,10 @@ const body = [
 ].join('\n');
 const complete = body + '-- Dump completed on 2024-01-02  3:04:05\n';
 
-before(async () => {
+void before(async () => {
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mbk-verify-'));
 });
-after(async () => {
+void after(async () => {
   await fsp.rm(dir, { recursive: true, force: true });
 });
 
@@ -43,7 +43,7 @@ function rejectsNaming(f: string, re: RegExp) {
   };
 }
 
-test('a complete dump verifies, plain or gzip, with its statement count and flavour', async () => {
+void test('a complete dump verifies, plain or gzip, with its statement count and flavour', async () => {
   const plain = await file('a.sql', complete);
   const gz = await file('a.sql.gz', gzipSync(complete));
   const progress: number[] = [];
@@ -55,12 +55,15 @@ test('a complete dump verifies, plain or gzip, with its statement count and flav
   assert.equal(r2.bytes, (await fsp.stat(gz)).size);
 });
 
-test("Magento's footer without a final newline is accepted", async () => {
-  const f = await file('m.sql', '-- Magento DB backup\n--\n' + body + '-- Dump completed on 2024-05-06 07:08:09 GMT');
+void test("Magento's footer without a final newline is accepted", async () => {
+  const f = await file(
+    'm.sql',
+    '-- Magento DB backup\n--\n' + body + '-- Dump completed on 2024-05-06 07:08:09 GMT',
+  );
   assert.equal((await verifyDump(f)).footer, 'magento');
 });
 
-test('a dump cut anywhere is refused', async () => {
+void test('a dump cut anywhere is refused', async () => {
   const buf = Buffer.from(complete);
   const footerAt = buf.indexOf('-- Dump completed');
   for (const cut of [10, 60, buf.indexOf("'x;y") + 2, footerAt - 1, footerAt + 8]) {
@@ -68,11 +71,14 @@ test('a dump cut anywhere is refused', async () => {
     await assert.rejects(verifyDump(f), rejectsNaming(f, /truncated|incomplete/));
   }
   // footer present but the last statement never ended
-  const open = await file('open.sql', body.replace("('it\\'s');", "('it\\'s')") + '-- Dump completed on 2024\n');
+  const open = await file(
+    'open.sql',
+    body.replace("('it\\'s');", "('it\\'s')") + '-- Dump completed on 2024\n',
+  );
   await assert.rejects(verifyDump(open), rejectsNaming(open, /truncated/));
 });
 
-test('a truncated or corrupt .sql.gz is refused', async () => {
+void test('a truncated or corrupt .sql.gz is refused', async () => {
   const gz = gzipSync(complete + 'x'.repeat(100000));
   const cut = await file('cut.sql.gz', gz.subarray(0, gz.length - 10));
   await assert.rejects(verifyDump(cut), rejectsNaming(cut, /truncated|corrupt/));
@@ -82,7 +88,7 @@ test('a truncated or corrupt .sql.gz is refused', async () => {
   await assert.rejects(verifyDump(corrupt), rejectsNaming(corrupt, /corrupt|truncated/));
 });
 
-test('missing, empty and directory paths are refused with one line', async () => {
+void test('missing, empty and directory paths are refused with one line', async () => {
   const missing = path.join(dir, 'nope.sql');
   await assert.rejects(verifyDump(missing), rejectsNaming(missing, /does not exist/));
   const empty = await file('empty.sql', '');
@@ -90,14 +96,14 @@ test('missing, empty and directory paths are refused with one line', async () =>
   await assert.rejects(verifyDump(dir), rejectsNaming(dir, /directory/));
 });
 
-test('an aborted verification throws InterruptedError', async () => {
+void test('an aborted verification throws InterruptedError', async () => {
   const f = await file('big.sql', complete);
   const ac = new AbortController();
   ac.abort('SIGINT');
   await assert.rejects(verifyDump(f, { signal: ac.signal }), { name: 'InterruptedError' });
 });
 
-test('header helpers', () => {
+void test('header helpers', () => {
   assert.equal(dumpFlavour('-- Magento DB backup\n--\n'), 'magento');
   assert.equal(dumpFlavour('-- magebackup 0.1.0 dump\n'), 'magebackup');
   assert.equal(dumpFlavour(body), 'mysqldump');

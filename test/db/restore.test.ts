@@ -7,7 +7,13 @@ import type { Connection } from 'mysql2/promise';
 import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
 import { createZoo } from '../../fixtures/db-zoo.js';
 import { describeDatabase, diffDatabases, type DbSnapshot } from '../../fixtures/db-compare.js';
-import { restoreDatabase, recoverInterruptedRestores, restoreDatabaseNames, RestoreError, type RestoreStep } from '../../src/db/restore.js';
+import {
+  restoreDatabase,
+  recoverInterruptedRestores,
+  restoreDatabaseNames,
+  RestoreError,
+  type RestoreStep,
+} from '../../src/db/restore.js';
 import { InterruptedError } from '../../src/errors.js';
 import type { MagebackupEvent } from '../../src/events.js';
 import { configFor, databasesLike, queryRows, stockDump } from './restore-helpers.js';
@@ -59,7 +65,7 @@ async function write(name: string, text: string): Promise<string> {
   return f;
 }
 
-before(async () => {
+void before(async () => {
   server = await getTestServer();
   conn = await server.connect();
   dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mbk-restore-'));
@@ -75,28 +81,39 @@ before(async () => {
   await stockDump(server, src, zooDump);
 });
 
-after(async () => {
+void after(async () => {
   await conn?.end();
   if (dir) await fsp.rm(dir, { recursive: true, force: true });
 });
 
-test('a mariadb-dump --routines --triggers --events dump of the zoo restores identically over a live zoo', async () => {
+void test('a mariadb-dump --routines --triggers --events dump of the zoo restores identically over a live zoo', async () => {
   const live = await newLive('rlive');
   await conn.query(`CREATE TABLE \`${live}\`.extra_keep (id INT PRIMARY KEY)`);
   const events: MagebackupEvent[] = [];
-  const r = await restoreDatabase({ config: configFor(server, live), file: zooDump, onEvent: (e) => events.push(e) });
+  const r = await restoreDatabase({
+    config: configFor(server, live),
+    file: zooDump,
+    onEvent: (e) => events.push(e),
+  });
   assert.equal(r.mode, 'shadow');
-  const [n] = await queryRows(conn, "SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE <> 'VIEW'", [src]);
+  const [n] = await queryRows(
+    conn,
+    "SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE <> 'VIEW'",
+    [src],
+  );
   assert.equal(r.tables, Number(n?.n));
   assert.deepEqual(r.extraTables, ['extra_keep']);
   assert.deepEqual(r.droppedTables, []);
   const warn = events.find((e) => e.type === 'warning' && e.code === 'EXTRA_TABLES');
-  assert.ok(warn && warn.type === 'warning' && warn.message.includes('extra_keep'), 'EXTRA_TABLES warning names the table');
+  assert.ok(
+    warn && warn.type === 'warning' && warn.message.includes('extra_keep'),
+    'EXTRA_TABLES warning names the table',
+  );
   assert.deepEqual(unexpected(diffDatabases(srcSnap, await snapshot(live, ['extra_keep']))), []);
   assert.deepEqual(await leftovers(live), []);
 });
 
-test('a magebackup dump (plain and .sql.gz) of the zoo restores exactly', async () => {
+void test('a magebackup dump (plain and .sql.gz) of the zoo restores exactly', async () => {
   const { dumpDatabase } = await import('../../src/db/dump.js');
   for (const compress of [false, true]) {
     const file = path.join(dir, compress ? 'ours.sql.gz' : 'ours.sql');
@@ -109,7 +126,7 @@ test('a magebackup dump (plain and .sql.gz) of the zoo restores exactly', async 
   }
 });
 
-test('dropExtraTables drops the live tables that are not in the dump', async () => {
+void test('dropExtraTables drops the live tables that are not in the dump', async () => {
   const live = await newLive('rdrop');
   await conn.query(`CREATE TABLE \`${live}\`.extra_a (id INT PRIMARY KEY)`);
   await conn.query(`CREATE TABLE \`${live}\`.extra_b (id INT PRIMARY KEY)`);
@@ -120,7 +137,7 @@ test('dropExtraTables drops the live tables that are not in the dump', async () 
   assert.deepEqual(await leftovers(live), []);
 });
 
-test('a .sql.gz dump restores into an empty database, in place when asked', async () => {
+void test('a .sql.gz dump restores into an empty database, in place when asked', async () => {
   const { gzipSync } = await import('node:zlib');
   const gz = path.join(dir, 'zoo.sql.gz');
   await fsp.writeFile(gz, gzipSync(await fsp.readFile(zooDump)));
@@ -195,7 +212,7 @@ const MAGENTO_DUMP = [
   '-- Dump completed on 2024-05-06 07:08:09 GMT',
 ].join('\n'); // Magento writes no newline after its footer
 
-test("Magento's own dump (delimiter ;;, FK section, footer without newline) restores", async () => {
+void test("Magento's own dump (delimiter ;;, FK section, footer without newline) restores", async () => {
   const file = await write('magento_db.sql', MAGENTO_DUMP);
   const live = await newLive('rmage', null);
   await conn.query(`CREATE TABLE \`${live}\`.store (store_id INT PRIMARY KEY, old INT)`);
@@ -210,7 +227,7 @@ test("Magento's own dump (delimiter ;;, FK section, footer without newline) rest
     [live],
   );
   assert.deepEqual(
-    fks.map((x) => [x.s, x.t]),
+    fks.map((x) => [String(x.s), String(x.t)]),
     [[live, 'store']],
     'the foreign key references the live table',
   );
@@ -220,8 +237,8 @@ test("Magento's own dump (delimiter ;;, FK section, footer without newline) rest
   assert.deepEqual(await leftovers(live), []);
 });
 
-test('a failing statement is named with its line; in shadow mode the live database is unchanged', async () => {
-  const text = MAGENTO_DUMP.replace("(2,7,NULL,0);", '(2,7,NULL);');
+void test('a failing statement is named with its line; in shadow mode the live database is unchanged', async () => {
+  const text = MAGENTO_DUMP.replace('(2,7,NULL,0);', '(2,7,NULL);');
   const line = text.split('\n').findIndex((l) => l.startsWith('INSERT INTO `cms_page`')) + 1;
   const file = await write('bad.sql', text);
   const live = await newLive('rbad');
@@ -237,29 +254,35 @@ test('a failing statement is named with its line; in shadow mode the live databa
   assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
   assert.deepEqual(await leftovers(live), []);
 
-  await assert.rejects(restoreDatabase({ config: configFor(server, live), file, mode: 'in-place' }), (err: unknown) => {
-    assert.ok(err instanceof RestoreError);
-    assert.match(err.message, new RegExp(`line ${line} of`));
-    assert.match(err.message, /partly restored/);
-    assert.equal(err.liveDamaged, true);
-    return true;
-  });
+  await assert.rejects(
+    restoreDatabase({ config: configFor(server, live), file, mode: 'in-place' }),
+    (err: unknown) => {
+      assert.ok(err instanceof RestoreError);
+      assert.match(err.message, new RegExp(`line ${line} of`));
+      assert.match(err.message, /partly restored/);
+      assert.equal(err.liveDamaged, true);
+      return true;
+    },
+  );
 });
 
-test('a truncated dump is refused and nothing changes', async () => {
+void test('a truncated dump is refused and nothing changes', async () => {
   const text = await fsp.readFile(zooDump);
   const file = path.join(dir, 'truncated.sql');
   await fsp.writeFile(file, text.subarray(0, Math.floor(text.length * 0.8)));
   const live = await newLive('rtrunc');
   const before = await snapshot(live);
   await assert.rejects(restoreDatabase({ config: configFor(server, live), file }), /truncated|incomplete/);
-  await assert.rejects(restoreDatabase({ config: configFor(server, live), file, mode: 'in-place' }), /truncated|incomplete/);
+  await assert.rejects(
+    restoreDatabase({ config: configFor(server, live), file, mode: 'in-place' }),
+    /truncated|incomplete/,
+  );
   assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
   assert.deepEqual(await leftovers(live), []);
 });
 
 for (const at of ['loading', 'loaded'] as RestoreStep[]) {
-  test(`an abort while ${at} leaves the live database untouched and no shadow database`, async () => {
+  void test(`an abort while ${at} leaves the live database untouched and no shadow database`, async () => {
     const live = await newLive('rabort');
     const before = await snapshot(live);
     const ac = new AbortController();
@@ -279,7 +302,7 @@ for (const at of ['loading', 'loaded'] as RestoreStep[]) {
   });
 }
 
-test('recovery drops an unfinished shadow database and orphaned old databases', async () => {
+void test('recovery drops an unfinished shadow database and orphaned old databases', async () => {
   const live = await newLive('rrec1');
   const before = await snapshot(live);
   const a = restoreDatabaseNames(live, 'aaaa');
@@ -293,13 +316,17 @@ test('recovery drops an unfinished shadow database and orphaned old databases', 
   const done = await recoverInterruptedRestores(configFor(server, live));
   assert.equal(done.length, 2, done.join('\n'));
   assert.deepEqual(await leftovers(live), []);
-  assert.deepEqual(await leftovers(other), [restoreDatabaseNames(other, 'cccc').shadow], "another database's leftovers stay");
+  assert.deepEqual(
+    await leftovers(other),
+    [restoreDatabaseNames(other, 'cccc').shadow],
+    "another database's leftovers stay",
+  );
   assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
   await conn.query(`DROP DATABASE \`${restoreDatabaseNames(other, 'cccc').shadow}\``);
 });
 
 for (const at of ['ready', 'live-triggers-dropped', 'swapped', 'definitions-created'] as RestoreStep[]) {
-  test(`a restore that dies at '${at}' is finished by recoverInterruptedRestores`, async () => {
+  void test(`a restore that dies at '${at}' is finished by recoverInterruptedRestores`, async () => {
     const live = await newLive('rrec2');
     await assert.rejects(
       restoreDatabase({
@@ -319,7 +346,7 @@ for (const at of ['ready', 'live-triggers-dropped', 'swapped', 'definitions-crea
   });
 }
 
-test('long database names get shadow names within 64 characters', () => {
+void test('long database names get shadow names within 64 characters', () => {
   const long = 'm'.repeat(64);
   const n = restoreDatabaseNames(long, Date.now().toString(36));
   assert.ok(n.shadow.length <= 64 && n.old.length <= 64, n.shadow);

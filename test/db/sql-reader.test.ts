@@ -4,11 +4,20 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { readStatements, openDumpStream, StatementSplitter, type RawStatement } from '../../src/db/sql-reader.js';
+import {
+  readStatements,
+  openDumpStream,
+  StatementSplitter,
+  type RawStatement,
+} from '../../src/db/sql-reader.js';
 
-async function* chunks(text: string | Buffer, size: number): AsyncGenerator<Buffer> {
+function chunks(text: string | Buffer, size: number): AsyncIterable<Buffer> {
   const b = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
-  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+  const parts: Buffer[] = [];
+  for (let i = 0; i < b.length; i += size) parts.push(b.subarray(i, i + size));
+  return (async function* () {
+    for (const p of parts) yield await Promise.resolve(p);
+  })();
 }
 
 /** Splits with every chunk size from 1 to 17 and the whole: all must agree. */
@@ -25,7 +34,7 @@ async function split(text: string | Buffer): Promise<{ sql: string; line: number
 
 const sqls = async (text: string): Promise<string[]> => (await split(text)).map((s) => s.sql);
 
-test('plain statements, blank lines and line numbers', async () => {
+void test('plain statements, blank lines and line numbers', async () => {
   const got = await split('SELECT 1;\n\nSELECT 2;  SELECT 3\n;\n  INSERT INTO t VALUES (1),\n(2);\n');
   assert.deepEqual(got, [
     { sql: 'SELECT 1', line: 1 },
@@ -35,7 +44,7 @@ test('plain statements, blank lines and line numbers', async () => {
   ]);
 });
 
-test('strings with delimiters, quotes and backslash escapes', async () => {
+void test('strings with delimiters, quotes and backslash escapes', async () => {
   const text =
     "INSERT INTO t VALUES ('a;b','it''s','back\\\\slash\\\\','q\\';x','dq \"; \"',\"d\\\";q\");\n" +
     "INSERT INTO t VALUES ('-- not a comment', '# nor this', '/* nor this */');\nSELECT 'x\ny;z';";
@@ -48,14 +57,14 @@ test('strings with delimiters, quotes and backslash escapes', async () => {
   assert.deepEqual(lines, [1, 2, 3]);
 });
 
-test('backtick identifiers may hold ; quotes and doubled backticks', async () => {
-  assert.deepEqual(await sqls('CREATE TABLE `a;b` (`it\'s` int, `x``;y` int);SELECT 1;'), [
+void test('backtick identifiers may hold ; quotes and doubled backticks', async () => {
+  assert.deepEqual(await sqls("CREATE TABLE `a;b` (`it's` int, `x``;y` int);SELECT 1;"), [
     "CREATE TABLE `a;b` (`it's` int, `x``;y` int)",
     'SELECT 1',
   ]);
 });
 
-test('comments between statements are dropped, inside statements kept', async () => {
+void test('comments between statements are dropped, inside statements kept', async () => {
   const text =
     '-- header comment; with a semicolon\n#hash comment;\n/* block; comment */\n' +
     'SELECT 1 -- trailing; comment\n, 2 # another;\n/* in; */ FROM dual;\n--\n-- Dump completed on 2024-01-01  1:02:03\n';
@@ -66,10 +75,10 @@ test('comments between statements are dropped, inside statements kept', async ()
   assert.deepEqual(await sqls('SELECT 1--1;'), ['SELECT 1--1']);
 });
 
-test('executable comments are sent as statements', async () => {
+void test('executable comments are sent as statements', async () => {
   const text =
     '/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;\n' +
-    "/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n/*!50001 CREATE VIEW `v` AS SELECT 1 AS `a` */;\n";
+    '/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */;\n/*!50001 CREATE VIEW `v` AS SELECT 1 AS `a` */;\n';
   assert.deepEqual(await sqls(text), [
     '/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */',
     '/*M!100616 SET @OLD_NOTE_VERBOSITY=@@NOTE_VERBOSITY, NOTE_VERBOSITY=0 */',
@@ -77,13 +86,18 @@ test('executable comments are sent as statements', async () => {
   ]);
 });
 
-test('the sandbox-mode first line of mariadb-dump is skipped', async () => {
-  for (const first of ['/*!999999\\- enable the sandbox mode */', '/*M!999999\\- enable the sandbox mode */']) {
-    assert.deepEqual(await split(`${first} \n-- MariaDB dump 10.19\nSELECT 1;\n`), [{ sql: 'SELECT 1', line: 3 }]);
+void test('the sandbox-mode first line of mariadb-dump is skipped', async () => {
+  for (const first of [
+    '/*!999999\\- enable the sandbox mode */',
+    '/*M!999999\\- enable the sandbox mode */',
+  ]) {
+    assert.deepEqual(await split(`${first} \n-- MariaDB dump 10.19\nSELECT 1;\n`), [
+      { sql: 'SELECT 1', line: 3 },
+    ]);
   }
 });
 
-test('DELIMITER blocks in any case, including Magento delimiter ;;', async () => {
+void test('DELIMITER blocks in any case, including Magento delimiter ;;', async () => {
   const text =
     'DROP TRIGGER IF EXISTS trg;\ndelimiter ;;\nCREATE TRIGGER trg BEFORE INSERT ON t FOR EACH ROW BEGIN\n' +
     "  SET NEW.a = 1; SET NEW.b = ';;';\nEND\n;;\ndelimiter ;\n" +
@@ -102,7 +116,7 @@ test('DELIMITER blocks in any case, including Magento delimiter ;;', async () =>
   ]);
 });
 
-test('mariadb-dump routine style: executable comments with ;; delimiter', async () => {
+void test('mariadb-dump routine style: executable comments with ;; delimiter', async () => {
   const text =
     "DELIMITER ;;\n/*!50003 CREATE*/ /*!50020 DEFINER=`root`@`localhost`*/ /*!50003 PROCEDURE `p`()\nBEGIN\n  SELECT ';';\nEND */;;\n" +
     'DELIMITER ;\n/*!50003 SET sql_mode = @saved_sql_mode */ ;\n';
@@ -112,16 +126,20 @@ test('mariadb-dump routine style: executable comments with ;; delimiter', async 
   ]);
 });
 
-test('a trailing statement without delimiter is yielded; raw bytes are kept exactly', async () => {
+void test('a trailing statement without delimiter is yielded; raw bytes are kept exactly', async () => {
   assert.deepEqual(await sqls('SELECT 1;\nSELECT 2'), ['SELECT 1', 'SELECT 2']);
-  const bin = Buffer.concat([Buffer.from("INSERT INTO t VALUES ('"), Buffer.from([0xff, 0xfe, 0x00, 0x80]), Buffer.from("');")]);
+  const bin = Buffer.concat([
+    Buffer.from("INSERT INTO t VALUES ('"),
+    Buffer.from([0xff, 0xfe, 0x00, 0x80]),
+    Buffer.from("');"),
+  ]);
   const got: RawStatement[] = [];
   for await (const s of readStatements(chunks(bin, 3))) got.push(s);
   assert.equal(got.length, 1);
   assert.deepEqual(got[0]!.raw, bin.subarray(0, bin.length - 1));
 });
 
-test('end state reports an input cut inside a string or a statement', () => {
+void test('end state reports an input cut inside a string or a statement', () => {
   const cases: [string, string][] = [
     ['SELECT 1;\n', 'clean'],
     ["INSERT INTO t VALUES ('abc", 'string'],
@@ -138,7 +156,7 @@ test('end state reports an input cut inside a string or a statement', () => {
   }
 });
 
-test('openDumpStream gunzips by magic bytes, whatever the name', async () => {
+void test('openDumpStream gunzips by magic bytes, whatever the name', async () => {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mbk-reader-'));
   try {
     const text = 'SELECT 1;\nSELECT 2;\n';
