@@ -6,10 +6,12 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { CliError, InterruptedError, describeAbort, errnoCode, throwIfAborted } from '../errors.js';
 import type { Part } from '../events.js';
 import { writeAtomic } from '../fs/atomic.js';
+import { LOCK_FILE } from '../fs/lock.js';
 import { backupFileName } from './backup-name.js';
 import type { BackupPartResult } from './run-backup.js';
 
@@ -191,11 +193,38 @@ export async function writeRunMarker(
   info: { command: string; started: string },
 ): Promise<string> {
   const file = path.join(backupsDir, runMarkerName(timestamp));
-  await fsp.writeFile(file, JSON.stringify({ pid: process.pid, ...info }) + '\n', {
+  await fsp.writeFile(file, JSON.stringify({ pid: process.pid, host: os.hostname(), ...info }) + '\n', {
     mode: 0o600,
     flag: 'wx',
   });
   return file;
+}
+
+/**
+ * Whether the run that wrote this marker is still running: it still holds the store's lock (`.lock` in the same
+ * directory names its pid and host, and that pid is alive). A failed run released the lock; a killed one is dead.
+ */
+export async function isRunMarkerLive(file: string): Promise<{ pid: number; command: string } | null> {
+  const read = async (f: string) => {
+    try {
+      return JSON.parse(await fsp.readFile(f, 'utf8')) as {
+        pid?: unknown;
+        host?: unknown;
+        command?: unknown;
+      };
+    } catch {
+      return null;
+    }
+  };
+  const [marker, lock] = await Promise.all([read(file), read(path.join(path.dirname(file), LOCK_FILE))]);
+  if (!marker || !lock || typeof marker.pid !== 'number') return null;
+  if (lock.pid !== marker.pid || lock.host !== os.hostname() || marker.host !== os.hostname()) return null;
+  try {
+    process.kill(marker.pid, 0);
+  } catch (err) {
+    if (errnoCode(err) !== 'EPERM') return null;
+  }
+  return { pid: marker.pid, command: String(marker.command) };
 }
 
 export async function removeRunMarker(backupsDir: string, timestamp: number): Promise<void> {

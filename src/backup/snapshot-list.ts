@@ -13,7 +13,7 @@ import { CliError, UsageError, errnoCode } from '../errors.js';
 import type { Part } from '../events.js';
 import { PARTIAL_SUFFIX } from '../fs/atomic.js';
 import { parseBackupName } from './backup-name.js';
-import { RUN_MARKER_SUFFIX, readManifest, type Manifest } from './manifest.js';
+import { RUN_MARKER_SUFFIX, isRunMarkerLive, readManifest, type Manifest } from './manifest.js';
 import { storePaths } from './store.js';
 
 export type SnapshotStatus = 'complete' | 'incomplete' | 'corrupt' | 'legacy';
@@ -166,6 +166,12 @@ async function judge(timestamp: number, files: SnapshotFile[], nowMs: number): P
     };
   }
   const leftovers = files.filter((f) => f.kind === 'partial' || f.kind === 'marker');
+  const marker = files.find((f) => f.kind === 'marker');
+  const live = marker ? await isRunMarkerLive(marker.path) : null;
+  if (live) {
+    problems.push(`no manifest yet: ${live.command} (pid ${live.pid}) is still writing this run`);
+    return { ...base, status: 'incomplete', problems, ...presentParts(files) };
+  }
   if (leftovers.length > 0) {
     problems.push(
       `no manifest: the run did not finish (${leftovers.map((f) => f.name).join(', ')} left behind)`,

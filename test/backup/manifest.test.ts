@@ -164,3 +164,28 @@ void test('file classification and streaming hash', async () => {
   assert.deepEqual(await hashFile(f), { sha256: sha(f), size: statSync(f).size });
   await assert.rejects(hashFile(path.join(root, 'nope')), /nope is missing/);
 });
+
+void test('a run still holding the lock is listed as in progress, not as crashed', async () => {
+  const root = minimalStore();
+  const dir = backups(root);
+  mkdirSync(dir, { recursive: true });
+  const host = (await import('node:os')).hostname();
+  writeFileSync(path.join(dir, '1700000000_filesystem.tgz'), 'x');
+  writeFileSync(
+    path.join(dir, '1700000000_manifest.json.running'),
+    JSON.stringify({ pid: process.pid, host, command: 'snapshot:create' }),
+  );
+  writeFileSync(
+    path.join(dir, '.lock'),
+    JSON.stringify({ pid: process.pid, host, command: 'snapshot:create' }),
+  );
+  let s = await getSnapshot(root, '1700000000');
+  assert.equal(s.status, 'incomplete');
+  assert.match(s.problems.join(), /snapshot:create \(pid \d+\) is still writing this run/);
+  writeFileSync(
+    path.join(dir, '.lock'),
+    JSON.stringify({ pid: 999_999_999, host, command: 'backups:prune' }),
+  );
+  s = await getSnapshot(root, '1700000000');
+  assert.match(s.problems.join(), /the run did not finish/);
+});

@@ -4,6 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   closeSync,
+  copyFileSync,
+  readFileSync,
   openSync,
   readSync,
   readdirSync,
@@ -22,7 +24,7 @@ import { listSnapshots } from '../../src/backup/snapshot-list.js';
 import { verifyBackups, verifyProblems } from '../../src/backup/verify-backups.js';
 import { runBackup } from '../../src/backup/run-backup.js';
 import { describeTree, diffTrees } from '../helpers/tree.js';
-import { tempDir } from '../helpers/tmp.js';
+import { minimalStore, tempDir } from '../helpers/tmp.js';
 
 const CODE_SKIP = (rel: string) =>
   /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) ||
@@ -214,4 +216,20 @@ void test('backups:verify --deep extracts every archive and loads the dump into 
   } finally {
     await conn.end();
   }
+});
+
+void test('a Magento backup without a manifest lists as legacy and restores (without checksums)', async () => {
+  const root = minimalStore();
+  const r = await runBackup({ root, parts: { code: true, media: false, db: false }, now: () => T0 });
+  const dir = path.join(root, 'var/backups');
+  // Magento 2.4's name for a code backup, made "by Magento": no manifest.
+  copyFileSync(r.parts[0]!.path, path.join(dir, '1500000000_filesystem_code.tgz'));
+  writeFileSync(path.join(root, 'index.php'), '<?php // changed\n');
+  const s = (await listSnapshots(root)).snapshots.find((x) => x.id === '1500000000')!;
+  assert.equal(s.status, 'legacy');
+  const v = await verifyBackups({ root, ids: ['1500000000'] });
+  assert.equal(v.ok, true, verifyProblems(v).join('\n'));
+  const restored = await restoreSnapshot({ root, id: '1500000000' });
+  assert.equal(restored.checksummed, false);
+  assert.equal(readFileSync(path.join(root, 'index.php'), 'utf8'), '<?php // index\n');
 });
