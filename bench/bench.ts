@@ -32,20 +32,22 @@ interface Options {
   profile: boolean;
   write: boolean;
   keep: boolean;
+  /** only generate (or find) the cached fixture */
+  prepare: boolean;
   listCount: number;
 }
 
 function usage(msg?: string): never {
   if (msg) console.error(`bench: ${msg}`);
   console.error(
-    'usage: npm run bench -- [--size small|medium|large] [--reps N] [--only op,op,...] [--profile] [--no-write] [--keep]\n' +
+    'usage: npm run bench -- [--size small|medium|large] [--reps N] [--only op,op,...] [--profile] [--no-write] [--keep] [--prepare]\n' +
       `operations: ${OPS.map((o) => o.id).join(', ')}`,
   );
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { size: 'small', reps: 3, only: undefined, profile: false, write: true, keep: false, listCount: 1000 };
+  const o: Options = { size: 'small', reps: 3, only: undefined, profile: false, write: true, keep: false, prepare: false, listCount: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -79,6 +81,9 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--keep':
         o.keep = true;
+        break;
+      case '--prepare':
+        o.prepare = true;
         break;
       case '--help':
       case '-h':
@@ -356,12 +361,13 @@ const OPS: Op[] = [
   {
     id: 'list',
     title: 'info:backups:list, 1,000 backups',
-    refTitle: '—',
+    refTitle: '`node -e 0` (bare Node.js start, for scale only)',
     target: { wallMs: 300 },
     minReps: 5,
     ours: {
       spec: (c) => ({ ...ours(c, ['info:backups:list']), args: [CLI, 'info:backups:list', '--root', c.listRoot, '--json'] }),
     },
+    ref: { spec: () => ({ cmd: process.execPath, args: ['-e', '0'] }) },
   },
 ];
 
@@ -635,6 +641,9 @@ function gitHead(): string {
   }
 }
 
+const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' / ');
+const loadAtStart = load();
+
 function machine(serverVersion: string): string[] {
   const cpus = os.cpus();
   let fsType = '?';
@@ -645,7 +654,7 @@ function machine(serverVersion: string): string[] {
   }
   return [
     `- machine: ${os.availableParallelism()} CPUs (${cpus[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ` +
-      `${os.type()} ${os.release()}, filesystem ${fsType}, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+      `${os.type()} ${os.release()}, filesystem ${fsType}; load average (1/5/15 min) at start ${loadAtStart}, at end ${load()}`,
     `- versions: node ${process.version}; ${version('tar')}; ${version('gzip')}; ${version('mariadb-dump')}; ` +
       `${version('mariadb')}; server ${serverVersion}`,
     `- magebackup: ${gitHead()}`,
@@ -691,6 +700,7 @@ async function main(): Promise<void> {
 
   const fx = await ensureFixture(TOP, opts.size, log);
   if (fx.reused) log(`fixture: reusing .bench/cache/${opts.size}-${fx.meta.key}`);
+  if (opts.prepare) return;
   const work = join(TOP, '.bench', 'run');
   log('copying the fixture to .bench/run (untimed)');
   const { storeDir, dataDir } = copyFixture(fx, work);
