@@ -8,7 +8,13 @@
  */
 
 export const ROOT_EXCLUDES: readonly string[] = ['var', 'pub/static', 'pub/media', 'update'];
-export const ANYWHERE_EXCLUDES: ReadonlySet<string> = new Set(['node_modules', '.git', '.idea', '.svn', '.grunt']);
+export const ANYWHERE_EXCLUDES: ReadonlySet<string> = new Set([
+  'node_modules',
+  '.git',
+  '.idea',
+  '.svn',
+  '.grunt',
+]);
 export const INTERNAL_PREFIX = '.magebackup-';
 
 /** The excluded path that is `rel` or one of its ancestors, or undefined when `rel` is part of the code. */

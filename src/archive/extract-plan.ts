@@ -34,7 +34,8 @@ export const DEFAULT_PATH_LIMITS: PathLimits = { maxPathBytes: 3072, maxDepth: 1
 export function normalizeEntryPath(raw: string, limits: PathLimits = DEFAULT_PATH_LIMITS): string {
   if (raw.includes('\0')) throw new UnsafeEntryError('has a NUL byte in its name', raw);
   if (raw.startsWith('/')) throw new UnsafeEntryError('has an absolute path', raw);
-  if (Buffer.byteLength(raw) > limits.maxPathBytes) throw new UnsafeEntryError('has an absurdly long name', raw);
+  if (Buffer.byteLength(raw) > limits.maxPathBytes)
+    throw new UnsafeEntryError('has an absurdly long name', raw);
   // fast path: the common already-clean name ("app/etc/env.php", "app/code/")
   const parts = raw.split('/');
   const out: string[] = [];
@@ -46,7 +47,8 @@ export function normalizeEntryPath(raw: string, limits: PathLimits = DEFAULT_PAT
     }
     out.push(p);
   }
-  if (out.length > limits.maxDepth) throw new UnsafeEntryError(`is nested deeper than ${limits.maxDepth} levels`, raw);
+  if (out.length > limits.maxDepth)
+    throw new UnsafeEntryError(`is nested deeper than ${limits.maxDepth} levels`, raw);
   return out.join('/');
 }
 
@@ -111,7 +113,10 @@ export class ExtractPlan {
     const kind = this.kinds.get(target);
     if (kind === 'd') throw new UnsafeEntryError(`is a hard link to the directory "${target}"`, rel);
     if (kind === undefined) {
-      throw new UnsafeEntryError(`is a hard link to "${target}", which is not an earlier entry of the archive`, rel);
+      throw new UnsafeEntryError(
+        `is a hard link to "${target}", which is not an earlier entry of the archive`,
+        rel,
+      );
     }
   }
 }

@@ -73,7 +73,15 @@ interface DirAttr {
 
 class Sink implements TarSink {
   readonly plan = new ExtractPlan();
-  readonly result: WorkerResult = { entries: 0, files: 0, dirs: 0, symlinks: 0, bytes: 0, tarBytes: 0, skipped: 0 };
+  readonly result: WorkerResult = {
+    entries: 0,
+    files: 0,
+    dirs: 0,
+    symlinks: 0,
+    bytes: 0,
+    tarBytes: 0,
+    skipped: 0,
+  };
   private fd = -1;
   private fdMtime = 0;
   private curRel = '';
@@ -117,7 +125,11 @@ class Sink implements TarSink {
     } else if (filter === 'code') {
       const ex = codeExcludedPrefix(rel);
       if (ex !== undefined) {
-        this.warnOnce('EXCLUDED_PATH', ex, `${ex} is excluded from code rollbacks: left as it is, not restored`);
+        this.warnOnce(
+          'EXCLUDED_PATH',
+          ex,
+          `${ex} is excluded from code rollbacks: left as it is, not restored`,
+        );
         return undefined;
       }
     }
@@ -139,7 +151,8 @@ class Sink implements TarSink {
     this.result.entries++;
     const type = e.type;
     if (rel === '') {
-      if (type !== '5' && type !== 'D') throw new UnsafeEntryError('is not a directory but names the archive root', e.path);
+      if (type !== '5' && type !== 'D')
+        throw new UnsafeEntryError('is not a directory but names the archive root', e.path);
       this.result.rootAttrs = { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime };
       this.result.dirs++;
       return;
@@ -170,7 +183,8 @@ class Sink implements TarSink {
           throw new TarFormatError(`unsupported entry type '${type}'`, e.path);
       }
     } catch (err) {
-      if (err instanceof UnsafeEntryError || err instanceof TarFormatError || err instanceof IoError) throw err;
+      if (err instanceof UnsafeEntryError || err instanceof TarFormatError || err instanceof IoError)
+        throw err;
       throw new IoError(err as NodeJS.ErrnoException, rel);
     }
   }
@@ -212,7 +226,8 @@ class Sink implements TarSink {
   }
 
   private symlink(rel: string, e: TarEntry): void {
-    if (e.linkpath === '' || e.linkpath.includes('\0')) throw new UnsafeEntryError('is a symlink with an empty target', e.path);
+    if (e.linkpath === '' || e.linkpath.includes('\0'))
+      throw new UnsafeEntryError('is a symlink with an empty target', e.path);
     this.mkParents(rel);
     const before = this.plan.add(rel, 'l');
     this.result.symlinks++;
@@ -229,7 +244,8 @@ class Sink implements TarSink {
     try {
       target = this.map(e.linkpath);
     } catch (err) {
-      if (err instanceof UnsafeEntryError) throw new UnsafeEntryError(`is a hard link that ${err.message}`, e.path);
+      if (err instanceof UnsafeEntryError)
+        throw new UnsafeEntryError(`is a hard link that ${err.message}`, e.path);
       throw err;
     }
     if (target === undefined) {
@@ -288,7 +304,8 @@ class Sink implements TarSink {
       const a = this.dirAttrs.get(rel)!;
       const abs = this.abs(rel);
       try {
-        if (this.input.chown && (a.uid !== this.myUid || a.gid !== this.myGid)) fs.chownSync(abs, a.uid, a.gid);
+        if (this.input.chown && (a.uid !== this.myUid || a.gid !== this.myGid))
+          fs.chownSync(abs, a.uid, a.gid);
         fs.chmodSync(abs, a.mode & 0o7777);
         fs.utimesSync(abs, a.mtime, a.mtime);
       } catch (err) {
@@ -337,7 +354,11 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
     const zcode = (e as NodeJS.ErrnoException | undefined)?.code;
     if (reader.bytes > 0 && zcode === 'Z_DATA_ERROR' && /header check/.test((e as Error).message)) {
       // zlib read one gzip member fine, then something that is not gzip
-      post({ t: 'error', kind: 'format', message: 'data after a gzip member is not gzip (trailing garbage or damage)' });
+      post({
+        t: 'error',
+        kind: 'format',
+        message: 'data after a gzip member is not gzip (trailing garbage or damage)',
+      });
     } else {
       post(toMessage(e));
     }
@@ -346,13 +367,16 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
 
 function toMessage(err: unknown): WorkerMessage {
   if (err instanceof Interrupted) return { t: 'error', kind: 'interrupted', message: 'interrupted' };
-  if (err instanceof TarFormatError) return { t: 'error', kind: 'format', message: err.message, entry: err.entry };
-  if (err instanceof UnsafeEntryError) return { t: 'error', kind: 'unsafe', message: err.message, entry: err.entry };
+  if (err instanceof TarFormatError)
+    return { t: 'error', kind: 'format', message: err.message, entry: err.entry };
+  if (err instanceof UnsafeEntryError)
+    return { t: 'error', kind: 'unsafe', message: err.message, entry: err.entry };
   if (err instanceof IoError) {
     return { t: 'error', kind: 'io', message: err.cause.message, entry: err.entry, code: err.cause.code };
   }
   const e = err as NodeJS.ErrnoException;
-  if (typeof e?.code === 'string' && e.code.startsWith('Z_')) return { t: 'error', kind: 'gzip', message: e.message, code: e.code };
+  if (typeof e?.code === 'string' && e.code.startsWith('Z_'))
+    return { t: 'error', kind: 'gzip', message: e.message, code: e.code };
   if (typeof e?.code === 'string') return { t: 'error', kind: 'io', message: e.message, code: e.code };
   return { t: 'error', kind: 'internal', message: e?.stack ?? String(err) };
 }

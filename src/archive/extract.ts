@@ -59,7 +59,10 @@ export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> 
   const entries = await fsp.readdir(o.destDir);
   if (entries.length > 0) throw new Error(`extractArchive: ${o.destDir} is not empty`);
   try {
-    return await runArchiveWorker({ mode: 'extract', file: o.file, destDir: o.destDir, filter: o.filter ?? 'none' }, o);
+    return await runArchiveWorker(
+      { mode: 'extract', file: o.file, destDir: o.destDir, filter: o.filter ?? 'none' },
+      o,
+    );
   } catch (err) {
     await fsp.rm(o.destDir, { recursive: true, force: true });
     throw err;
@@ -69,7 +72,11 @@ export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> 
 /** Runs the verify/extract worker and maps its outcome to a result or a CliError naming the archive. */
 export function runArchiveWorker(
   input: Pick<WorkerInput, 'mode' | 'file' | 'destDir' | 'filter'>,
-  o: { signal?: AbortSignal; onProgress?: (p: ArchiveProgress) => void; onWarning?: (w: ArchiveWarning) => void },
+  o: {
+    signal?: AbortSignal;
+    onProgress?: (p: ArchiveProgress) => void;
+    onWarning?: (w: ArchiveWarning) => void;
+  },
 ): Promise<WorkerResult> {
   throwIfAborted(o.signal);
   const abort = new SharedArrayBuffer(4);
@@ -106,14 +113,20 @@ export function runArchiveWorker(
           break;
         case 'error':
           settle(() =>
-            reject(m.kind === 'interrupted' ? new InterruptedError(describeAbort(o.signal?.reason)) : toError(m, full)),
+            reject(
+              m.kind === 'interrupted'
+                ? new InterruptedError(describeAbort(o.signal?.reason))
+                : toError(m, full),
+            ),
           );
           break;
       }
     });
     worker.on('error', (err) => settle(() => reject(err)));
     worker.on('exit', (code) =>
-      settle(() => reject(new Error(`archive worker for ${input.file} exited (code ${code}) without a result`))),
+      settle(() =>
+        reject(new Error(`archive worker for ${input.file} exited (code ${code}) without a result`)),
+      ),
     );
   });
 }
@@ -137,8 +150,10 @@ function toError(m: Extract<WorkerMessage, { t: 'error' }>, input: WorkerInput):
       return new CliError(`Archive ${file} is refused: entry "${m.entry ?? '?'}" ${m.message}`);
     case 'io': {
       if (m.entry === undefined) return new CliError(`Cannot read archive ${file}: ${m.message}`);
-      if (m.code === 'ENOSPC') return new CliError(`Disk full while extracting ${file} into ${input.destDir}`);
-      if (m.code === 'EDQUOT') return new CliError(`Disk quota exceeded while extracting ${file} into ${input.destDir}`);
+      if (m.code === 'ENOSPC')
+        return new CliError(`Disk full while extracting ${file} into ${input.destDir}`);
+      if (m.code === 'EDQUOT')
+        return new CliError(`Disk quota exceeded while extracting ${file} into ${input.destDir}`);
       return new CliError(`Cannot extract "${m.entry}" from ${file} into ${input.destDir}: ${m.message}`);
     }
     default:

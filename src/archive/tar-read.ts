@@ -168,7 +168,9 @@ export class TarReader {
       return;
     }
     if (this.state === State.Header && this.hdrFill === 0 && this.zeroBlocks === 0) {
-      throw new TarFormatError('unexpected end of archive: the end-of-archive marker is missing (truncated?)');
+      throw new TarFormatError(
+        'unexpected end of archive: the end-of-archive marker is missing (truncated?)',
+      );
     }
     throw new TarFormatError(
       'unexpected end of archive (truncated?)',
@@ -429,7 +431,8 @@ export function parsePax(body: Buffer): PaxFields {
       }
       case 'mtime': {
         const n = Number(value);
-        if (!/^-?\d+(\.\d+)?$/.test(value) || !Number.isFinite(n)) throw new TarFormatError('invalid pax mtime');
+        if (!/^-?\d+(\.\d+)?$/.test(value) || !Number.isFinite(n))
+          throw new TarFormatError('invalid pax mtime');
         out.mtime = n;
         break;
       }

@@ -9,8 +9,19 @@ export type { ArchiveStats, ArchiveProgress } from './extract.js';
 
 export async function verifyArchive(
   file: string,
-  o: { signal?: AbortSignal; onProgress?: (p: ArchiveProgress) => void; filter?: 'none' | 'code' | 'media' } = {},
+  o: {
+    signal?: AbortSignal;
+    onProgress?: (p: ArchiveProgress) => void;
+    filter?: 'none' | 'code' | 'media';
+  } = {},
 ): Promise<ArchiveStats & { tarBytes: number }> {
   const r = await runArchiveWorker({ mode: 'verify', file, filter: o.filter ?? 'none' }, o);
-  return { entries: r.entries, files: r.files, dirs: r.dirs, symlinks: r.symlinks, bytes: r.bytes, tarBytes: r.tarBytes };
+  return {
+    entries: r.entries,
+    files: r.files,
+    dirs: r.dirs,
+    symlinks: r.symlinks,
+    bytes: r.bytes,
+    tarBytes: r.tarBytes,
+  };
 }

@@ -16,10 +16,15 @@
  */
 import fs, { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CliError, errnoCode, throwIfAborted } from '../errors.js';
-import { extractArchive, type ArchiveProgress, type ArchiveWarning, type ExtractResult } from '../archive/extract.js';
+import {
+  extractArchive,
+  type ArchiveProgress,
+  type ArchiveWarning,
+  type ExtractResult,
+} from '../archive/extract.js';
 import { INTERNAL_PREFIX, ROOT_EXCLUDES, isCodeExcludedName } from '../archive/extract-filter.js';
 
 const execFileP = promisify(execFile);
@@ -117,7 +122,8 @@ async function locate(
     } catch (err) {
       throw new CliError(`pub/media is a symlink whose target does not exist: ${mediaPath}`, { cause: err });
     }
-    if (!(await fsp.stat(liveDir)).isDirectory()) throw new CliError(`pub/media does not point to a directory: ${liveDir}`);
+    if (!(await fsp.stat(liveDir)).isDirectory())
+      throw new CliError(`pub/media does not point to a directory: ${liveDir}`);
   } else if (lst && !lst.isDirectory()) {
     throw new CliError(`Media path ${mediaPath} is not a directory`);
   }
@@ -189,7 +195,16 @@ export async function discardStagedTree(s: StagedTree): Promise<void> {
   await removeTree(s.stagingDir);
 }
 
-export async function commitStagedTree(s: StagedTree): Promise<void> {
+export interface CommitOptions {
+  /**
+   * 'now' (default): delete the old content before returning. 'background': return once the swap is durable and
+   * let a detached `rm -rf` delete the staging directory (old content included); on a busy disk deleting 100k
+   * files can take as long as extracting them. A leftover is removed by the next recoverInterruptedSwaps.
+   */
+  removeOld?: 'now' | 'background';
+}
+
+export async function commitStagedTree(s: StagedTree, o: CommitOptions = {}): Promise<void> {
   const newDir = path.join(s.stagingDir, 'new');
   const stagingDev = (await fsp.stat(s.stagingDir)).dev;
   let units: JournalUnit[];
@@ -212,12 +227,21 @@ export async function commitStagedTree(s: StagedTree): Promise<void> {
     const live = path.join(s.liveDir, u.rel);
     const st = await lstatOrNull(live);
     if (st && st.dev !== stagingDev) {
-      throw new CliError(`Cannot swap ${live} atomically: it is on another filesystem (a mount point?) than ${s.stagingDir}`);
+      throw new CliError(
+        `Cannot swap ${live} atomically: it is on another filesystem (a mount point?) than ${s.stagingDir}`,
+      );
     }
   }
   await syncFilesystem(newDir);
   await fsp.mkdir(path.join(s.stagingDir, 'old'), { mode: 0o700 });
-  const journal: Journal = { version: 1, target: s.target, stagingDir: s.stagingDir, liveDir: s.liveDir, units, fixes };
+  const journal: Journal = {
+    version: 1,
+    target: s.target,
+    stagingDir: s.stagingDir,
+    liveDir: s.liveDir,
+    units,
+    fixes,
+  };
   await writeJournal(s.stagingDir, journal);
   try {
     await replay(journal);
@@ -230,7 +254,13 @@ export async function commitStagedTree(s: StagedTree): Promise<void> {
   }
   await fsp.rm(path.join(s.stagingDir, JOURNAL));
   await fsyncDir(s.stagingDir);
-  await removeTree(s.stagingDir);
+  if (o.removeOld === 'background') {
+    const child = spawn('rm', ['-rf', '--', s.stagingDir], { detached: true, stdio: 'ignore' });
+    child.on('error', () => {}); // no rm: the next run's recovery removes it
+    child.unref();
+  } else {
+    await removeTree(s.stagingDir);
+  }
 }
 
 /**
@@ -310,10 +340,19 @@ function planChildren(
       }
       if (code && liveSt?.isDirectory() && holdsKept(path.join(liveDir, childRel), childRel)) {
         if (newSt && !newSt.isDirectory()) {
-          warn(childRel, `${childRel} is not a directory in the backup, but holds paths a code rollback keeps: kept as a directory`);
+          warn(
+            childRel,
+            `${childRel} is not a directory in the backup, but holds paths a code rollback keeps: kept as a directory`,
+          );
         }
         if (newSt?.isDirectory()) {
-          fixes.push({ rel: childRel, mode: newSt.mode & 0o7777, uid: newSt.uid, gid: newSt.gid, mtime: newSt.mtimeMs / 1000 });
+          fixes.push({
+            rel: childRel,
+            mode: newSt.mode & 0o7777,
+            uid: newSt.uid,
+            gid: newSt.gid,
+            mtime: newSt.mtimeMs / 1000,
+          });
         }
         visit(childRel);
         continue;
@@ -425,14 +464,20 @@ async function readJournal(stagingDir: string): Promise<Journal | null> {
     j = JSON.parse(text) as Journal;
   } catch (err) {
     // written to a temp file, fsynced and renamed: a torn journal means someone else wrote it
-    throw new CliError(`Unreadable swap journal ${path.join(stagingDir, JOURNAL)}: move it away after checking the store`, {
-      cause: err,
-    });
+    throw new CliError(
+      `Unreadable swap journal ${path.join(stagingDir, JOURNAL)}: move it away after checking the store`,
+      {
+        cause: err,
+      },
+    );
   }
   const same = async (a: string, b: string): Promise<boolean> =>
-    (await fsp.realpath(a).catch(() => path.resolve(a))) === (await fsp.realpath(b).catch(() => path.resolve(b)));
+    (await fsp.realpath(a).catch(() => path.resolve(a))) ===
+    (await fsp.realpath(b).catch(() => path.resolve(b)));
   if (j.version !== 1 || !Array.isArray(j.units) || !(await same(j.stagingDir, stagingDir))) {
-    throw new CliError(`Unexpected swap journal ${path.join(stagingDir, JOURNAL)}: move it away after checking the store`);
+    throw new CliError(
+      `Unexpected swap journal ${path.join(stagingDir, JOURNAL)}: move it away after checking the store`,
+    );
   }
   return j;
 }

@@ -34,7 +34,13 @@ export function craftTar(entries: CraftEntry[], o: { noEnd?: boolean } = {}): Bu
     }
     if (e.gnuLong) {
       const name = Buffer.from(e.path + '\0');
-      const h = new Header({ path: '././@LongLink', mode: 0o644, size: name.length, type: 'NextFileHasLongPath', mtime: new Date(0) });
+      const h = new Header({
+        path: '././@LongLink',
+        mode: 0o644,
+        size: name.length,
+        type: 'NextFileHasLongPath',
+        mtime: new Date(0),
+      });
       h.encode();
       parts.push(h.block!, pad(name));
     }
@@ -70,7 +76,10 @@ export interface Described {
 }
 
 /** Every entry below dir: type, mode, mtime (whole seconds, dirs and symlinks too), content hash, link target. */
-export function describe(dir: string, skip: (rel: string) => boolean = () => false): Record<string, Described> {
+export function describe(
+  dir: string,
+  skip: (rel: string) => boolean = () => false,
+): Record<string, Described> {
   const out: Record<string, Described> = {};
   const walk = (rel: string): void => {
     for (const name of readdirSync(path.join(dir, rel)).sort()) {

@@ -48,7 +48,10 @@ function makeSource(): string {
   return src;
 }
 
-async function extractTo(file: string, opts: Partial<Parameters<typeof extractArchive>[0]> = {}): Promise<string> {
+async function extractTo(
+  file: string,
+  opts: Partial<Parameters<typeof extractArchive>[0]> = {},
+): Promise<string> {
   const dest = path.join(tempDir('mbk-x-dest-'), 'dest');
   fs.mkdirSync(dest);
   await extractArchive({ file, destDir: dest, ...opts });
@@ -56,7 +59,7 @@ async function extractTo(file: string, opts: Partial<Parameters<typeof extractAr
 }
 
 for (const format of ['gnu', 'pax', 'node-tar'] as const) {
-  test(`extracts a ${format} archive exactly (modes, mtimes, symlinks, empty dirs, hard links, long names)`, async () => {
+  void test(`extracts a ${format} archive exactly (modes, mtimes, symlinks, empty dirs, hard links, long names)`, async () => {
     const src = makeSource();
     const file = path.join(tempDir(), 'a.tgz');
     if (format === 'node-tar') {
@@ -70,7 +73,7 @@ for (const format of ['gnu', 'pax', 'node-tar'] as const) {
   });
 }
 
-test('reads concatenated gzip members (parallel compressors write several)', async () => {
+void test('reads concatenated gzip members (parallel compressors write several)', async () => {
   const tarBuf = craftTar([
     { path: 'a/', type: 'Directory' },
     { path: 'a/one.txt', body: 'one' },
@@ -83,7 +86,7 @@ test('reads concatenated gzip members (parallel compressors write several)', asy
   assert.equal(fs.readFileSync(path.join(dest, 'a/two.txt'), 'utf8'), 'two'.repeat(1000));
 });
 
-test('accepts ./ prefixes, GNU L long names and pax paths; files before their directories', async () => {
+void test('accepts ./ prefixes, GNU L long names and pax paths; files before their directories', async () => {
   const long = 'x/' + 'y'.repeat(150) + '/z.txt';
   const file = path.join(tempDir(), 'g.tgz');
   fs.writeFileSync(
@@ -101,7 +104,7 @@ test('accepts ./ prefixes, GNU L long names and pax paths; files before their di
   assert.equal(fs.readFileSync(path.join(dest, 'p/' + 'q'.repeat(200)), 'utf8'), 'pax');
 });
 
-test('a later duplicate entry replaces the earlier one without writing through it', async () => {
+void test('a later duplicate entry replaces the earlier one without writing through it', async () => {
   const file = path.join(tempDir(), 'dup.tgz');
   const outside = path.join(tempDir(), 'outside.txt');
   fs.writeFileSync(outside, 'untouched');
@@ -130,8 +133,16 @@ interface Hostile {
 
 const HOSTILE: Hostile[] = [
   { name: 'path traversal with ..', entries: () => [{ path: '../escape.txt', body: 'x' }], expect: /'\.\.'/ },
-  { name: 'traversal in the middle', entries: () => [{ path: 'a/../../escape.txt', body: 'x' }], expect: /'\.\.'/ },
-  { name: 'absolute path', entries: (o) => [{ path: path.join(o, 'escape.txt'), body: 'x' }], expect: /absolute/ },
+  {
+    name: 'traversal in the middle',
+    entries: () => [{ path: 'a/../../escape.txt', body: 'x' }],
+    expect: /'\.\.'/,
+  },
+  {
+    name: 'absolute path',
+    entries: (o) => [{ path: path.join(o, 'escape.txt'), body: 'x' }],
+    expect: /absolute/,
+  },
   {
     name: 'file written through a symlink extracted earlier (absolute target)',
     entries: (o) => [
@@ -203,13 +214,15 @@ const HOSTILE: Hostile[] = [
   },
   {
     name: 'absurd total length',
-    entries: () => [{ path: Array.from({ length: 60 }, () => 'n'.repeat(100)).join('/'), body: 'x', pax: true }],
+    entries: () => [
+      { path: Array.from({ length: 60 }, () => 'n'.repeat(100)).join('/'), body: 'x', pax: true },
+    ],
     expect: /long|deeper/,
   },
 ];
 
 for (const h of HOSTILE) {
-  test(`refuses a crafted archive: ${h.name}`, async () => {
+  void test(`refuses a crafted archive: ${h.name}`, async () => {
     const outsideDir = tempDir('mbk-x-outside-');
     fs.writeFileSync(path.join(outsideDir, 'outside.txt'), 'untouched');
     const base = tempDir('mbk-x-base-');
@@ -232,16 +245,22 @@ for (const h of HOSTILE) {
   });
 }
 
-test('a FIFO is skipped with a SPECIAL_FILE warning', async () => {
+void test('a FIFO is skipped with a SPECIAL_FILE warning', async () => {
   const file = path.join(tempDir(), 'fifo.tgz');
-  fs.writeFileSync(file, craftTgz([{ path: 'pipe', type: 'FIFO' }, { path: 'ok', body: '1' }]));
+  fs.writeFileSync(
+    file,
+    craftTgz([
+      { path: 'pipe', type: 'FIFO' },
+      { path: 'ok', body: '1' },
+    ]),
+  );
   const warnings: string[] = [];
   const dest = await extractTo(file, { onWarning: (w) => warnings.push(`${w.code} ${w.path}`) });
   assert.deepEqual(warnings, ['SPECIAL_FILE pipe']);
   assert.deepEqual(fs.readdirSync(dest), ['ok']);
 });
 
-test("code filter leaves out var/, pub/media, node_modules, .git (and reports them once)", async () => {
+void test('code filter leaves out var/, pub/media, node_modules, .git (and reports them once)', async () => {
   const file = path.join(tempDir(), 'code.tgz');
   fs.writeFileSync(
     file,
@@ -259,11 +278,18 @@ test("code filter leaves out var/, pub/media, node_modules, .git (and reports th
   const dest = await extractTo(file, { filter: 'code', onWarning: (w) => warnings.push(w.path) });
   assert.deepEqual(warnings.sort(), ['app/code/V/M/node_modules', 'pub/media', 'var']);
   assert.deepEqual(Object.keys(describe(dest)).sort(), [
-    'app', 'app/code', 'app/code/V', 'app/code/V/M', 'app/code/V/M/.gitignore', 'index.php', 'pub', 'pub/index.php',
+    'app',
+    'app/code',
+    'app/code/V',
+    'app/code/V/M',
+    'app/code/V/M/.gitignore',
+    'index.php',
+    'pub',
+    'pub/index.php',
   ]);
 });
 
-test('media filter accepts archives rooted at the store (pub/media/...) and relative ones', async () => {
+void test('media filter accepts archives rooted at the store (pub/media/...) and relative ones', async () => {
   const rooted = path.join(tempDir(), 'm1.tgz');
   fs.writeFileSync(
     rooted,
@@ -282,7 +308,7 @@ test('media filter accepts archives rooted at the store (pub/media/...) and rela
   assert.equal(fs.readFileSync(path.join(d2, 'catalog/a.jpg'), 'utf8'), 'jpg');
 });
 
-test('abort: InterruptedError, the destination is removed', async () => {
+void test('abort: InterruptedError, the destination is removed', async () => {
   const src = path.join(tempDir(), 'src');
   for (let i = 0; i < 200; i++) {
     fs.mkdirSync(path.join(src, `d${i}`), { recursive: true });
@@ -304,12 +330,15 @@ test('abort: InterruptedError, the destination is removed', async () => {
   assert.equal(fs.existsSync(dest), false);
 });
 
-test('a missing archive is one clear line naming it', async () => {
+void test('a missing archive is one clear line naming it', async () => {
   const dest = path.join(tempDir(), 'dest');
   fs.mkdirSync(dest);
-  await assert.rejects(extractArchive({ file: '/nonexistent/x_filesystem.tgz', destDir: dest }), (err: unknown) => {
-    assert.ok(err instanceof CliError);
-    assert.match(err.message, /Cannot read archive \/nonexistent\/x_filesystem\.tgz/);
-    return true;
-  });
+  await assert.rejects(
+    extractArchive({ file: '/nonexistent/x_filesystem.tgz', destDir: dest }),
+    (err: unknown) => {
+      assert.ok(err instanceof CliError);
+      assert.match(err.message, /Cannot read archive \/nonexistent\/x_filesystem\.tgz/);
+      return true;
+    },
+  );
 });

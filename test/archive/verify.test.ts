@@ -14,7 +14,8 @@ function sourceArchive(): { file: string; dir: string } {
   const src = path.join(dir, 'src');
   for (let i = 0; i < 30; i++) {
     fs.mkdirSync(path.join(src, `d${i}`), { recursive: true });
-    for (let j = 0; j < 20; j++) fs.writeFileSync(path.join(src, `d${i}`, `f${j}.txt`), `file ${i} ${j} `.repeat(200 + j));
+    for (let j = 0; j < 20; j++)
+      fs.writeFileSync(path.join(src, `d${i}`, `f${j}.txt`), `file ${i} ${j} `.repeat(200 + j));
   }
   fs.symlinkSync('d0/f0.txt', path.join(src, 'link'));
   const file = path.join(dir, '1700000000_filesystem.tgz');
@@ -32,7 +33,7 @@ function expectDamaged(p: Promise<unknown>, file: string, why: RegExp): Promise<
   });
 }
 
-test('a good archive verifies and is counted', async () => {
+void test('a good archive verifies and is counted', async () => {
   const { file } = sourceArchive();
   const progress: number[] = [];
   const r = await verifyArchive(file, { onProgress: (p) => progress.push(p.entries) });
@@ -44,14 +45,14 @@ test('a good archive verifies and is counted', async () => {
   assert.equal(progress.at(-1), 632);
 });
 
-test('verify writes nothing', async () => {
+void test('verify writes nothing', async () => {
   const { file, dir } = sourceArchive();
   const before = fs.readdirSync(dir).sort();
   await verifyArchive(file);
   assert.deepEqual(fs.readdirSync(dir).sort(), before);
 });
 
-test('a truncated archive is refused, naming the file', async () => {
+void test('a truncated archive is refused, naming the file', async () => {
   const { file, dir } = sourceArchive();
   const data = fs.readFileSync(file);
   for (const keep of [data.length - 1, data.length - 9, Math.floor(data.length / 2), 20]) {
@@ -61,7 +62,7 @@ test('a truncated archive is refused, naming the file', async () => {
   }
 });
 
-test('a flipped byte is caught (gzip CRC or data error)', async () => {
+void test('a flipped byte is caught (gzip CRC or data error)', async () => {
   const { file, dir } = sourceArchive();
   const data = Buffer.from(fs.readFileSync(file));
   const i = Math.floor(data.length * 0.6);
@@ -71,7 +72,7 @@ test('a flipped byte is caught (gzip CRC or data error)', async () => {
   await expectDamaged(verifyArchive(bad), bad, /damaged/);
 });
 
-test('a corrupted CRC trailer is caught', async () => {
+void test('a corrupted CRC trailer is caught', async () => {
   const { file, dir } = sourceArchive();
   const data = Buffer.from(fs.readFileSync(file));
   data[data.length - 6] = data[data.length - 6]! ^ 0xff; // inside the CRC32 of the last member
@@ -80,9 +81,15 @@ test('a corrupted CRC trailer is caught', async () => {
   await expectDamaged(verifyArchive(bad), bad, /damaged/);
 });
 
-test('a tar stream cut before its end-of-archive marker is refused (even with intact gzip)', async () => {
+void test('a tar stream cut before its end-of-archive marker is refused (even with intact gzip)', async () => {
   const dir = tempDir();
-  const tarBuf = craftTar([{ path: 'a.txt', body: 'aaa' }, { path: 'b.txt', body: 'bbb' }], { noEnd: true });
+  const tarBuf = craftTar(
+    [
+      { path: 'a.txt', body: 'aaa' },
+      { path: 'b.txt', body: 'bbb' },
+    ],
+    { noEnd: true },
+  );
   const noEnd = path.join(dir, 'noend.tgz');
   fs.writeFileSync(noEnd, gzipSync(tarBuf));
   await expectDamaged(verifyArchive(noEnd), noEnd, /end-of-archive marker is missing/);
@@ -91,7 +98,7 @@ test('a tar stream cut before its end-of-archive marker is refused (even with in
   await expectDamaged(verifyArchive(midBody), midBody, /unexpected end of archive/);
 });
 
-test('a bad header checksum is refused', async () => {
+void test('a bad header checksum is refused', async () => {
   const dir = tempDir();
   const tarBuf = Buffer.from(craftTar([{ path: 'a.txt', body: 'aaa' }]));
   tarBuf[10] = 0x41; // inside the name, checksum not updated
@@ -100,7 +107,7 @@ test('a bad header checksum is refused', async () => {
   await expectDamaged(verifyArchive(bad), bad, /checksum/);
 });
 
-test('not a gzip file / an empty file are refused', async () => {
+void test('not a gzip file / an empty file are refused', async () => {
   const dir = tempDir();
   const text = path.join(dir, 'text.tgz');
   fs.writeFileSync(text, 'hello, this is not gzip\n'.repeat(10));
@@ -110,13 +117,17 @@ test('not a gzip file / an empty file are refused', async () => {
   await expectDamaged(verifyArchive(empty), empty, /damaged|truncated/);
 });
 
-test('unsafe entries fail verification too', async () => {
+void test('unsafe entries fail verification too', async () => {
   const dir = tempDir();
   const evil = path.join(dir, 'evil.tgz');
   fs.writeFileSync(evil, craftTgz([{ path: '../../etc/cron.d/x', body: 'x' }]));
   await expectDamaged(verifyArchive(evil), evil, /refused/);
 });
 
-test('a missing file is one clear line', async () => {
-  await expectDamaged(verifyArchive('/nonexistent/1_filesystem.tgz'), '/nonexistent/1_filesystem.tgz', /Cannot read/);
+void test('a missing file is one clear line', async () => {
+  await expectDamaged(
+    verifyArchive('/nonexistent/1_filesystem.tgz'),
+    '/nonexistent/1_filesystem.tgz',
+    /Cannot read/,
+  );
 });

@@ -87,9 +87,12 @@ function noStaging(dir: string): void {
   );
 }
 
-test('code rollback: the tree equals the backup, kept paths untouched, no staging left', async () => {
+void test('code rollback: the tree equals the backup, kept paths untouched, no staging left', async () => {
   const { root, archive, expected } = storeWithCodeBackup();
-  const keptBefore = describe(root, (rel) => !KEPT(rel) && !/^(pub|app|app\/code|app\/code\/V|app\/code\/V\/M)$/.test(rel));
+  const keptBefore = describe(
+    root,
+    (rel) => !KEPT(rel) && !/^(pub|app|app\/code|app\/code\/V|app\/code\/V\/M)$/.test(rel),
+  );
   const warnings: string[] = [];
   const s = await stageTree({ root, target: 'code', archive, onWarning: (w) => warnings.push(w.code) });
   assert.ok(s.stagingDir.startsWith(root + path.sep + STAGING_PREFIX));
@@ -98,7 +101,10 @@ test('code rollback: the tree equals the backup, kept paths untouched, no stagin
   assert.equal(fs.readFileSync(path.join(root, 'index.php'), 'utf8'), '<?php // v2');
   await commitStagedTree(s);
   assert.deepEqual(describe(root, KEPT), expected);
-  const keptAfter = describe(root, (rel) => !KEPT(rel) && !/^(pub|app|app\/code|app\/code\/V|app\/code\/V\/M)$/.test(rel));
+  const keptAfter = describe(
+    root,
+    (rel) => !KEPT(rel) && !/^(pub|app|app\/code|app\/code\/V|app\/code\/V\/M)$/.test(rel),
+  );
   for (const [rel, d] of Object.entries(keptBefore)) {
     if (KEPT(rel)) assert.deepEqual(keptAfter[rel], d, rel);
   }
@@ -110,7 +116,7 @@ test('code rollback: the tree equals the backup, kept paths untouched, no stagin
   assert.deepEqual(await recoverInterruptedSwaps(root), []);
 });
 
-test('a damaged archive: staging removed, the live tree untouched', async () => {
+void test('a damaged archive: staging removed, the live tree untouched', async () => {
   const { root, archive } = storeWithCodeBackup();
   const before = describe(root);
   const data = fs.readFileSync(archive);
@@ -125,7 +131,7 @@ test('a damaged archive: staging removed, the live tree untouched', async () => 
   noStaging(root);
 });
 
-test('discardStagedTree removes the staging directory and changes nothing', async () => {
+void test('discardStagedTree removes the staging directory and changes nothing', async () => {
   const { root, archive } = storeWithCodeBackup();
   const before = describe(root);
   const s = await stageTree({ root, target: 'code', archive });
@@ -151,7 +157,7 @@ function mediaArchive(base: string, rooted: boolean): string {
   return archive;
 }
 
-test('media rollback into a symlinked pub/media restores into its target and keeps the link', async () => {
+void test('media rollback into a symlinked pub/media restores into its target and keeps the link', async () => {
   const base = tempDir('mbk-media-');
   const root = path.join(base, 'store');
   const shared = path.join(base, 'shared', 'media');
@@ -170,7 +176,7 @@ test('media rollback into a symlinked pub/media restores into its target and kee
   assert.equal(fs.readFileSync(path.join(root, 'index.php'), 'utf8'), 'code');
 });
 
-test('media rollback of a root-relative archive (Magento) into a store without pub/media', async () => {
+void test('media rollback of a root-relative archive (Magento) into a store without pub/media', async () => {
   const base = tempDir('mbk-media2-');
   const root = path.join(base, 'store');
   write(root, 'index.php', 'code');
@@ -181,26 +187,34 @@ test('media rollback of a root-relative archive (Magento) into a store without p
   noStaging(root);
 });
 
-function runChild(root: string, target: string, archive: string, killAt: string): { killed: boolean; renames: number } {
+function runChild(
+  root: string,
+  target: string,
+  archive: string,
+  killAt: string,
+): { killed: boolean; renames: number } {
   const r = spawnSync(process.execPath, [CHILD, root, target, archive, killAt], { encoding: 'utf8' });
   if (r.signal === 'SIGKILL') return { killed: true, renames: -1 };
   assert.equal(r.status, 0, r.stderr);
   return { killed: false, renames: (JSON.parse(r.stdout) as { renames: number }).renames };
 }
 
-test('SIGKILL while staging: the store is fully old, the next run removes the staging directory', async () => {
+void test('SIGKILL while staging: the store is fully old, the next run removes the staging directory', async () => {
   const { root, archive } = storeWithCodeBackup();
   const before = describe(root);
   assert.equal(runChild(root, 'code', archive, 'stage').killed, true);
   assert.equal(fs.readdirSync(root).filter((n) => n.startsWith(STAGING_PREFIX)).length, 1);
-  assert.deepEqual(describe(root, (rel) => rel.startsWith(STAGING_PREFIX)), before);
+  assert.deepEqual(
+    describe(root, (rel) => rel.startsWith(STAGING_PREFIX)),
+    before,
+  );
   const done = await recoverInterruptedSwaps(root);
   assert.equal(done.length, 1);
   assert.match(done[0]!, /removed/);
   assert.deepEqual(describe(root), before);
 });
 
-test('SIGKILL after any rename of the swap: the next run finishes it (roll forward)', async () => {
+void test('SIGKILL after any rename of the swap: the next run finishes it (roll forward)', async () => {
   const probe = storeWithCodeBackup();
   const total = runChild(probe.root, 'code', probe.archive, 'never').renames;
   assert.ok(total >= 10, `renames: ${total}`);
@@ -213,12 +227,13 @@ test('SIGKILL after any rename of the swap: the next run finishes it (roll forwa
     assert.match(done[0]!, /finished/);
     assert.deepEqual(describe(root, KEPT), expected, `after a kill at rename ${n}`);
     const keptAfter = describe(root, (rel) => !KEPT(rel));
-    for (const [rel, d] of Object.entries(keptBefore)) if (KEPT(rel)) assert.deepEqual(keptAfter[rel], d, rel);
+    for (const [rel, d] of Object.entries(keptBefore))
+      if (KEPT(rel)) assert.deepEqual(keptAfter[rel], d, rel);
     noStaging(root);
   }
 });
 
-test('SIGKILL during a media swap (symlinked pub/media): finished by the next run', async () => {
+void test('SIGKILL during a media swap (symlinked pub/media): finished by the next run', async () => {
   for (const n of ['1', '2']) {
     const base = tempDir('mbk-media-kill-');
     const root = path.join(base, 'store');
@@ -233,4 +248,17 @@ test('SIGKILL during a media swap (symlinked pub/media): finished by the next ru
     assert.deepEqual(describe(shared), describe(path.join(base, 'media-src')));
     noStaging(root);
   }
+});
+
+void test("removeOld: 'background' returns once the swap is durable; recovery removes any leftover", async () => {
+  const { root, archive, expected } = storeWithCodeBackup();
+  const s = await stageTree({ root, target: 'code', archive });
+  await commitStagedTree(s, { removeOld: 'background' });
+  assert.deepEqual(
+    describe(root, (rel) => KEPT(rel) || rel.startsWith(STAGING_PREFIX)),
+    expected,
+  );
+  await recoverInterruptedSwaps(root);
+  noStaging(root);
+  assert.deepEqual(describe(root, KEPT), expected);
 });
