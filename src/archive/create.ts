@@ -141,7 +141,7 @@ export async function createArchive(o: CreateArchiveOptions): Promise<CreateArch
     worker = new Worker(new URL('./tar-worker.js', import.meta.url), {
       workerData: input,
       // A small young generation keeps the walk's garbage (a Stats object per path) from inflating RSS.
-      resourceLimits: { maxYoungGenerationSizeMb: Number(process.env.MB_YOUNG ?? 4) },
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
   } catch (err) {
     gz.destroy();
