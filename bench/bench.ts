@@ -395,6 +395,8 @@ interface OpResult {
   met?: boolean;
   error?: string;
   profile?: ThreadSummary[];
+  /** stall pressure while the operation ran */
+  pressure?: string;
 }
 
 function failureText(r: Measured): string {
@@ -641,6 +643,37 @@ function gitHead(): string {
   }
 }
 
+/** Linux pressure-stall totals (µs): how much of the time tasks waited for CPU / I/O — the noise gauge. */
+interface Pressure {
+  at: number;
+  cpu: number | undefined;
+  io: number | undefined;
+}
+
+function readPressure(): Pressure {
+  const some = (kind: string): number | undefined => {
+    try {
+      const m = /^some .*total=(\d+)/m.exec(readFileSync(`/proc/pressure/${kind}`, 'utf8'));
+      return m ? Number(m[1]) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  return { at: Date.now(), cpu: some('cpu'), io: some('io') };
+}
+
+/** "cpu 95%, io 12%": share of wall time during which some task was stalled waiting for a CPU / for I/O */
+function pressureSince(p: Pressure): string {
+  const now = readPressure();
+  const span = (now.at - p.at) * 1000;
+  if (span <= 0 || now.cpu === undefined || p.cpu === undefined) return 'n/a';
+  const pct = (a: number | undefined, b: number | undefined): string =>
+    a === undefined || b === undefined ? '?' : `${Math.min(100, (100 * (a - b)) / span).toFixed(0)}%`;
+  return `cpu ${pct(now.cpu, p.cpu)}, io ${pct(now.io, p.io)}`;
+}
+
+const pressureAtStart = readPressure();
+
 const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' / ');
 const loadAtStart = load();
 
@@ -654,7 +687,10 @@ function machine(serverVersion: string): string[] {
   }
   return [
     `- machine: ${os.availableParallelism()} CPUs (${cpus[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, ` +
-      `${os.type()} ${os.release()}, filesystem ${fsType}; load average (1/5/15 min) at start ${loadAtStart}, at end ${load()}`,
+      `${os.type()} ${os.release()}, filesystem ${fsType}`,
+    `- noise: load average (1/5/15 min) ${loadAtStart} at start, ${load()} at end; stall pressure over the run ` +
+      `(share of time some task waited, /proc/pressure) ${pressureSince(pressureAtStart)}. The machine is shared: ` +
+      'other processes ran during the benchmark, so compare ours with its reference of the same run only.',
     `- versions: node ${process.version}; ${version('tar')}; ${version('gzip')}; ${version('mariadb-dump')}; ` +
       `${version('mariadb')}; server ${serverVersion}`,
     `- magebackup: ${gitHead()}`,
@@ -722,7 +758,10 @@ async function main(): Promise<void> {
     for (const op of OPS) {
       if (opts.only && !opts.only.includes(op.id)) continue;
       log(`\n== ${op.id}: ${op.title} vs ${op.refTitle}`);
+      const p0 = readPressure();
       const r = await runOp(c, op);
+      r.pressure = pressureSince(p0);
+      log(`  stall pressure during the operation: ${r.pressure}`);
       if (r.error) log(`  not run: ${r.error}`);
       if (r.ratio !== undefined) log(`  ratio ${r.ratio.toFixed(2)} (target ${targetText(op)})`);
       if (r.ours.phases) log(`  phases (median run): ${r.ours.phases}`);
@@ -759,6 +798,7 @@ async function main(): Promise<void> {
     ];
     for (const r of results) {
       lines.push(`${r.op.id}: ${r.ours.phases ?? (r.error ? `not run: ${r.error}` : '')}`);
+      if (r.pressure) lines.push(`  stall pressure while it ran: ${r.pressure}`);
       const reps = r.ours.runs.map((x) => fmtMs(x.wallMs)).join(', ');
       const refReps = r.ref?.runs.map((x) => fmtMs(x.wallMs)).join(', ');
       if (!r.ours.failed && reps) lines.push(`  ours runs: ${reps}`);
