@@ -88,10 +88,13 @@ try {
 }
 if (process.stdout.isTTY && env.NO_COLOR === undefined) env.FORCE_COLOR ??= '1';
 
+// A hung test must not eat CI's 90 minutes: after 10 minutes it is cancelled (and counted as failed).
+const timeout = nodeOptions.some((o) => o.startsWith('--test-timeout')) ? [] : ['--test-timeout=600000'];
 const args = [
   '--test',
   '--test-reporter=spec',
   `--test-concurrency=${concurrency}`,
+  ...timeout,
   ...nodeOptions,
   ...files,
 ];
