@@ -244,8 +244,8 @@ export class TarReader {
     }
     const linkpath = ex.linkpath ?? gex.linkpath ?? decodeString(buf, off + 157, 100);
     let bodySize = ex.size ?? gex.size ?? size;
-    if (type === '5') bodySize = 0; // some writers store stat(dir).size; a directory never has a body
-    if (type === '5' && size > 0) this.pad = 0;
+    const bodiless = type === '2' || type === '3' || type === '4' || type === '5' || type === '6';
+    if (bodiless) bodySize = 0;
     const entry: TarEntry = {
       path,
       type: type === '7' ? '0' : type,
@@ -256,7 +256,7 @@ export class TarReader {
       mtime: ex.mtime ?? gex.mtime ?? readNumber(buf, off + 136, 12, 'mtime'),
       linkpath,
     };
-    if (bodySize !== size && type !== '5') this.pad = (BLOCK - (bodySize % BLOCK)) % BLOCK;
+    if (bodySize !== size) this.pad = (BLOCK - (bodySize % BLOCK)) % BLOCK;
     this.current = path;
     const hasBody = type === '0' || type === '7';
     this.sink.entry(entry);
@@ -265,9 +265,11 @@ export class TarReader {
       if (bodySize === 0) this.finishBody();
       else this.state = State.Body;
     } else {
-      // links, dirs, devices: any stored body (GNU dumpdir 'D', odd writers) is skipped
+      // POSIX: symlinks, devices, dirs and FIFOs have no body whatever their size field says (Magento's
+      // Archive\Tar stores filesize() of a symlink's TARGET there, and writes no body). Hard links (pax allows
+      // data) and GNU dumpdirs have one: it is skipped.
       this.sink.endEntry();
-      this.skip(type === '5' ? 0 : bodySize);
+      this.skip(type === '1' || type === 'D' ? bodySize : 0);
     }
   }
 

@@ -100,3 +100,66 @@ export function describe(
   walk('');
   return out;
 }
+
+export interface MagentoEntry {
+  /** as Magento writes it: relative, directories with a trailing '/' */
+  name: string;
+  type: 'file' | 'dir' | 'symlink';
+  body?: string;
+  target?: string;
+  mode?: number;
+  mtime?: number;
+  /** what Magento puts in a symlink's size field: filesize() of the link TARGET (no body follows) */
+  symlinkSize?: number;
+}
+
+/** A tar stream byte for byte as Magento's Framework\Archive\Tar::_composeHeader writes one (GNU magic, 'L' long names, 12 zero blocks). */
+export function magentoTar(entries: MagentoEntry[]): Buffer {
+  const field = (s: string | Buffer, len: number): Buffer => {
+    const b = Buffer.alloc(len);
+    Buffer.from(s).copy(b, 0, 0, len);
+    return b;
+  };
+  const header = (name: string, long: boolean, e?: MagentoEntry, size = 0): Buffer => {
+    const mode = long
+      ? '       '
+      : (e!.mode ?? (e!.type === 'dir' ? 0o755 : 0o644)).toString(8).slice(-4).padStart(6, '0');
+    const parts = [
+      field(long ? '././@LongLink' : name.slice(0, 100), 100),
+      field(mode, 8),
+      field('\0\0\0\0\0\0\0', 8),
+      field('\0\0\0\0\0\0\0', 8),
+      field(size.toString(8).padStart(11, '0'), 12),
+      field(long ? '00000000000' : (e!.mtime ?? 1_600_000_000).toString(8).padStart(11, '0'), 12),
+      field('        ', 8),
+      field(long ? 'L' : e!.type === 'symlink' ? '2' : e!.type === 'dir' ? '5' : '0', 1),
+      field(e?.type === 'symlink' && !long ? e.target! : '', 100),
+      field('ustar ', 6),
+      field(' ', 2),
+      field('root', 32),
+      field('root', 32),
+      field('', 8),
+      field('', 8),
+      field('', 155),
+      field('', 12),
+    ];
+    const h = Buffer.concat(parts);
+    let sum = 0;
+    for (const b of h) sum += b;
+    Buffer.from(sum.toString(8).padStart(7, '0') + '\0').copy(h, 148);
+    return h;
+  };
+  const out: Buffer[] = [];
+  for (const e of entries) {
+    if (e.name.length > 100) {
+      out.push(header(e.name, true, undefined, e.name.length));
+      out.push(pad(Buffer.from(e.name)));
+    }
+    const body = e.type === 'file' ? Buffer.from(e.body ?? '') : Buffer.alloc(0);
+    const size = e.type === 'file' ? body.length : e.type === 'symlink' ? (e.symlinkSize ?? 4096) : 0;
+    out.push(header(e.name, false, e, size));
+    if (body.length) out.push(pad(body));
+  }
+  out.push(Buffer.alloc(512 * 12));
+  return Buffer.concat(out);
+}

@@ -8,7 +8,7 @@ import * as tar from 'tar';
 import { extractArchive } from '../../src/archive/extract.js';
 import { CliError, InterruptedError } from '../../src/errors.js';
 import { tempDir } from '../helpers/tmp.js';
-import { craftTar, craftTgz, describe, type CraftEntry } from './extract-crafted.js';
+import { craftTar, craftTgz, describe, magentoTar, type CraftEntry } from './extract-crafted.js';
 
 const LONG_DIR = 'deep/' + 'd'.repeat(60) + '/' + 'e'.repeat(60) + '/' + 'f'.repeat(90);
 
@@ -102,6 +102,34 @@ void test('accepts ./ prefixes, GNU L long names and pax paths; files before the
   assert.equal(fs.readFileSync(path.join(dest, 'no/dir/entry.txt'), 'utf8'), 'a');
   assert.equal(fs.readFileSync(path.join(dest, long), 'utf8'), 'gnu');
   assert.equal(fs.readFileSync(path.join(dest, 'p/' + 'q'.repeat(200)), 'utf8'), 'pax');
+});
+
+void test("reads Magento's own archives (GNU magic, blank uid fields, 'L' long names, symlink sizes without a body)", async () => {
+  const longName = 'app/code/' + 'Vendor'.repeat(20) + '/registration.php';
+  const file = path.join(tempDir(), '1700000000_filesystem.tgz');
+  fs.writeFileSync(
+    file,
+    gzipSync(
+      magentoTar([
+        { name: 'app/', type: 'dir' },
+        { name: 'app/etc/', type: 'dir', mode: 0o750 },
+        { name: 'app/etc/env.php', type: 'file', body: '<?php return [];', mode: 0o640 },
+        { name: 'app/etc/link.php', type: 'symlink', target: 'env.php', symlinkSize: 16 },
+        { name: 'app/dirlink', type: 'symlink', target: 'etc', symlinkSize: 4096 },
+        { name: longName, type: 'file', body: '<?php // long' },
+        { name: 'index.php', type: 'file', body: '<?php // index', mtime: 1_500_000_000 },
+      ]),
+    ),
+  );
+  const dest = await extractTo(file);
+  const d = describe(dest);
+  assert.equal(d['app/etc']?.mode, 0o750);
+  assert.equal(d['app/etc/env.php']?.mode, 0o640);
+  assert.equal(d['app/etc/link.php']?.target, 'env.php');
+  assert.equal(d['app/dirlink']?.target, 'etc');
+  assert.equal(fs.readFileSync(path.join(dest, longName), 'utf8'), '<?php // long');
+  assert.equal(d['index.php']?.mtime, 1_500_000_000);
+  assert.equal(fs.readFileSync(path.join(dest, 'index.php'), 'utf8'), '<?php // index');
 });
 
 void test('a later duplicate entry replaces the earlier one without writing through it', async () => {
