@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StoreSize } from '../fixtures/store.js';
 import { startOnDataDir, type BenchServer } from './db-server.js';
-import { copyFixture, ensureFixture, makeListRoot, type Fixture } from './fixture.js';
+import { copyFixture, ensureFixture, fixtureKey, makeListRoot, type Fixture } from './fixture.js';
 import { findGnuTime, median, runMeasured, type Measured, type RunSpec, type TimedEvent } from './measure.js';
 import { formatProfile, summarizeProfileDir, type ThreadSummary } from './profile.js';
 
@@ -34,20 +34,21 @@ interface Options {
   keep: boolean;
   /** only generate (or find) the cached fixture */
   prepare: boolean;
+  reuseCache: boolean;
   listCount: number;
 }
 
 function usage(msg?: string): never {
   if (msg) console.error(`bench: ${msg}`);
   console.error(
-    'usage: npm run bench -- [--size small|medium|large] [--reps N] [--only op,op,...] [--profile] [--no-write] [--keep] [--prepare]\n' +
+    'usage: npm run bench -- [--size small|medium|large] [--reps N] [--only op,op,...] [--profile] [--no-write] [--keep] [--prepare] [--reuse-cache]\n' +
       `operations: ${OPS.map((o) => o.id).join(', ')}`,
   );
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { size: 'small', reps: 3, only: undefined, profile: false, write: true, keep: false, prepare: false, listCount: 1000 };
+  const o: Options = { size: 'small', reps: 3, only: undefined, profile: false, write: true, keep: false, prepare: false, reuseCache: false, listCount: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -81,6 +82,9 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--keep':
         o.keep = true;
+        break;
+      case '--reuse-cache':
+        o.reuseCache = true;
         break;
       case '--prepare':
         o.prepare = true;
@@ -702,7 +706,7 @@ function fixtureLine(fx: Fixture, refDumpBytes: number | undefined): string {
   const t = fx.meta.tree;
   const db = fx.meta.db;
   return (
-    `- store (\`--size ${fx.meta.size}\`, fixture ${fx.meta.key}): ${t.files.toLocaleString('en')} files / ${fmtBytes(t.bytes)} outside pub/media, ` +
+    `- store (\`--size ${fx.meta.size}\`, fixture ${fx.meta.key}${fx.meta.key === fixtureKey(TOP, fx.meta.size) ? '' : ', made by an older version of the generators (--reuse-cache)'}): ${t.files.toLocaleString('en')} files / ${fmtBytes(t.bytes)} outside pub/media, ` +
     `of which the code backup holds ${t.codeFiles.toLocaleString('en')} files / ${fmtBytes(t.codeBytes)}; ` +
     `media ${t.mediaFiles.toLocaleString('en')} files / ${fmtBytes(t.mediaBytes)}; database ` +
     `${db.tables !== undefined ? `${db.tables} tables, ` : ''}${db.rows !== undefined ? `${db.rows.toLocaleString('en')} rows, ` : ''}` +
@@ -734,7 +738,7 @@ async function main(): Promise<void> {
   if (!existsSync(join(TOP, 'dist', 'src', 'cli', 'main.js'))) throw new Error('dist/src/cli/main.js missing: run npm run build');
   log(`bench: size ${opts.size}, ${opts.reps} repetitions (+1 warm-up each), RSS via ${findGnuTime() ? 'GNU time' : '/proc polling (no GNU time: apt-get install -y time)'}`);
 
-  const fx = await ensureFixture(TOP, opts.size, log);
+  const fx = await ensureFixture(TOP, opts.size, log, opts.reuseCache);
   if (fx.reused) log(`fixture: reusing .bench/cache/${opts.size}-${fx.meta.key}`);
   if (opts.prepare) return;
   const work = join(TOP, '.bench', 'run');

@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type mysql from 'mysql2/promise';
@@ -80,9 +80,23 @@ export async function ensureFixture(
   top: string,
   size: StoreSize,
   log: (line: string) => void,
+  /** reuse the newest complete cache of this size even if the generators changed since */
+  reuseAny = false,
 ): Promise<Fixture> {
   const key = fixtureKey(top, size);
   const cacheRoot = join(top, '.bench', 'cache');
+  if (reuseAny && existsSync(cacheRoot)) {
+    const ready = readdirSync(cacheRoot)
+      .filter((e) => e.startsWith(`${size}-`) && existsSync(join(cacheRoot, e, 'READY')))
+      .map((e) => ({ e, t: statSync(join(cacheRoot, e, 'READY')).mtimeMs }))
+      .sort((a, b) => b.t - a.t)[0];
+    if (ready && ready.e !== `${size}-${key}`) {
+      const d = join(cacheRoot, ready.e);
+      log(`fixture: --reuse-cache: using ${ready.e} although the generators changed since (current key ${key})`);
+      const meta = JSON.parse(readFileSync(join(d, 'meta.json'), 'utf8')) as FixtureMeta;
+      return { dir: d, storeDir: join(d, 'store'), dataDir: join(d, 'datadir'), meta, reused: true };
+    }
+  }
   const dir = join(cacheRoot, `${size}-${key}`);
   const storeDir = join(dir, 'store');
   const dataDir = join(dir, 'datadir');
