@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --size small|medium|large] [--reps N] [--only op,op] [--profile] [--no-write] [--keep]`
+ * `npm run bench [-- --size small|medium|large] [--reps N] [--only op,op] [--profile] [--strace] [--no-write] [--keep]`
  *
  * Generates (once, then cached under .bench/) a Magento-shaped store and database, then measures each magebackup
  * operation, run through the real CLI as a child process, side by side with its stock reference (GNU tar + gzip,
@@ -30,6 +30,7 @@ interface Options {
   reps: number;
   only: string[] | undefined;
   profile: boolean;
+  strace: boolean;
   write: boolean;
   keep: boolean;
   /** only generate (or find) the cached fixture */
@@ -41,14 +42,14 @@ interface Options {
 function usage(msg?: string): never {
   if (msg) console.error(`bench: ${msg}`);
   console.error(
-    'usage: npm run bench -- [--size small|medium|large] [--reps N] [--only op,op,...] [--profile] [--no-write] [--keep] [--prepare] [--reuse-cache]\n' +
+    'usage: npm run bench -- [--size small|medium|large] [--reps N] [--only op,op,...] [--profile] [--strace] [--no-write] [--keep] [--prepare] [--reuse-cache]\n' +
       `operations: ${OPS.map((o) => o.id).join(', ')}`,
   );
   process.exit(2);
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { size: 'small', reps: 3, only: undefined, profile: false, write: true, keep: false, prepare: false, reuseCache: false, listCount: 1000 };
+  const o: Options = { size: 'small', reps: 3, only: undefined, profile: false, strace: false, write: true, keep: false, prepare: false, reuseCache: false, listCount: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
@@ -76,6 +77,9 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--profile':
         o.profile = true;
+        break;
+      case '--strace':
+        o.strace = true;
         break;
       case '--no-write':
         o.write = false;
@@ -401,6 +405,8 @@ interface OpResult {
   profile?: ThreadSummary[];
   /** stall pressure while the operation ran */
   pressure?: string;
+  /** `strace -f -c -w` summary of one more run of ours */
+  syscalls?: string;
 }
 
 function failureText(r: Measured): string {
@@ -437,8 +443,9 @@ function phasesOf(events: TimedEvent[], wallMs: number): string {
 async function runSide(c: Ctx, side: Side, isOurs: boolean, last: boolean): Promise<Measured> {
   if (side.before) await side.before(c);
   const r = await runMeasured(side.spec(c));
-  if (!succeeded(r, isOurs)) r.ok = false;
-  else r.ok = true;
+  r.ok = succeeded(r, isOurs);
+  // measured before `after` removes the output
+  if (r.ok && side.outputBytes) r.outputBytes = sideBytes(c, side, r);
   if (side.after) await side.after(c, r, last);
   return r;
 }
@@ -501,9 +508,9 @@ async function runOp(c: Ctx, op: Op): Promise<OpResult> {
   result.ours = summarize(c, op.ours, runs.ours);
   if (op.ref) result.ref = summarize(c, op.ref, runs.ref);
   const lastOurs = runs.ours[runs.ours.length - 1];
-  if (lastOurs && op.ours.outputBytes && lastOurs.ok) result.ours.outputBytes = sideBytes(c, op.ours, lastOurs);
+  if (lastOurs?.ok) result.ours.outputBytes = lastOurs.outputBytes;
   const lastRef = runs.ref[runs.ref.length - 1];
-  if (lastRef && op.ref?.outputBytes && lastRef.ok) result.ref!.outputBytes = sideBytes(c, op.ref, lastRef);
+  if (lastRef?.ok && result.ref) result.ref.outputBytes = lastRef.outputBytes;
   if ('ratio' in op.target) {
     if (result.ours.wallMs !== undefined && result.ref?.wallMs !== undefined) {
       result.ratio = result.ours.wallMs / result.ref.wallMs;
@@ -552,6 +559,31 @@ async function profileOp(c: Ctx, op: Op, dir: string): Promise<ThreadSummary[]> 
   r.ok = succeeded(r, true);
   if (op.ours.after) await op.ours.after(c, r, false);
   return summarizeProfileDir(dir);
+}
+
+/**
+ * One more run of ours under `strace -f -c -w`: wall time spent inside each system call, summed over all
+ * threads (so it can exceed the wall time) — shows time blocked in fsync/syncfs/open/unlink/wait4 that a CPU
+ * profile only shows as idle.
+ */
+async function straceOp(c: Ctx, op: Op, file: string): Promise<string> {
+  if (op.ours.before) await op.ours.before(c);
+  const spec = op.ours.spec(c);
+  const r = await runMeasured({
+    ...spec,
+    cmd: 'strace',
+    args: ['-f', '-c', '-w', '-o', file, '--', spec.cmd, ...spec.args],
+  });
+  r.ok = succeeded(r, true);
+  if (op.ours.after) await op.ours.after(c, r, false);
+  const text = readFileSync(file, 'utf8').split('\n');
+  // "% time     seconds  usecs/call     calls    errors syscall"
+  const rows = text
+    .map((l) => /^\s*([\d.]+)\s+([\d.]+)\s+(\d+)\s+(\d+)\s+(\d*)\s*(\w+)\s*$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null && m[6] !== 'total')
+    .slice(0, 8)
+    .map((m) => `${m[6] ?? ''} ${Number(m[2]).toFixed(2)} s/${m[4] ?? ''} calls`);
+  return `${r.ok ? '' : '(run failed) '}wall ${fmtMs(r.wallMs)}; in syscalls (all threads): ${rows.join(', ')}`;
 }
 
 // --- formatting -------------------------------------------------------------------------------------------------
@@ -604,7 +636,7 @@ function markdownTable(results: OpResult[]): string {
         ? `${fmtBytes(r.ours.outputBytes)} / ${fmtBytes(r.ref?.outputBytes)}`
         : '';
     rows.push(
-      `| ${r.op.title} | ${ours} | ${r.op.refTitle} | ${ref} | ${r.ratio !== undefined ? r.ratio.toFixed(2) : ''} | ` +
+      `| ${r.op.title} | ${ours} | ${r.op.refTitle.replace(/\|/g, '\\|')} | ${ref} | ${r.ratio !== undefined ? r.ratio.toFixed(2) : ''} | ` +
         `${targetText(r.op)} | ${fmtRss(r.ours.maxRssKb)} | ${r.op.ref ? fmtRss(r.ref?.maxRssKb) : '—'} | ` +
         `${r.ours.cpuS !== undefined ? `${r.ours.cpuS.toFixed(1)} s` : ''} | ${r.ref?.cpuS !== undefined ? `${r.ref.cpuS.toFixed(1)} s` : ''} | ${out} | ${verdict(r)} |`,
     );
@@ -778,6 +810,15 @@ async function main(): Promise<void> {
           log(`  profile failed: ${(err as Error).message}`);
         }
       }
+      if (opts.strace && !r.error && !r.ours.failed) {
+        try {
+          mkdirSync(join(TOP, '.bench', 'strace'), { recursive: true });
+          r.syscalls = await straceOp(c, op, join(TOP, '.bench', 'strace', `${op.id}.txt`));
+          log(`  strace: ${r.syscalls}`);
+        } catch (err) {
+          log(`  strace failed: ${(err as Error).message}`);
+        }
+      }
       results.push(r);
     }
 
@@ -803,6 +844,7 @@ async function main(): Promise<void> {
     for (const r of results) {
       lines.push(`${r.op.id}: ${r.ours.phases ?? (r.error ? `not run: ${r.error}` : '')}`);
       if (r.pressure) lines.push(`  stall pressure while it ran: ${r.pressure}`);
+      if (r.syscalls) lines.push(`  strace of one more run: ${r.syscalls}`);
       const reps = r.ours.runs.map((x) => fmtMs(x.wallMs)).join(', ');
       const refReps = r.ref?.runs.map((x) => fmtMs(x.wallMs)).join(', ');
       if (!r.ours.failed && reps) lines.push(`  ours runs: ${reps}`);

@@ -44,6 +44,8 @@ export interface Measured {
   stdout: string;
   stderrTail: string;
   events: TimedEvent[];
+  /** size of the operation's output file, when the caller measured it */
+  outputBytes?: number;
 }
 
 let gnuTime: string | undefined | null = null;
