@@ -200,11 +200,18 @@ export interface CommitOptions {
    * 'now' (default): delete the old content before returning. 'background': return once the swap is durable and
    * let a detached `rm -rf` delete the staging directory (old content included); on a busy disk deleting 100k
    * files can take as long as extracting them. A leftover is removed by the next recoverInterruptedSwaps.
+   * 'later': return once the swap is durable; the caller runs the returned `cleanup()` when it likes (e.g. after
+   * leaving maintenance mode, still under the lock), so the store is back online sooner.
    */
-  removeOld?: 'now' | 'background';
+  removeOld?: 'now' | 'background' | 'later';
 }
 
-export async function commitStagedTree(s: StagedTree, o: CommitOptions = {}): Promise<void> {
+export interface CommitResult {
+  /** deletes the old content (a no-op unless removeOld was 'later'); never throws for a missing directory */
+  cleanup: () => Promise<void>;
+}
+
+export async function commitStagedTree(s: StagedTree, o: CommitOptions = {}): Promise<CommitResult> {
   const newDir = path.join(s.stagingDir, 'new');
   const stagingDev = (await fsp.stat(s.stagingDir)).dev;
   let units: JournalUnit[];
@@ -254,13 +261,16 @@ export async function commitStagedTree(s: StagedTree, o: CommitOptions = {}): Pr
   }
   await fsp.rm(path.join(s.stagingDir, JOURNAL));
   await fsyncDir(s.stagingDir);
+  const noop = { cleanup: () => Promise.resolve() };
+  if (o.removeOld === 'later') return { cleanup: () => removeTree(s.stagingDir) };
   if (o.removeOld === 'background') {
     const child = spawn('rm', ['-rf', '--', s.stagingDir], { detached: true, stdio: 'ignore' });
     child.on('error', () => {}); // no rm: the next run's recovery removes it
     child.unref();
-  } else {
-    await removeTree(s.stagingDir);
+    return noop;
   }
+  await removeTree(s.stagingDir);
+  return noop;
 }
 
 /**

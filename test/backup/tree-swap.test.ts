@@ -262,3 +262,17 @@ void test("removeOld: 'background' returns once the swap is durable; recovery re
   noStaging(root);
   assert.deepEqual(describe(root, KEPT), expected);
 });
+
+void test("removeOld: 'later' leaves the old content until cleanup()", async () => {
+  const { root, archive, expected } = storeWithCodeBackup();
+  const s = await stageTree({ root, target: 'code', archive });
+  const r = await commitStagedTree(s, { removeOld: 'later' });
+  assert.deepEqual(
+    describe(root, (rel) => KEPT(rel) || rel.startsWith(STAGING_PREFIX)),
+    expected,
+  );
+  assert.equal(fs.existsSync(s.stagingDir), true);
+  await r.cleanup();
+  noStaging(root);
+  assert.deepEqual(describe(root, KEPT), expected);
+});
