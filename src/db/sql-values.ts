@@ -71,47 +71,33 @@ export class ByteSink {
   }
 }
 
-/** Append `'...'` with MySQL escaping of src's bytes (valid for utf8mb4 and any ASCII-compatible charset). */
-export function writeQuoted(out: ByteSink, src: Buffer): void {
-  const n = src.length;
-  out.ensure(n * 2 + 2);
+/**
+ * Append `'...'` with MySQL escaping of src[start, end) (valid for utf8mb4 and any ASCII-compatible charset).
+ * A plain byte loop: no subarrays, no native calls per value (values are mostly short).
+ */
+export function writeQuoted(out: ByteSink, src: Uint8Array, start = 0, end = src.length): void {
+  out.ensure((end - start) * 2 + 2);
   const buf = out.buf;
   let o = out.len;
   buf[o++] = 0x27;
-  let start = 0;
-  for (let i = 0; i < n; i++) {
-    const e = ESCAPES[src[i]!]!;
-    if (e !== 0) {
-      if (i > start) {
-        buf.set(src.subarray(start, i), o);
-        o += i - start;
-      }
+  for (let i = start; i < end; i++) {
+    const c = src[i]!;
+    const e = ESCAPES[c]!;
+    if (e === 0) buf[o++] = c;
+    else {
       buf[o++] = 0x5c;
       buf[o++] = e;
-      start = i + 1;
     }
-  }
-  if (n > start) {
-    buf.set(start === 0 ? src : src.subarray(start), o);
-    o += n - start;
   }
   buf[o++] = 0x27;
   out.len = o;
 }
 
-/** Append `0x<hex>`, or `''` for an empty value (0x alone is not a literal). */
-export function writeHex(out: ByteSink, src: Buffer): void {
-  const n = src.length;
+/** Append `0x<hex>` of src[start, end), or `''` for an empty value (0x alone is not a literal). */
+export function writeHex(out: ByteSink, src: Uint8Array, start = 0, end = src.length): void {
+  const n = end - start;
   if (n === 0) {
     out.ascii("''");
-    return;
-  }
-  if (n > 4096) {
-    // Node's hex encoder is native: faster than the loop for big values
-    out.ensure(n * 2 + 2);
-    out.buf[out.len++] = 0x30;
-    out.buf[out.len++] = 0x78;
-    out.len += out.buf.write(src.toString('hex'), out.len, 'latin1');
     return;
   }
   out.ensure(n * 2 + 2);
@@ -119,10 +105,32 @@ export function writeHex(out: ByteSink, src: Buffer): void {
   let o = out.len;
   buf[o++] = 0x30;
   buf[o++] = 0x78;
-  for (let i = 0; i < n; i++) {
+  if (n > 4096) {
+    // Node's hex encoder is native: faster than the loop for big values
+    const b = Buffer.isBuffer(src) ? src : Buffer.from(src.buffer, src.byteOffset, src.byteLength);
+    o += buf.write(b.toString('hex', start, end), o, 'latin1');
+    out.len = o;
+    return;
+  }
+  for (let i = start; i < end; i++) {
     const b = src[i]!;
     buf[o++] = HEX[b >> 4]!;
     buf[o++] = HEX[b & 15]!;
+  }
+  out.len = o;
+}
+
+/** Append src[start, end) as is (numbers: the server's text is already a literal). */
+export function writeRaw(out: ByteSink, src: Uint8Array, start = 0, end = src.length): void {
+  const n = end - start;
+  out.ensure(n);
+  const buf = out.buf;
+  let o = out.len;
+  if (n > 64) {
+    buf.set(src.subarray(start, end), o);
+    o += n;
+  } else {
+    for (let i = start; i < end; i++) buf[o++] = src[i]!;
   }
   out.len = o;
 }
@@ -135,7 +143,7 @@ export function writeValue(out: ByteSink, kind: ValueKind, v: Buffer | null): vo
     out.bytes(NULL_BYTES);
     return;
   }
-  if (kind === 'number') out.bytes(v);
+  if (kind === 'number') writeRaw(out, v);
   else if (kind === 'string') writeQuoted(out, v);
   else writeHex(out, v);
 }

@@ -1,0 +1,306 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createReadStream, promises as fsp, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createGunzip } from 'node:zlib';
+import type { Connection } from 'mysql2/promise';
+import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
+import { createZoo, ZOO_EVENTS, ZOO_ROUTINES, ZOO_SEQUENCES, ZOO_TABLES, ZOO_TRIGGERS, ZOO_VIEWS } from '../../fixtures/db-zoo.js';
+import { describeDatabase, diffDatabases, type DbSnapshot } from '../../fixtures/db-compare.js';
+import { dumpDatabase, dumpTuning, stripDefiner, type DumpOptions, type DumpResult } from '../../src/db/dump.js';
+import type { DbConnectionConfig } from '../../src/db/types.js';
+import { CliError, InterruptedError } from '../../src/errors.js';
+import type { MagebackupEvent } from '../../src/events.js';
+import { writeAtomic } from '../../src/fs/atomic.js';
+
+let server: TestServer;
+let conn: Connection;
+let dir: string;
+let zooDb: string;
+let zooSnap: DbSnapshot;
+
+before(async () => {
+  server = await getTestServer();
+  conn = await server.connect();
+  dir = mkdtempSync(path.join(os.tmpdir(), 'mbk-dump-'));
+  zooDb = await server.createDatabase('dumpzoo');
+  await conn.query(`USE \`${zooDb}\``);
+  await createZoo(conn);
+  zooSnap = await describeDatabase(conn, zooDb);
+});
+
+after(async () => {
+  await conn?.end();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function cfg(database: string, extra: Partial<DbConnectionConfig> = {}): DbConnectionConfig {
+  return { host: server.host, port: server.port, user: 'root', password: server.password, database, tablePrefix: '', ...extra };
+}
+
+let fileCounter = 0;
+async function dump(database: string, o: Partial<DumpOptions> = {}): Promise<{ file: string; result: DumpResult; events: MagebackupEvent[] }> {
+  const file = path.join(dir, `dump-${++fileCounter}.sql${o.compress ? '.gz' : ''}`);
+  const events: MagebackupEvent[] = [];
+  const result = await writeAtomic(file, (outFile) =>
+    dumpDatabase({ config: cfg(database), outFile, compress: false, onEvent: (e) => events.push(e), ...o }),
+  );
+  return { file, result, events };
+}
+
+/** `mariadb db < file` with the stock client; resolves to its stderr, rejects on a non-zero exit. */
+async function loadStock(file: string, db: string, o: { gz?: boolean; user?: string; password?: string } = {}): Promise<string> {
+  const { args, env } = server.clientArgs();
+  const argv = args.map((a) => (o.user !== undefined && a === '--user=root' ? `--user=${o.user}` : a));
+  const childEnv = o.password !== undefined ? { ...env, MYSQL_PWD: o.password } : env;
+  const child = spawn('mariadb', [...argv, db], { env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.resume();
+  child.stdin.on('error', () => {}); // the exit code tells
+  const input = createReadStream(file);
+  (o.gz ? input.pipe(createGunzip()) : input).pipe(child.stdin);
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  if (code !== 0) throw new Error(`mariadb exited with ${code}: ${stderr}`);
+  return stderr;
+}
+
+async function roundTrip(file: string, o: { gz?: boolean } = {}): Promise<{ db: string; diffs: string[]; snap: DbSnapshot }> {
+  const db = await server.createDatabase('dumpload');
+  const stderr = await loadStock(file, db, o);
+  assert.equal(stderr, '', 'the stock client loads the dump without a message');
+  const snap = await describeDatabase(conn, db);
+  return { db, diffs: diffDatabases(zooSnap, snap), snap };
+}
+
+test('zoo round trip: dump, load with the stock mariadb client, every object identical', async () => {
+  const { file, result, events } = await dump(zooDb);
+  const { diffs } = await roundTrip(file);
+  assert.deepEqual(diffs, []);
+
+  assert.equal(result.tables, ZOO_TABLES.length);
+  assert.equal(result.views, ZOO_VIEWS.length);
+  assert.equal(result.routines, ZOO_ROUTINES.length);
+  assert.equal(result.triggers, ZOO_TRIGGERS.length);
+  assert.equal(result.events, ZOO_EVENTS.length);
+  assert.equal(result.sequences, ZOO_SEQUENCES.length);
+  assert.deepEqual(result.strippedTables, []);
+  const expectedRows = Object.values(zooSnap.tables).reduce((n, t) => n + t.rows, 0);
+  assert.equal(result.rows, expectedRows);
+  assert.match(result.serverVersion, /^\d+\.\d+/);
+
+  const st = await fsp.stat(file);
+  assert.equal(st.mode & 0o777, 0o600);
+  assert.equal(result.bytes, st.size);
+  const text = await fsp.readFile(file, 'utf8');
+  assert.match(text.slice(-80), /\n-- Dump completed on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\n$/);
+  assert.ok(!text.includes(server.password), 'the password is not in the dump');
+  assert.ok(!/DEFINER=/.test(text), 'definers are stripped by default');
+  // triggers come after their table's data
+  assert.ok(text.indexOf('INSERT INTO `zoo_orders`') < text.indexOf('zoo_orders_bi'));
+
+  // progress: one or more events per table, part db, rows of the last one per table add up
+  const last = new Map<string, number>();
+  for (const e of events) {
+    if (e.type === 'progress') {
+      assert.equal(e.part, 'db');
+      assert.equal(e.operation, 'backup');
+      if (e.table !== undefined) last.set(e.table, e.rows ?? 0);
+    }
+  }
+  assert.equal([...last.values()].reduce((a, b) => a + b, 0), result.rows);
+});
+
+test('compressed dump: a valid gzip file that loads identically', async () => {
+  const { file, result } = await dump(zooDb, { compress: true });
+  const head = Buffer.alloc(2);
+  const fh = await fsp.open(file, 'r');
+  await fh.read(head, 0, 2, 0);
+  await fh.close();
+  assert.deepEqual([...head], [0x1f, 0x8b]);
+  assert.ok(result.bytes > (await fsp.stat(file)).size, 'bytes counts the uncompressed SQL');
+  const { diffs } = await roundTrip(file, { gz: true });
+  assert.deepEqual(diffs, []);
+});
+
+test('INSERT statements stay bounded; a row bigger than the bound gets a statement of its own', async () => {
+  const bound = 64 * 1024;
+  const { file } = await dump(zooDb, { maxStatementBytes: bound });
+  const text = await fsp.readFile(file, 'utf8');
+  const bigInserts = text.split('\n').filter((l) => l.startsWith('INSERT INTO `zoo_big`'));
+  assert.ok(bigInserts.length > 10, `zoo_big is split into many statements (${bigInserts.length})`);
+  // the bound is checked on an estimate that does not count escape characters: allow a little
+  for (const l of bigInserts) assert.ok(Buffer.byteLength(l) <= bound * 1.02, `statement of ${Buffer.byteLength(l)} bytes`);
+  const blobInserts = text.split('\n').filter((l) => l.startsWith('INSERT INTO `zoo_blobs`'));
+  assert.equal(blobInserts.length, 2, 'the 3 MB row and the small one are separate statements');
+  const { diffs } = await roundTrip(file);
+  assert.deepEqual(diffs, []);
+});
+
+test('the slow row path (mysql2 row arrays) writes the same bytes as the fast one', async () => {
+  const fast = await dump(zooDb);
+  dumpTuning.fastRowParser = false;
+  let slow;
+  try {
+    slow = await dump(zooDb);
+  } finally {
+    dumpTuning.fastRowParser = true;
+  }
+  const strip = (s: string): string => s.replace(/-- Dump completed on .*\n$/, '');
+  assert.equal(strip(await fsp.readFile(slow.file, 'utf8')), strip(await fsp.readFile(fast.file, 'utf8')));
+});
+
+test('strip: structure kept, data left out, groups and names; others untouched', async () => {
+  const { file, result } = await dump(zooDb, { strip: ['@stripped', '@sales', 'zoo_big'] });
+  assert.deepEqual(result.strippedTables, ['catalog_product_entity_cl', 'log_url', 'sales_order', 'session', 'zoo_big']);
+  const { diffs, snap } = await roundTrip(file);
+  for (const t of result.strippedTables) {
+    assert.equal(snap.tables[t]?.rows, 0, t);
+    assert.equal(snap.tables[t]?.create.replace(/ AUTO_INCREMENT=\d+/, ''), zooSnap.tables[t]?.create.replace(/ AUTO_INCREMENT=\d+/, ''));
+  }
+  const unexpected = diffs.filter((d) => !result.strippedTables.some((t) => d.startsWith(`table ${t}:`)));
+  assert.deepEqual(unexpected, []);
+});
+
+test('strip with a table prefix: groups match prefixed names', async () => {
+  const db = await server.createDatabase('dumpprefix');
+  const c = await server.connect(db);
+  try {
+    await c.query('CREATE TABLE mg_session (id INT PRIMARY KEY)');
+    await c.query('CREATE TABLE mg_sales_order (id INT PRIMARY KEY)');
+    await c.query('CREATE TABLE mg_catalog_product_entity (id INT PRIMARY KEY)');
+    for (const t of ['mg_session', 'mg_sales_order', 'mg_catalog_product_entity']) await c.query(`INSERT INTO ${t} VALUES (1), (2)`);
+  } finally {
+    await c.end();
+  }
+  const file = path.join(dir, 'prefix.sql');
+  const result = await writeAtomic(file, (outFile) =>
+    dumpDatabase({ config: cfg(db, { tablePrefix: 'mg_' }), outFile, compress: false, strip: ['@sessions', '@sales'] }),
+  );
+  assert.deepEqual(result.strippedTables, ['mg_sales_order', 'mg_session']);
+  assert.equal(result.rows, 2);
+});
+
+test('without stripped definers the dump keeps them; with them a user without SUPER loads it', async () => {
+  const kept = await dump(zooDb, { stripDefiners: false });
+  assert.match(await fsp.readFile(kept.file, 'utf8'), /DEFINER=`root`@/);
+
+  const { file } = await dump(zooDb);
+  const db = await server.createDatabase('dumpnosuper');
+  const user = `loader_${process.pid}`;
+  const password = 'loaderPw1';
+  await conn.query(`CREATE USER IF NOT EXISTS '${user}'@'%' IDENTIFIED BY '${password}'`);
+  await conn.query(`GRANT ALL PRIVILEGES ON \`${db}\`.* TO '${user}'@'%'`);
+  try {
+    assert.equal(await loadStock(file, db, { user, password }), '');
+    const snap = await describeDatabase(conn, db);
+    assert.deepEqual(diffDatabases(zooSnap, snap), []);
+  } finally {
+    await conn.query(`DROP USER IF EXISTS '${user}'@'%'`);
+  }
+});
+
+test('stripDefiner handles the quoting forms', () => {
+  assert.equal(
+    stripDefiner('CREATE ALGORITHM=UNDEFINED DEFINER=`ro``ot`@`%` SQL SECURITY DEFINER VIEW `v` AS select 1'),
+    'CREATE ALGORITHM=UNDEFINED SQL SECURITY DEFINER VIEW `v` AS select 1',
+  );
+  assert.equal(stripDefiner("CREATE DEFINER='u'@'localhost' PROCEDURE p() SELECT 'DEFINER=x'"), "CREATE PROCEDURE p() SELECT 'DEFINER=x'");
+  assert.equal(stripDefiner('CREATE DEFINER=`u`@`h` TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @a=1'), 'CREATE TRIGGER t BEFORE INSERT ON x FOR EACH ROW SET @a=1');
+  assert.equal(stripDefiner('CREATE PROCEDURE p() SELECT 1'), 'CREATE PROCEDURE p() SELECT 1');
+});
+
+test('consistency: rows a concurrent writer commits during the dump are all in or all out', async () => {
+  const db = await server.createDatabase('dumpconsistent');
+  const setup = await server.connect(db);
+  await setup.query('CREATE TABLE a_big (id INT PRIMARY KEY, pad VARCHAR(200)) ENGINE=InnoDB');
+  await setup.query("INSERT INTO a_big SELECT seq, REPEAT('x', 150) FROM seq_1_to_150000");
+  await setup.query('CREATE TABLE c_log (id INT AUTO_INCREMENT PRIMARY KEY, batch INT NOT NULL, v INT NOT NULL) ENGINE=InnoDB');
+  await setup.query('CREATE TABLE d_counter (id INT PRIMARY KEY, last_batch INT NOT NULL) ENGINE=InnoDB');
+  await setup.query('INSERT INTO d_counter VALUES (1, 0)');
+  await setup.end();
+
+  const writer = await server.connect(db);
+  let stop = false;
+  let committed = 0;
+  const BATCH = 20;
+  const writing = (async () => {
+    while (!stop) {
+      const k = committed + 1;
+      await writer.query('START TRANSACTION');
+      await writer.query(`INSERT INTO c_log (batch, v) SELECT ${k}, seq FROM seq_1_to_${BATCH}`);
+      await writer.query(`UPDATE d_counter SET last_batch = ${k} WHERE id = 1`);
+      await writer.query('COMMIT');
+      committed = k;
+    }
+  })();
+  try {
+    while (committed < 3) await new Promise((r) => setTimeout(r, 5));
+    const { file } = await dump(db);
+    const atEnd = committed;
+    stop = true;
+    await writing;
+
+    const loaded = await server.createDatabase('dumpconsistent_load');
+    await loadStock(file, loaded);
+    const check = await server.connect(loaded);
+    try {
+      const [batches] = await check.query('SELECT batch, COUNT(*) AS n FROM c_log GROUP BY batch ORDER BY batch');
+      const rows = batches as { batch: number; n: number }[];
+      for (const r of rows) assert.equal(Number(r.n), BATCH, `batch ${r.batch} is complete`);
+      const maxBatch = rows.length === 0 ? 0 : Number(rows[rows.length - 1]!.batch);
+      assert.equal(rows.length, maxBatch, 'no batch is missing below the last one');
+      const [ctr] = await check.query('SELECT last_batch FROM d_counter');
+      assert.equal(Number((ctr as { last_batch: number }[])[0]!.last_batch), maxBatch, 'both tables are from the same moment');
+      assert.ok(maxBatch >= 3, 'batches committed before the dump are in');
+      assert.ok(maxBatch < atEnd, `batches committed during the dump are out (dump has ${maxBatch}, writer reached ${atEnd})`);
+    } finally {
+      await check.end();
+    }
+  } finally {
+    stop = true;
+    await writing.catch(() => {});
+    await writer.end();
+  }
+});
+
+test('abort: InterruptedError, and a signal already fired stops before connecting', async () => {
+  const ac = new AbortController();
+  const file = path.join(dir, 'aborted.sql');
+  await assert.rejects(
+    writeAtomic(file, (outFile) =>
+      dumpDatabase({
+        config: cfg(zooDb),
+        outFile,
+        compress: false,
+        signal: ac.signal,
+        onEvent: (e) => {
+          // a moment later the SELECT is streaming (or, on a slow machine, not yet: both must stop cleanly)
+          if (e.type === 'progress' && e.table === 'zoo_big' && e.rows === 0) setTimeout(() => ac.abort('SIGINT'), 3);
+        },
+      }),
+    ),
+    (e: unknown) => e instanceof InterruptedError,
+  );
+  await assert.rejects(fsp.stat(file), 'no dump file');
+  await assert.rejects(fsp.stat(file + '.partial'), 'no partial file');
+
+  const fired = new AbortController();
+  fired.abort('SIGTERM');
+  await assert.rejects(
+    dumpDatabase({ config: cfg(zooDb), outFile: path.join(dir, 'never.sql'), compress: false, signal: fired.signal }),
+    (e: unknown) => e instanceof InterruptedError,
+  );
+});
+
+test('an unknown database is one clear line', async () => {
+  await assert.rejects(
+    dumpDatabase({ config: cfg('no_such_database_here'), outFile: path.join(dir, 'x.sql'), compress: false }),
+    (e: unknown) => e instanceof CliError && /Unknown database 'no_such_database_here'/.test(e.message),
+  );
+});
