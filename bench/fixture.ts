@@ -106,15 +106,6 @@ export async function ensureFixture(
     return { dir, storeDir, dataDir, meta, reused: true };
   }
 
-  // Stale caches of the same size (older generator versions) only waste disk.
-  if (existsSync(cacheRoot)) {
-    for (const e of readdirSync(cacheRoot)) {
-      if (e.startsWith(`${size}-`) && e !== `${size}-${key}`) {
-        log(`removing stale fixture cache .bench/cache/${e}`);
-        rmSync(join(cacheRoot, e), { recursive: true, force: true });
-      }
-    }
-  }
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
 
@@ -164,6 +155,15 @@ export async function ensureFixture(
   }
   writeFileSync(metaFile, JSON.stringify(meta, null, 2) + '\n', { mode: 0o600 });
   writeFileSync(join(dir, 'READY'), `${new Date().toISOString()}\n`);
+  // Stale caches of the same size (older generator versions) only waste disk, now that this one is complete.
+  if (existsSync(cacheRoot)) {
+    for (const e of readdirSync(cacheRoot)) {
+      if (e.startsWith(`${size}-`) && e !== `${size}-${key}`) {
+        log(`removing stale fixture cache .bench/cache/${e}`);
+        rmSync(join(cacheRoot, e), { recursive: true, force: true });
+      }
+    }
+  }
   return { dir, storeDir, dataDir, meta, reused: false };
 }
 
