@@ -28,6 +28,12 @@ export interface TablePlan {
   columnList: string;
   /** rough size, for progress */
   dataLength: number;
+  /**
+   * System-versioned tables: the history is dumped too (`FOR SYSTEM_TIME ALL`, with the row start/end columns,
+   * loaded under system_versioning_insert_history). Absent for other tables, and for transaction-precise
+   * versioning, whose history cannot be inserted (only its current rows are dumped).
+   */
+  history?: { start: string; end: string };
   triggers: TriggerDef[];
 }
 
@@ -139,7 +145,8 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
   );
   const colRows = await q(
     conn,
-    `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_GENERATED, EXTRA
+    // EXTRA, not IS_GENERATED: MySQL has no IS_GENERATED column
+    `SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, EXTRA
      FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION`,
     [db],
   );
@@ -277,8 +284,11 @@ export function planTable(
     const col = s(c[1]);
     const dataType = s(c[2]).toLowerCase();
     const columnType = s(c[3]).toLowerCase();
-    const generated = s(c[4]).toUpperCase() === 'ALWAYS' || /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i.test(s(c[5]));
-    const invisible = /\bINVISIBLE\b/i.test(s(c[5]));
+    // 'VIRTUAL GENERATED' / 'STORED GENERATED' (also system-versioning ROW START/END columns); never MySQL's
+    // 'DEFAULT_GENERATED' (a column with an expression default, which must be dumped)
+    const extraInfo = s(c[4]);
+    const generated = /\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b/i.test(extraInfo);
+    const invisible = /\bINVISIBLE\b/i.test(extraInfo);
     if (generated) {
       needList = true; // the server computes them; an INSERT must not name them
       continue;
@@ -296,6 +306,24 @@ export function planTable(
     columns.push(plan);
     selectList.push(select);
   }
+  let history: TablePlan['history'];
+  if (type === 'SYSTEM VERSIONED') {
+    const text = create.toString('utf8');
+    const period = /PERIOD FOR SYSTEM_TIME \(`((?:[^`]|``)+)`, *`((?:[^`]|``)+)`\)/i.exec(text);
+    const start = period ? period[1]!.replace(/``/g, '`') : 'ROW_START';
+    const end = period ? period[2]!.replace(/``/g, '`') : 'ROW_END';
+    const startCol = cols.find((c) => s(c[1]) === start);
+    // timestamp-based only: transaction ids (BIGINT UNSIGNED row start) cannot be inserted
+    const trxPrecise = startCol !== undefined && /int/i.test(s(startCol[2]));
+    if (!trxPrecise) {
+      history = { start, end };
+      needList = true;
+      for (const name of [start, end]) {
+        columns.push({ name, kind: 'string', select: quoteIdent(name) });
+        selectList.push(quoteIdent(name));
+      }
+    }
+  }
   for (const c of columns) {
     if (c.enumIndexAt !== undefined) c.enumIndexAt = columns.length + (-1 - c.enumIndexAt);
   }
@@ -310,5 +338,6 @@ export function planTable(
     columnList: needList ? `(${columns.map((c) => quoteIdent(c.name)).join(',')})` : '',
     dataLength,
     triggers: [],
+    ...(history ? { history } : {}),
   };
 }

@@ -427,7 +427,7 @@ async function dumpRows(
   if (t.columns.length === 0) return 0;
   const table = quoteIdent(t.name);
   const insertHead = Buffer.from(`INSERT INTO ${table}${t.columnList} VALUES `, 'utf8');
-  const sql = `SELECT /*!40001 SQL_NO_CACHE */ ${t.selectList.join(', ')} FROM ${table}`;
+  const sql = `SELECT /*!40001 SQL_NO_CACHE */ ${t.selectList.join(', ')} FROM ${table}${t.history ? ' FOR SYSTEM_TIME ALL' : ''}`;
   const ncols = t.columns.length;
   const nfields = t.selectList.length;
   const kinds = Int8Array.from(t.columns.map((c) => (c.kind === 'number' ? 0 : c.kind === 'string' ? 1 : 2)));
@@ -444,6 +444,8 @@ async function dumpRows(
   let stmtBytes = 0;
   let lastProgress = Date.now();
   await out.text(`--\n-- Dumping data for table ${table}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`);
+  // history rows keep their row start/end times (MariaDB 10.11+)
+  if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 1 */;\n');
 
   const isEnumErrorValue = (i: number): boolean => {
     const at = enumAt[i]!;
@@ -592,6 +594,7 @@ async function dumpRows(
     });
   });
   if (stmtBytes > 0) sink.ascii(';\n');
+  if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 0 */;\n');
   await out.text(`/*!40000 ALTER TABLE ${table} ENABLE KEYS */;\nCOMMIT;\n\n`);
   return rows;
 }

@@ -28,7 +28,7 @@ before(async () => {
   zooDb = await server.createDatabase('dumpzoo');
   await conn.query(`USE \`${zooDb}\``);
   await createZoo(conn);
-  zooSnap = await describeDatabase(conn, zooDb);
+  zooSnap = await describeDatabase(conn, zooDb, { history: true });
 });
 
 after(async () => {
@@ -74,7 +74,7 @@ async function roundTrip(file: string, o: { gz?: boolean } = {}): Promise<{ db: 
   const db = await server.createDatabase('dumpload');
   const stderr = await loadStock(file, db, o);
   assert.equal(stderr, '', 'the stock client loads the dump without a message');
-  const snap = await describeDatabase(conn, db);
+  const snap = await describeDatabase(conn, db, { history: true });
   return { db, diffs: diffDatabases(zooSnap, snap), snap };
 }
 
@@ -198,7 +198,7 @@ test('without stripped definers the dump keeps them; with them a user without SU
   await conn.query(`GRANT ALL PRIVILEGES ON \`${db}\`.* TO '${user}'@'%'`);
   try {
     assert.equal(await loadStock(file, db, { user, password }), '');
-    const snap = await describeDatabase(conn, db);
+    const snap = await describeDatabase(conn, db, { history: true });
     assert.deepEqual(diffDatabases(zooSnap, snap), []);
   } finally {
     await conn.query(`DROP USER IF EXISTS '${user}'@'%'`);
