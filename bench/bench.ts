@@ -8,7 +8,7 @@
  * section of this size in BENCHMARKS.md. Installs nothing: without GNU time, RSS is polled from /proc.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,21 @@ import { formatProfile, summarizeProfileDir, type ThreadSummary } from './profil
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TOP = resolve(here, '..', '..');
-const CLI = join(TOP, 'bin', 'magebackup.js');
+/**
+ * The CLI under test: a snapshot of bin/ and dist/src/ taken at the start of the run, so that other people
+ * rebuilding dist/ while the benchmark runs cannot change (or break) what is measured half-way.
+ */
+const SNAPSHOT = join(TOP, '.bench', 'cli');
+const CLI = join(SNAPSHOT, 'bin', 'magebackup.js');
+
+function snapshotCli(): void {
+  rmSync(SNAPSHOT, { recursive: true, force: true });
+  mkdirSync(join(SNAPSHOT, 'dist'), { recursive: true });
+  execFileSync('cp', ['-a', join(TOP, 'bin'), join(SNAPSHOT, 'bin')]);
+  execFileSync('cp', ['-a', join(TOP, 'dist', 'src'), join(SNAPSHOT, 'dist', 'src')]);
+  execFileSync('cp', ['-a', join(TOP, 'package.json'), join(SNAPSHOT, 'package.json')]);
+  symlinkSync(join(TOP, 'node_modules'), join(SNAPSHOT, 'node_modules'));
+}
 const RSS_LIMIT_MB = 200;
 
 // --- options ----------------------------------------------------------------------------------------------------
@@ -713,7 +727,7 @@ const pressureAtStart = readPressure();
 const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' / ');
 const loadAtStart = load();
 
-function machine(serverVersion: string): string[] {
+function machine(serverVersion: string, measuredVersion: string): string[] {
   const cpus = os.cpus();
   let fsType = '?';
   try {
@@ -729,7 +743,7 @@ function machine(serverVersion: string): string[] {
       'other processes ran during the benchmark, so compare ours with its reference of the same run only.',
     `- versions: node ${process.version}; ${version('tar')}; ${version('gzip')}; ${version('mariadb-dump')}; ` +
       `${version('mariadb')}; server ${serverVersion}`,
-    `- magebackup: ${gitHead()}`,
+    `- magebackup measured: ${measuredVersion} (bin/ and dist/src/ copied at the start of the run)`,
     `- peak RSS: ${findGnuTime() ? 'GNU time %M (largest process of the tree)' : 'polled /proc VmRSS/VmHWM of the process tree every 50 ms'}`,
   ];
 }
@@ -771,6 +785,8 @@ async function main(): Promise<void> {
   log(`bench: size ${opts.size}, ${opts.reps} repetitions (+1 warm-up each), RSS via ${findGnuTime() ? 'GNU time' : '/proc polling (no GNU time: apt-get install -y time)'}`);
 
   const fx = await ensureFixture(TOP, opts.size, log, opts.reuseCache);
+  snapshotCli();
+  const measuredVersion = gitHead();
   if (fx.reused) log(`fixture: reusing .bench/cache/${opts.size}-${fx.meta.key}`);
   if (opts.prepare) return;
   const work = join(TOP, '.bench', 'run');
@@ -830,7 +846,7 @@ async function main(): Promise<void> {
       `Run of ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}, ${opts.reps} repetitions after one untimed warm-up each, ` +
         `ours and reference interleaved; medians; whole run ${((Date.now() - started) / 60_000).toFixed(0)} min.`,
       '',
-      ...machine(serverVersion),
+      ...machine(serverVersion, measuredVersion),
       fixtureLine(fx, fileSize(c.refDump)),
       '',
       table,
