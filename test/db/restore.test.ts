@@ -126,6 +126,31 @@ void test('a magebackup dump (plain and .sql.gz) of the zoo restores exactly', a
   }
 });
 
+void test('a user who may not create databases gets an in-place restore, with a warning', async () => {
+  const { dumpDatabase } = await import('../../src/db/dump.js');
+  const file = path.join(dir, 'ours-limited.sql');
+  await dumpDatabase({ config: configFor(server, src), outFile: file, compress: false });
+  const live = await newLive('rlimit');
+  const user = `mbk_lim_${process.pid}`;
+  const password = 'limited-Pw-1';
+  for (const host of ['%', 'localhost', '127.0.0.1']) {
+    await conn.query(`CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?`, [user, host, password]);
+    await conn.query(`GRANT ALL ON \`${live}\`.* TO ?@?`, [user, host]);
+  }
+  try {
+    const events: MagebackupEvent[] = [];
+    const config = { ...configFor(server, live), user, password };
+    const r = await restoreDatabase({ config, file, onEvent: (e) => events.push(e) });
+    assert.equal(r.mode, 'in-place');
+    assert.ok(events.some((e) => e.type === 'warning' && e.code === 'DB_IN_PLACE'));
+    assert.deepEqual(diffDatabases(srcSnap, await snapshot(live)), []);
+    assert.deepEqual(await leftovers(live), []);
+  } finally {
+    for (const host of ['%', 'localhost', '127.0.0.1'])
+      await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
+  }
+});
+
 void test('dropExtraTables drops the live tables that are not in the dump', async () => {
   const live = await newLive('rdrop');
   await conn.query(`CREATE TABLE \`${live}\`.extra_a (id INT PRIMARY KEY)`);
