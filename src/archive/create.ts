@@ -1,11 +1,16 @@
 import { promises as fsp } from 'node:fs';
-import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { CliError, InterruptedError, describeAbort, errnoCode, throwIfAborted } from '../errors.js';
 import { excludePatternsOf, type ExcludeFn } from './excludes.js';
 import { ParallelGzipWriter } from './gzip-parallel.js';
 import {
+  CTRL_HELPER,
+  CTRL_HSEQ,
+  CTRL_INTS,
   CTRL_STATE,
   CTRL_USED,
+  HELPER_GONE,
   STATE_ABORT,
   STATE_GO,
   walkTree,
@@ -56,6 +61,8 @@ const BATCH_SIZE = 1 << 20;
 /** Batches the worker may have produced that the gzip writer has not taken yet. */
 const MAX_UNACKED = 4;
 const PROGRESS_INTERVAL_MS = 100;
+/** Directories this deep are the units of work the two walking threads share. */
+const SPLIT_DEPTH = 3;
 
 let liveWorkers = 0;
 /** Archive worker threads currently running (tests check that an abort leaves none behind). */
@@ -124,37 +131,69 @@ export async function createArchive(o: CreateArchiveOptions): Promise<CreateArch
   const fh = await fsp.open(o.outFile, 'w');
   // Members of images and other already-compressed data are stored, not recompressed for nothing.
   const gz = new ParallelGzipWriter(fh, { level, chunkSize: BATCH_SIZE, storeIncompressible: true });
-  const ctrlBuf = new SharedArrayBuffer(8);
+  const ctrlBuf = new SharedArrayBuffer(CTRL_INTS * 4);
   const ctrl = new Int32Array(ctrlBuf);
-  const input: WorkerInput = {
+  // A second thread shares the walk (syscall-bound) when there is a second core and the walk runs in workers.
+  const channel = entries === null && availableParallelism() > 1 ? new MessageChannel() : null;
+  const common = {
     root,
     displayRoot,
     patterns,
-    entries,
     batchSize: BATCH_SIZE,
     maxChunks: MAX_UNACKED,
     ctrl: ctrlBuf,
+    splitDepth: SPLIT_DEPTH,
   };
-
-  let worker: Worker;
-  try {
-    worker = new Worker(new URL('./tar-worker.js', import.meta.url), {
+  const spawn = (
+    input: WorkerInput,
+    transfer: MessagePort[],
+  ): { worker: Worker; exited: Promise<number> } => {
+    const worker = new Worker(new URL('./tar-worker.js', import.meta.url), {
       workerData: input,
+      transferList: transfer,
       // A small young generation keeps the walk's garbage (a Stats object per path) from inflating RSS.
       resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
+    liveWorkers++;
+    const exited = new Promise<number>((resolve) => {
+      worker.once('exit', (code) => {
+        liveWorkers--;
+        resolve(code);
+      });
+    });
+    return { worker, exited };
+  };
+
+  let writer: { worker: Worker; exited: Promise<number> };
+  let helper: { worker: Worker; exited: Promise<number> } | null = null;
+  try {
+    writer = spawn(
+      { ...common, entries, role: 'writer', port: channel?.port1 ?? null },
+      channel ? [channel.port1] : [],
+    );
   } catch (err) {
     gz.destroy();
     await fh.close();
     throw err;
   }
-  liveWorkers++;
-  const exited = new Promise<number>((resolve) => {
-    worker.once('exit', (code) => {
-      liveWorkers--;
-      resolve(code);
-    });
-  });
+  if (channel) {
+    try {
+      helper = spawn({ ...common, entries: null, role: 'helper', port: channel.port2 }, [channel.port2]);
+      helper.worker.on('error', () => {
+        // Not fatal: the writer walks whatever the helper did not deliver.
+      });
+      void helper.exited.then(() => {
+        Atomics.store(ctrl, CTRL_HELPER, HELPER_GONE);
+        Atomics.notify(ctrl, CTRL_HSEQ);
+      });
+    } catch {
+      Atomics.store(ctrl, CTRL_HELPER, HELPER_GONE);
+    }
+  } else {
+    Atomics.store(ctrl, CTRL_HELPER, HELPER_GONE);
+  }
+  const worker = writer.worker;
+  const exited = writer.exited;
 
   let lastProgress = 0;
   const progress = (files: number, bytes: number, force: boolean): void => {
@@ -255,9 +294,10 @@ export async function createArchive(o: CreateArchiveOptions): Promise<CreateArch
       Atomics.notify(ctrl, CTRL_STATE);
       Atomics.notify(ctrl, CTRL_USED);
       gz.destroy();
-      await worker.terminate();
+      await Promise.all([worker.terminate(), helper?.worker.terminate()]);
     }
     await exited;
+    await helper?.exited;
     // Pending compressions/writes may still hold the handle briefly; their results are discarded.
     await chain.catch(() => {});
     await gz.drain();

@@ -13,6 +13,7 @@ import {
   readlinkSync,
   readSync,
 } from 'node:fs';
+import type { MessagePort } from 'node:worker_threads';
 import { Header, Pax } from 'tar';
 import { errnoCode } from '../errors.js';
 
@@ -65,6 +66,14 @@ export interface Totals {
 // Shared control block between main thread and worker (Int32Array over a SharedArrayBuffer).
 export const CTRL_STATE = 0;
 export const CTRL_USED = 1;
+/** next walk task to claim (writer and helper share the task list) */
+export const CTRL_TASK = 2;
+/** bumped by the helper after posting each task result */
+export const CTRL_HSEQ = 3;
+/** set to HELPER_GONE by the main thread when the helper exits */
+export const CTRL_HELPER = 4;
+export const CTRL_INTS = 5;
+export const HELPER_GONE = 1;
 export const STATE_WAIT = 0;
 export const STATE_GO = 1;
 export const STATE_ABORT = 2;
@@ -80,6 +89,19 @@ export interface WorkerInput {
   batchSize: number;
   maxChunks: number;
   ctrl: SharedArrayBuffer;
+  /** 'writer' walks and writes; 'helper' only walks tasks for the writer (a second core during the scan) */
+  role: 'writer' | 'helper';
+  /** writer <-> helper channel for task results (absent: no helper) */
+  port: MessagePort | null;
+  /** directories this deep are walked as separate tasks shared with the helper */
+  splitDepth: number;
+}
+
+export interface TaskResult {
+  i: number;
+  rel: string;
+  entries: WalkEntry[];
+  warnings: WalkWarning[];
 }
 
 export type WorkerMessage =
@@ -100,6 +122,20 @@ function joinDisplay(root: string, rel: string): string {
   return rel === '' ? root : root.endsWith('/') ? root + rel : root + '/' + rel;
 }
 
+export interface WalkTask {
+  abs: string;
+  rel: string;
+}
+
+export interface WalkCtx {
+  displayRoot: string;
+  isExcluded: (rel: string, isDir: boolean) => boolean;
+  warn: (w: WalkWarning) => void;
+  /** directories at this depth are not descended into: their contents become a task (a number in the output) */
+  splitDepth: number;
+  tasks: WalkTask[];
+}
+
 /**
  * Depth-first, pre-order (a directory before its children), names sorted so archives are reproducible.
  * `isExcluded` is asked about a path only when no ancestor was excluded (excluded directories are pruned).
@@ -111,9 +147,22 @@ export function walkTree(
   isExcluded: (rel: string, isDir: boolean) => boolean,
   warn: (w: WalkWarning) => void,
 ): { entries: WalkEntry[]; totals: Totals } {
-  const entries: WalkEntry[] = [];
-  const totals: Totals = { files: 0, dirs: 0, symlinks: 0, bytes: 0 };
-  const visit = (absDir: string, relDir: string): void => {
+  const out: Array<WalkEntry | number> = [];
+  walkInto({ displayRoot, isExcluded, warn, splitDepth: Infinity, tasks: [] }, root, '', 0, out);
+  const entries = out as WalkEntry[];
+  return { entries, totals: totalsOf(entries) };
+}
+
+/** Walks `absDir` (at `depth` below the root) into `out`; see WalkCtx.splitDepth. */
+export function walkInto(
+  ctx: WalkCtx,
+  absDir: string,
+  relDir: string,
+  depth: number,
+  out: Array<WalkEntry | number>,
+): void {
+  const { displayRoot, isExcluded, warn } = ctx;
+  const visit = (absDir: string, relDir: string, depth: number): void => {
     let names: string[];
     try {
       names = readdirSync(absDir);
@@ -163,13 +212,15 @@ export function walkTree(
       const mode = st.mode & 0o7777;
       const mtime = Math.floor(st.mtimeMs / 1000);
       if (isDir) {
-        entries.push(new Entry(rel, KIND_DIR, mode, st.uid, st.gid, 0, mtime, undefined));
-        totals.dirs++;
-        visit(abs, rel);
+        out.push(new Entry(rel, KIND_DIR, mode, st.uid, st.gid, 0, mtime, undefined));
+        if (depth + 1 >= ctx.splitDepth) {
+          out.push(ctx.tasks.length);
+          ctx.tasks.push({ abs, rel });
+        } else {
+          visit(abs, rel, depth + 1);
+        }
       } else if (st.isFile()) {
-        entries.push(new Entry(rel, KIND_FILE, mode, st.uid, st.gid, st.size, mtime, undefined));
-        totals.files++;
-        totals.bytes += st.size;
+        out.push(new Entry(rel, KIND_FILE, mode, st.uid, st.gid, st.size, mtime, undefined));
       } else if (st.isSymbolicLink()) {
         let link: string;
         try {
@@ -183,8 +234,7 @@ export function walkTree(
           });
           continue;
         }
-        entries.push(new Entry(rel, KIND_SYMLINK, mode, st.uid, st.gid, 0, mtime, link));
-        totals.symlinks++;
+        out.push(new Entry(rel, KIND_SYMLINK, mode, st.uid, st.gid, 0, mtime, link));
       } else {
         const what = st.isFIFO()
           ? 'FIFO'
@@ -197,8 +247,7 @@ export function walkTree(
       }
     }
   };
-  visit(root, '');
-  return { entries, totals };
+  visit(absDir, relDir, depth);
 }
 
 export function totalsOf(entries: readonly WalkEntry[]): Totals {

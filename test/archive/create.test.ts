@@ -139,6 +139,14 @@ function buildTree(): string {
   put(root, 'vendor/foo/.gitkeep', '');
   put(root, 'node_modules/x/y.js', '1\n');
   put(root, 'lib/.idea/w.xml', '<x/>\n');
+  // Deep enough for the walk to be split into tasks shared by two threads (directories at depth 3).
+  for (const m of ['module-a', 'module-b', 'module-c']) {
+    put(root, `vendor/magento/${m}/etc/di.xml`, `<config ${m}/>\n`);
+    put(root, `vendor/magento/${m}/Model/Thing.php`, `<?php // ${m}\n`);
+  }
+  put(root, 'vendor/magento/module-b/node_modules/z.js', 'excluded\n');
+  put(root, 'deep/1/2/3/4/5/f.txt', 'deep\n');
+  mkdirSync(path.join(root, 'deep/1/2/empty'), { recursive: true });
   put(root, 'owned.txt', 'owned by someone else\n', 0o640);
   chownSync(path.join(root, 'owned.txt'), 1234, 4321);
   put(root, LONG_FILE, 'long path\n');
