@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // `npm run demo`: builds a Magento-shaped demo store (tree + database on a throwaway MariaDB server), then runs
-// magebackup on it the way an operator would: back up everything, list the backups.
+// magebackup on it the way an operator would: back up everything, list the backups, break the store, roll back.
 // Options: --size tiny|small|medium|large (default small), --dir DIR (default ./demo-store).
 import { spawnSync } from 'node:child_process';
-import { rmSync, existsSync } from 'node:fs';
+import { rmSync, existsSync, writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -55,6 +55,28 @@ try {
 
   step('List the backups');
   magebackup('info:backups:list', '--root', dir);
+  magebackup('snapshot:list', '--root', dir);
+
+  step('A bad deploy: pub/index.php overwritten, products deleted');
+  const listed = spawnSync(process.execPath, [bin, 'info:backups:list', '--root', dir, '--json'], { encoding: 'utf8' });
+  const { backups } = JSON.parse(listed.stdout);
+  const newest = (kind) => backups.find((b) => b.kind === kind).name;
+  writeFileSync(path.join(dir, 'pub/index.php'), '<?php echo "broken deploy";\n');
+  const c2 = await server.connect(dbname);
+  const count = async () => (await c2.query('SELECT COUNT(*) AS n FROM catalog_product_entity'))[0][0].n;
+  const before = await count();
+  await c2.query('SET FOREIGN_KEY_CHECKS=0');
+  await c2.query('DELETE FROM catalog_product_entity');
+  console.log(`catalog_product_entity: ${before} rows -> ${await count()} rows`);
+
+  step('Roll back code and database (verified fully before anything changes)');
+  magebackup('setup:rollback', '-c', newest('code'), '-d', newest('db'), '--root', dir, '--yes');
+  console.log(`catalog_product_entity: ${await count()} rows again`);
+  console.log(`pub/index.php: ${readFileSync(path.join(dir, 'pub/index.php'), 'utf8').includes('broken deploy') ? 'still broken' : 'restored'}`);
+  await c2.end();
+
+  step('Verify every backup against its manifest');
+  magebackup('backups:verify', '--all', '--root', dir);
 } finally {
   await server.stop();
 }
