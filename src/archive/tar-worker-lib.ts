@@ -471,10 +471,14 @@ export class TarBatcher {
   }
 }
 
+/** Zero-padded octal digits and a NUL, written byte by byte (no string per field: 150k headers add up). */
 function octal(b: Buffer, off: number, width: number, n: number): void {
-  const s = Math.floor(n).toString(8);
-  b.write(s.padStart(width - 1, '0'), off, width - 1, 'latin1');
+  let v = Math.floor(n);
   b[off + width - 1] = 0;
+  for (let i = off + width - 2; i >= off; i--) {
+    b[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
 }
 
 export const OPEN_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK;
