@@ -153,9 +153,9 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
     await writeRunMarker(paths.backupsDir, timestamp, { command, started: started.toISOString() });
     const parts: BackupPartResult[] = [];
     let manifest: string;
+    // Each part is hashed (a streaming read) while the next one is being written.
+    const sums: Array<Promise<FileSum>> = [];
     try {
-      // Each part is hashed (a streaming read) while the next one is being written.
-      const sums: Array<Promise<FileSum>> = [];
       const done = (p: BackupPartResult) => {
         parts.push(p);
         sums.push(startHashing(p.path, o.signal));
@@ -194,8 +194,11 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
       throwIfAborted(o.signal);
       manifest = await writeManifest(paths.backupsDir, m);
     } catch (err) {
-      // Nothing written: the run is invisible. Parts written: the marker stays, so they list as incomplete.
-      if (parts.length === 0) await removeRunMarker(paths.backupsDir, timestamp);
+      // A backup is complete or invisible: a failed or interrupted run takes back the parts it had finished
+      // (only a crash, which cannot clean up, leaves parts and the marker: listed as incomplete, then pruned).
+      await Promise.allSettled(sums);
+      for (const p of parts) await fsp.rm(p.path, { force: true });
+      await removeRunMarker(paths.backupsDir, timestamp);
       throw err;
     }
     await removeRunMarker(paths.backupsDir, timestamp);
