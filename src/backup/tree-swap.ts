@@ -147,14 +147,20 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
   try {
     const newDir = path.join(stagingDir, 'new');
     await fsp.mkdir(newDir, { mode: 0o700 });
-    const stats = await extractArchive({
-      file: o.archive,
-      destDir: newDir,
-      filter: o.target,
-      ...(o.signal ? { signal: o.signal } : {}),
-      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-      ...(o.onWarning ? { onWarning: o.onWarning } : {}),
-    });
+    const flusher = startFlusher(newDir);
+    let stats: ExtractResult;
+    try {
+      stats = await extractArchive({
+        file: o.archive,
+        destDir: newDir,
+        filter: o.target,
+        ...(o.signal ? { signal: o.signal } : {}),
+        ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+        ...(o.onWarning ? { onWarning: o.onWarning } : {}),
+      });
+    } finally {
+      await flusher.stop();
+    }
     if (o.target === 'media') {
       // the staged directory becomes the media directory: give it the archive's root attributes, else the
       // current media directory's, else 0755
@@ -500,6 +506,31 @@ async function fsyncDir(dir: string): Promise<void> {
     await fh.close();
   }
 }
+
+/**
+ * While extracting, flush what has been written so far (syncfs every second, one at a time): the kernel would
+ * otherwise keep it all dirty and leave the whole write-back to the sync before the journal, with the disk idle
+ * during the extraction. Errors are ignored: the sync before the journal is the one that counts.
+ */
+function startFlusher(dir: string): { stop: () => Promise<void> } {
+  let running: Promise<unknown> | null = null;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = execFileP('sync', ['-f', dir])
+      .catch(() => {})
+      .finally(() => {
+        running = null;
+      });
+  }, FLUSH_INTERVAL_MS);
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+const FLUSH_INTERVAL_MS = 1000;
 
 /** Flush a staged tree before the journal: one syncfs(2) (`sync -f`) instead of an fsync per file. */
 async function syncFilesystem(dir: string): Promise<void> {
