@@ -43,28 +43,31 @@ type PhpNode = { kind: string; [k: string]: unknown };
 function toJs(node: PhpNode, file: string): unknown {
   switch (node.kind) {
     case 'string':
-      return node['value'] as string;
+      return node['value'];
     case 'number': {
       const raw = String(node['value']).replace(/_/g, '');
       const n = raw.startsWith('0x') || raw.startsWith('0X') ? parseInt(raw, 16) : Number(raw);
       return Number.isNaN(n) ? raw : n;
     }
     case 'boolean':
-      return node['value'] as boolean;
+      return node['value'];
     case 'nullkeyword':
       return null;
     case 'unary': {
       const v = toJs(node['what'] as PhpNode, file);
       if (node['type'] === '-' && typeof v === 'number') return -v;
       if (node['type'] === '+' && typeof v === 'number') return v;
-      if (node['type'] === '!' ) return !v;
+      if (node['type'] === '!') return !v;
       return new PhpExpression('unary');
     }
     case 'bin': {
       if (node['type'] === '.') {
         const l = toJs(node['left'] as PhpNode, file);
         const r = toJs(node['right'] as PhpNode, file);
-        if ((typeof l === 'string' || typeof l === 'number') && (typeof r === 'string' || typeof r === 'number')) {
+        if (
+          (typeof l === 'string' || typeof l === 'number') &&
+          (typeof r === 'string' || typeof r === 'number')
+        ) {
           return String(l) + String(r);
         }
       }
@@ -127,7 +130,8 @@ export async function readEnvPhp(file: string): Promise<unknown> {
     throw new CliError(`Cannot parse ${file}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
   const ret = program.children.find((n) => n.kind === 'return');
-  if (!ret || !ret['expr']) throw new CliError(`Cannot read ${file}: it does not return a configuration array`);
+  if (!ret || !ret['expr'])
+    throw new CliError(`Cannot read ${file}: it does not return a configuration array`);
   return toJs(ret['expr'] as PhpNode, file);
 }
 
@@ -142,7 +146,8 @@ function get(obj: unknown, ...keys: string[]): unknown {
 
 function parsePort(value: string | number, where: string): number {
   const n = typeof value === 'number' ? value : /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`${where}: invalid port ${JSON.stringify(String(value))}`);
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new UsageError(`${where}: invalid port ${JSON.stringify(String(value))}`);
   return n;
 }
 
@@ -150,7 +155,10 @@ function parsePort(value: string | number, where: string): number {
  * Magento's `host` forms: `db`, `db:3307`, `127.0.0.1`, `[::1]:3307`, `/run/mysqld/mysqld.sock`,
  * `localhost:/tmp/mysql.sock`.
  */
-export function parseHost(host: string, where: string): { host?: string; port?: number; socketPath?: string } {
+export function parseHost(
+  host: string,
+  where: string,
+): { host?: string; port?: number; socketPath?: string } {
   const h = host.trim();
   if (h === '') return {};
   if (h.startsWith('/')) return { socketPath: h };
@@ -171,7 +179,9 @@ function asString(v: unknown, file: string, key: string): string | undefined {
   if (typeof v === 'string') return v;
   if (typeof v === 'number') return String(v);
   if (v instanceof PhpExpression) {
-    throw new CliError(`${file}: ${key} is computed at run time (${v.kind}); pass it with a flag or MAGEBACKUP_DB_* variable`);
+    throw new CliError(
+      `${file}: ${key} is computed at run time (${v.kind}); pass it with a flag or MAGEBACKUP_DB_* variable`,
+    );
   }
   throw new CliError(`${file}: ${key} is not a string`);
 }
@@ -181,7 +191,11 @@ export async function resolveDbConfig(o: ResolveDbConfigOptions): Promise<DbConn
   const env = o.env;
   const f = o.flags;
   const pick = (flag: string | undefined, envName: string): string | undefined =>
-    flag !== undefined && flag !== '' ? flag : env[envName] !== undefined && env[envName] !== '' ? env[envName] : undefined;
+    flag !== undefined && flag !== ''
+      ? flag
+      : env[envName] !== undefined && env[envName] !== ''
+        ? env[envName]
+        : undefined;
 
   const hostOverride = pick(f.host, 'MAGEBACKUP_DB_HOST');
   const portOverride = f.port !== undefined ? String(f.port) : pick(undefined, 'MAGEBACKUP_DB_PORT');
@@ -204,7 +218,11 @@ export async function resolveDbConfig(o: ResolveDbConfigOptions): Promise<DbConn
     conf = await readEnvPhp(file);
   }
   const conn = conf === undefined ? undefined : get(conf, 'db', 'connection', 'default');
-  if (conf !== undefined && (conn === undefined || conn === null || typeof conn !== 'object') && !overridesComplete) {
+  if (
+    conf !== undefined &&
+    (conn === undefined || conn === null || typeof conn !== 'object') &&
+    !overridesComplete
+  ) {
     throw new CliError(`${file}: no database connection (db.connection.default) is configured`);
   }
   const fromFile = (key: string): string | undefined =>
@@ -222,7 +240,12 @@ export async function resolveDbConfig(o: ResolveDbConfigOptions): Promise<DbConn
     const fileHost = fromFile('host') ?? 'localhost';
     where = parseHost(fileHost, `${file}: db.connection.default.host`);
     const filePort = conn === undefined ? undefined : get(conn, 'port');
-    if (filePort !== undefined && filePort !== null && where.port === undefined && where.socketPath === undefined) {
+    if (
+      filePort !== undefined &&
+      filePort !== null &&
+      where.port === undefined &&
+      where.socketPath === undefined
+    ) {
       where.port = parsePort(filePort as string | number, `${file}: db.connection.default.port`);
     }
   }
@@ -234,7 +257,11 @@ export async function resolveDbConfig(o: ResolveDbConfigOptions): Promise<DbConn
       where.host = 'localhost';
     }
   }
-  if (where.socketPath === undefined && (where.host === undefined || where.host === 'localhost') && where.port === undefined) {
+  if (
+    where.socketPath === undefined &&
+    (where.host === undefined || where.host === 'localhost') &&
+    where.port === undefined
+  ) {
     // PHP connects to `localhost` through the default socket; do the same when one exists
     const sock = DEFAULT_SOCKETS.find((s) => existsSync(s));
     if (sock !== undefined) where = { socketPath: sock };
@@ -258,6 +285,7 @@ export async function resolveDbConfig(o: ResolveDbConfigOptions): Promise<DbConn
   cfg.user = user;
   cfg.password = passwordOverride ?? fromFile('password') ?? '';
   const prefix = conf === undefined ? undefined : get(conf, 'db', 'table_prefix');
-  cfg.tablePrefix = prefix === undefined || prefix === null ? '' : (asString(prefix, file, 'db.table_prefix') ?? '');
+  cfg.tablePrefix =
+    prefix === undefined || prefix === null ? '' : (asString(prefix, file, 'db.table_prefix') ?? '');
   return cfg;
 }

@@ -27,7 +27,9 @@ export function describeServer(cfg: DbConnectionConfig): string {
 export function connectionOptions(cfg: DbConnectionConfig, o: OpenConnectionOptions = {}): ConnectionOptions {
   const database = o.database === undefined ? cfg.database : o.database;
   return {
-    ...(cfg.socketPath !== undefined ? { socketPath: cfg.socketPath } : { host: cfg.host ?? 'localhost', port: cfg.port ?? 3306 }),
+    ...(cfg.socketPath !== undefined
+      ? { socketPath: cfg.socketPath }
+      : { host: cfg.host ?? 'localhost', port: cfg.port ?? 3306 }),
     user: cfg.user,
     password: cfg.password,
     ...(database !== null && database !== '' ? { database } : {}),
@@ -57,13 +59,22 @@ export function mapConnectError(err: unknown, cfg: DbConnectionConfig, database:
     case 'ER_ACCESS_DENIED_ERROR':
     case 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR':
     case 'ER_NOT_SUPPORTED_AUTH_MODE':
-      return new DbAuthError(`Database server ${server} refused the credentials of user '${cfg.user}': ${detail}`, { cause: err });
+      return new DbAuthError(
+        `Database server ${server} refused the credentials of user '${cfg.user}': ${detail}`,
+        { cause: err },
+      );
     case 'ER_DBACCESS_DENIED_ERROR':
-      return new DbAuthError(`User '${cfg.user}' may not use database '${database ?? ''}' on ${server}: ${detail}`, { cause: err });
+      return new DbAuthError(
+        `User '${cfg.user}' may not use database '${database ?? ''}' on ${server}: ${detail}`,
+        { cause: err },
+      );
     case 'ER_BAD_DB_ERROR':
       return new CliError(`Unknown database '${database ?? ''}' on ${server}`, { cause: err });
     case 'ECONNREFUSED':
-      return new CliError(`Cannot reach the database server at ${server}: connection refused (is it running?)`, { cause: err });
+      return new CliError(
+        `Cannot reach the database server at ${server}: connection refused (is it running?)`,
+        { cause: err },
+      );
     case 'ENOENT':
       return new CliError(`Cannot reach the database server at ${server}: no such socket`, { cause: err });
     case 'EACCES':
@@ -86,7 +97,10 @@ export function mapConnectError(err: unknown, cfg: DbConnectionConfig, database:
 }
 
 /** A mysql2/promise connection. Throws DbAuthError (exit 12) or CliError with one clear line. */
-export async function openConnection(cfg: DbConnectionConfig, o: OpenConnectionOptions = {}): Promise<Connection> {
+export async function openConnection(
+  cfg: DbConnectionConfig,
+  o: OpenConnectionOptions = {},
+): Promise<Connection> {
   const database = o.database === undefined ? cfg.database : o.database;
   try {
     return await mysql.createConnection(connectionOptions(cfg, o));

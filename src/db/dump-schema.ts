@@ -95,7 +95,16 @@ async function q(conn: Connection, sql: string, values: unknown[] = []): Promise
   return rows as unknown as Row[];
 }
 
-const s = (v: unknown): string => (v === null || v === undefined ? '' : Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+const s = (v: unknown): string =>
+  v === null || v === undefined
+    ? ''
+    : Buffer.isBuffer(v)
+      ? v.toString('utf8')
+      : typeof v === 'string'
+        ? v
+        : typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean'
+          ? String(v)
+          : JSON.stringify(v);
 const b = (v: unknown): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(s(v), 'utf8'));
 
 /** Deterministic name order (code points, not the server's collation). */
@@ -199,7 +208,16 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
       }
       if (type !== 'BASE TABLE' && type !== 'SYSTEM VERSIONED') continue; // TEMPORARY etc.
       const [c] = await q(conn, `SHOW CREATE TABLE ${quoteIdent(name)}`);
-      tables.push(planTable(name, type, r[2] === null ? null : s(r[2]), b(c?.[1]), columnsOf.get(name) ?? [], Number(s(r[3])) || 0));
+      tables.push(
+        planTable(
+          name,
+          type,
+          r[2] === null ? null : s(r[2]),
+          b(c?.[1]),
+          columnsOf.get(name) ?? [],
+          Number(s(r[3])) || 0,
+        ),
+      );
     }
 
     const triggerRows = await q(
@@ -215,7 +233,10 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
       const name = s(r[0]);
       const table = s(r[1]);
       const [c] = await q(conn, `SHOW CREATE TRIGGER ${quoteIdent(name)}`);
-      if (!c || c[2] === null) throw new CliError(`Cannot read the definition of trigger ${name}: the database user lacks the TRIGGER privilege`);
+      if (!c || c[2] === null)
+        throw new CliError(
+          `Cannot read the definition of trigger ${name}: the database user lacks the TRIGGER privilege`,
+        );
       tableByName.get(table)?.triggers.push({
         name,
         table,
@@ -253,8 +274,18 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
     )) {
       const name = s(r[0]);
       const [c] = await q(conn, `SHOW CREATE EVENT ${quoteIdent(name)}`);
-      if (!c || c[3] === null) throw new CliError(`Cannot read the definition of event ${name}: the database user lacks the EVENT privilege`);
-      events.push({ name, create: b(c[3]), sqlMode: s(r[1]), timeZone: s(r[2]), charset: s(r[3]), collation: s(r[4]) });
+      if (!c || c[3] === null)
+        throw new CliError(
+          `Cannot read the definition of event ${name}: the database user lacks the EVENT privilege`,
+        );
+      events.push({
+        name,
+        create: b(c[3]),
+        sqlMode: s(r[1]),
+        timeZone: s(r[2]),
+        charset: s(r[3]),
+        collation: s(r[4]),
+      });
     }
 
     tables.sort(byName);

@@ -15,7 +15,15 @@ import { ParallelGzipWriter } from '../archive/gzip-parallel.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
 import { noEvents, type EventSink } from '../events.js';
 import { describeServer, openConnection } from './connect.js';
-import { readSchema, type EventDef, type RoutineDef, type SchemaPlan, type TablePlan, type TriggerDef, type ViewDef } from './dump-schema.js';
+import {
+  readSchema,
+  type EventDef,
+  type RoutineDef,
+  type SchemaPlan,
+  type TablePlan,
+  type TriggerDef,
+  type ViewDef,
+} from './dump-schema.js';
 import { ByteSink, quoteIdent, quoteString, writeHex, writeQuoted, writeRaw } from './sql-values.js';
 import { createStripMatcher } from './strip.js';
 import type { DbConnectionConfig } from './types.js';
@@ -67,14 +75,14 @@ class Output {
   bytes = 0;
   #pending = 0;
   #tail: Promise<void> = Promise.resolve();
-  #error: unknown = undefined;
+  #error: Error | undefined = undefined;
   #waiters: (() => void)[] = [];
   constructor(
     private readonly fh: FileHandle,
     private readonly gz: ParallelGzipWriter | null,
   ) {}
 
-  get error(): unknown {
+  get error(): Error | undefined {
     return this.#error;
   }
   get congested(): boolean {
@@ -93,7 +101,7 @@ class Output {
         if (this.gz) await this.gz.write(buf);
         else await writeFully(this.fh, buf);
       } catch (err) {
-        this.#error = err;
+        this.#error = err instanceof Error ? err : new Error(`write failed: ${JSON.stringify(err)}`);
       } finally {
         this.#pending -= buf.length;
         if (this.#pending < HIGH_WATER / 2 || this.#error !== undefined) {
@@ -178,16 +186,20 @@ function compound(text: string): string {
 
 /** character_set_client for a stored object: its own when UTF-8 or the text is ASCII, else utf8mb4 (our file is UTF-8). */
 function clientCharset(charset: string, collation: string, text: string): { cs: string; coll: string } {
-  // eslint-disable-next-line no-control-regex
-  if (/^utf8/i.test(charset) || /^[\x00-\x7f]*$/.test(text)) return { cs: charset || 'utf8mb4', coll: collation || 'utf8mb4_general_ci' };
+  if (/^utf8/i.test(charset) || /^[\x00-\x7f]*$/.test(text))
+    return { cs: charset || 'utf8mb4', coll: collation || 'utf8mb4_general_ci' };
   return { cs: 'utf8mb4', coll: 'utf8mb4_general_ci' };
 }
 
-function withContext(o: { sqlMode: string; cs: string; coll: string; timeZone?: string }, body: string): string {
+function withContext(
+  o: { sqlMode: string; cs: string; coll: string; timeZone?: string },
+  body: string,
+): string {
   let s = `/*!50003 SET @saved_sql_mode = @@sql_mode */;\n/*!50003 SET sql_mode = ${quoteString(o.sqlMode)} */;\n`;
   s += `/*!50003 SET @saved_cs_client = @@character_set_client */;\n/*!50003 SET @saved_col_connection = @@collation_connection */;\n`;
   s += `/*!50003 SET character_set_client = ${o.cs} */;\n/*!50003 SET collation_connection = ${o.coll} */;\n`;
-  if (o.timeZone !== undefined) s += `/*!50106 SET @save_time_zone = @@TIME_ZONE */;\n/*!50106 SET TIME_ZONE = ${quoteString(o.timeZone)} */;\n`;
+  if (o.timeZone !== undefined)
+    s += `/*!50106 SET @save_time_zone = @@TIME_ZONE */;\n/*!50106 SET TIME_ZONE = ${quoteString(o.timeZone)} */;\n`;
   s += body;
   if (o.timeZone !== undefined) s += `/*!50106 SET TIME_ZONE = @save_time_zone */;\n`;
   s += `/*!50003 SET sql_mode = @saved_sql_mode */;\n/*!50003 SET character_set_client = @saved_cs_client */;\n/*!50003 SET collation_connection = @saved_col_connection */;\n`;
@@ -261,7 +273,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     await prepareDumpSession(conn);
     await conn.query('START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */, READ ONLY');
     const [vr] = await conn.query({ sql: 'SELECT VERSION()', rowsAsArray: true });
-    const serverVersion = String((vr as unknown as unknown[][])[0]?.[0] ?? '');
+    const serverVersion = String((vr as unknown as string[][])[0]?.[0] ?? '');
 
     const schema = await readSchema(conn, cfg.database);
     throwIfAborted(o.signal);
@@ -286,26 +298,53 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     };
 
     for (const seq of schema.sequences) {
-      await out.text(`--\n-- Sequence structure for ${quoteIdent(seq.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(seq.name)};\n`);
+      await out.text(
+        `--\n-- Sequence structure for ${quoteIdent(seq.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(seq.name)};\n`,
+      );
       await out.raw(seq.create);
-      await out.text(`;\nDO SETVAL(${quoteIdent(seq.name)}, ${/^-?\d+$/.test(seq.next) ? seq.next : quoteString(seq.next)}, 0);\n\n`);
+      await out.text(
+        `;\nDO SETVAL(${quoteIdent(seq.name)}, ${/^-?\d+$/.test(seq.next) ? seq.next : quoteString(seq.next)}, 0);\n\n`,
+      );
     }
 
     for (const t of schema.tables) {
       throwIfAborted(o.signal);
       const stripped = stripper.matches(t.name);
-      await out.text(`--\n-- Table structure for table ${quoteIdent(t.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(t.name)};\n`);
+      await out.text(
+        `--\n-- Table structure for table ${quoteIdent(t.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(t.name)};\n`,
+      );
       await out.raw(t.create);
       await out.text(';\n\n');
       if (stripped) {
         result.strippedTables.push(t.name);
       } else {
-        emit({ type: 'progress', part: 'db', operation: 'backup', bytes: out.bytes + out.sink.len, table: t.name, rows: 0 });
+        emit({
+          type: 'progress',
+          part: 'db',
+          operation: 'backup',
+          bytes: out.bytes + out.sink.len,
+          table: t.name,
+          rows: 0,
+        });
         const rows = await dumpRows(conn, t, out, maxStmt, o.signal, (rowsSoFar) =>
-          emit({ type: 'progress', part: 'db', operation: 'backup', bytes: out!.bytes + out!.sink.len, table: t.name, rows: rowsSoFar }),
+          emit({
+            type: 'progress',
+            part: 'db',
+            operation: 'backup',
+            bytes: out!.bytes + out!.sink.len,
+            table: t.name,
+            rows: rowsSoFar,
+          }),
         );
         result.rows += rows;
-        emit({ type: 'progress', part: 'db', operation: 'backup', bytes: out.bytes + out.sink.len, table: t.name, rows });
+        emit({
+          type: 'progress',
+          part: 'db',
+          operation: 'backup',
+          bytes: out.bytes + out.sink.len,
+          table: t.name,
+          rows,
+        });
       }
       for (const tr of t.triggers) await out.text(triggerSql(tr, stripDefiners));
     }
@@ -313,7 +352,22 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     if (schema.views.length > 0) await out.text(viewPlaceholders(schema.views));
     for (const e of schema.events) await out.text(eventSql(e, stripDefiners));
     for (const r of schema.routines) await out.text(routineSql(r, stripDefiners));
-    for (const v of schema.views) await out.text(viewSql(v, stripDefiners));
+    for (const v of schema.views) {
+      if (v.columns.length === 0) {
+        // a view over a dropped table or column cannot be created: keep its text as a comment, say so
+        emit({
+          type: 'warning',
+          code: 'INVALID_VIEW',
+          message: `View ${v.name} references a table or column that no longer exists; its definition is kept in the dump as a comment only`,
+        });
+        const text = createStatement(v.create, stripDefiners);
+        await out.text(
+          `--\n-- Invalid view ${quoteIdent(v.name)} (not created):\n${text.replace(/^/gm, '-- ')}\n--\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n\n`,
+        );
+        continue;
+      }
+      await out.text(viewSql(v, stripDefiners));
+    }
 
     await conn.query('COMMIT');
     await out.text(FOOTER + `-- Dump completed on ${utcStamp()}\n`);
@@ -335,9 +389,12 @@ function mapDumpError(err: unknown, cfg: DbConnectionConfig): unknown {
   if (err instanceof CliError) return err;
   const e = err as { code?: string; sqlMessage?: string; message?: string };
   if (typeof e?.code === 'string' && (e.code.startsWith('ER_') || e.code === 'PROTOCOL_CONNECTION_LOST')) {
-    return new CliError(`Database dump of ${quoteIdent(cfg.database)} on ${describeServer(cfg)} failed: ${e.sqlMessage ?? e.message ?? e.code}`, {
-      cause: err,
-    });
+    return new CliError(
+      `Database dump of ${quoteIdent(cfg.database)} on ${describeServer(cfg)} failed: ${e.sqlMessage ?? e.message ?? e.code}`,
+      {
+        cause: err,
+      },
+    );
   }
   return err;
 }
@@ -443,7 +500,9 @@ async function dumpRows(
   let rows = 0;
   let stmtBytes = 0;
   let lastProgress = Date.now();
-  await out.text(`--\n-- Dumping data for table ${table}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`);
+  await out.text(
+    `--\n-- Dumping data for table ${table}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`,
+  );
   // history rows keep their row start/end times (MariaDB 10.11+)
   if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 1 */;\n');
 
@@ -478,11 +537,11 @@ async function dumpRows(
         continue;
       }
       const k = kinds[i];
-      if (k === 0) writeRaw(sink, srcs[i]!, st, ends[i]!);
+      if (k === 0) writeRaw(sink, srcs[i]!, st, ends[i]);
       else if (k === 1) {
         if (hasEnumHelpers && ends[i] === st && isEnumErrorValue(i)) sink.byte(0x30);
-        else writeQuoted(sink, srcs[i]!, st, ends[i]!);
-      } else writeHex(sink, srcs[i]!, st, ends[i]!);
+        else writeQuoted(sink, srcs[i]!, st, ends[i]);
+      } else writeHex(sink, srcs[i]!, st, ends[i]);
     }
     sink.byte(0x29);
     stmtBytes += sink.len - before;
@@ -525,7 +584,7 @@ async function dumpRows(
 
   await new Promise<void>((resolve, reject) => {
     let failed = false;
-    const fail = (err: unknown): void => {
+    const fail = (err: Error): void => {
       if (failed) return;
       failed = true;
       signal?.removeEventListener('abort', onAbort);
@@ -544,9 +603,13 @@ async function dumpRows(
     const query = core.query({ sql, rowsAsArray: true, typeCast: false });
     // mysql2 assigns its generated parser to _rowParser once the column definitions are in; keep ours instead
     if (dumpTuning.fastRowParser) {
-      Object.defineProperty(query, '_rowParser', { configurable: true, get: () => fastParser, set: () => {} });
+      Object.defineProperty(query, '_rowParser', {
+        configurable: true,
+        get: () => fastParser,
+        set: () => {},
+      });
     }
-    query.on('error', fail);
+    query.on('error', (err: Error) => fail(err));
     query.on('result', (row: unknown) => {
       if (failed) return;
       if (row !== WRITTEN) {

@@ -64,7 +64,10 @@ export class ByteSink {
   }
   /** The bytes so far (a copy when small, else the buffer itself); the sink starts over with a fresh buffer. */
   take(nextCapacity = 1 << 20): Buffer {
-    const out = this.len < this.buf.length / 4 ? Buffer.from(this.buf.subarray(0, this.len)) : this.buf.subarray(0, this.len);
+    const out =
+      this.len < this.buf.length / 4
+        ? Buffer.from(this.buf.subarray(0, this.len))
+        : this.buf.subarray(0, this.len);
     if (out.buffer === this.buf.buffer) this.buf = Buffer.allocUnsafe(nextCapacity);
     this.len = 0;
     return out;

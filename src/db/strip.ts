@@ -13,10 +13,12 @@ export const STRIP_GROUPS: Readonly<Record<string, string>> = {
   idx: '*_idx',
   ee_changelog: '*_cl',
   temp: '*__temp*',
-  admin: 'admin* magento_logging_event magento_logging_event_changes ui_bookmark authorization_role authorization_rule',
+  admin:
+    'admin* magento_logging_event magento_logging_event_changes ui_bookmark authorization_role authorization_rule',
   oauth: 'oauth_*',
   dotmailer: 'email_*',
-  stripped: '@log @sessions @temp @ee_changelog @dotmailer *_index_batches reporting_* system_config_snapshot',
+  stripped:
+    '@log @sessions @temp @ee_changelog @dotmailer *_index_batches reporting_* system_config_snapshot',
   customers:
     'customer_address* customer_entity* customer_grid_flat customer_log customer_visitor newsletter_subscriber product_alert* vault_payment_token* wishlist* company* magento_customerbalance* magento_customersegment_customer magento_reward*',
   sales:
@@ -40,7 +42,9 @@ export function expandStrip(specs: readonly string[]): string[] {
       const name = token.slice(1);
       const def = STRIP_GROUPS[name];
       if (def === undefined) {
-        const known = Object.keys(STRIP_GROUPS).map((g) => '@' + g).join(' ');
+        const known = Object.keys(STRIP_GROUPS)
+          .map((g) => '@' + g)
+          .join(' ');
         throw new UsageError(
           `--strip: unknown table group ${token}${via ? ` (in ${via})` : ''}; known groups: ${known}`,
         );
@@ -71,7 +75,8 @@ export function createStripMatcher(specs: readonly string[], tablePrefix = ''): 
   const patterns = expandStrip(specs).map(globToRegExp);
   return {
     matches(table: string): boolean {
-      const bare = tablePrefix !== '' && table.startsWith(tablePrefix) ? table.slice(tablePrefix.length) : null;
+      const bare =
+        tablePrefix !== '' && table.startsWith(tablePrefix) ? table.slice(tablePrefix.length) : null;
       for (const re of patterns) {
         if (re.test(table)) return true;
         if (bare !== null && re.test(bare)) return true;

@@ -49,17 +49,21 @@ return [
 ];
 `;
 
-test('readEnvPhp returns the PHP array as plain JS', async () => {
+void test('readEnvPhp returns the PHP array as plain JS', async () => {
   const root = store(ENV_PHP);
-  const conf = (await readEnvPhp(path.join(root, 'app/etc/env.php'))) as Record<string, any>;
-  assert.equal(conf['db']['connection']['default']['password'], 'p\'a"s$s');
-  assert.equal(conf['db']['table_prefix'], 'mg_');
+  type Tree = { [k: string]: Tree } & Record<string, unknown>;
+  const conf = (await readEnvPhp(path.join(root, 'app/etc/env.php'))) as Tree;
+  const def = conf['db']!['connection']!['default']!;
+  assert.equal(def['password'], 'p\'a"s$s');
+  assert.equal(conf['db']!['table_prefix'], 'mg_');
   assert.deepEqual(conf['cache_types'], { config: 1, layout: 1 });
-  assert.deepEqual(conf['db']['connection']['default']['driver_options'], { '1014': false });
+  assert.deepEqual(def['driver_options'], { '1014': false });
 });
 
-test('readEnvPhp: lists, negative numbers, null, concatenation, computed values', async () => {
-  const root = store(`<?php return ['l' => [1, 2, 'x'], 'n' => -5, 'z' => null, 'c' => 'a' . 'b', 'f' => getenv('X')];`);
+void test('readEnvPhp: lists, negative numbers, null, concatenation, computed values', async () => {
+  const root = store(
+    `<?php return ['l' => [1, 2, 'x'], 'n' => -5, 'z' => null, 'c' => 'a' . 'b', 'f' => getenv('X')];`,
+  );
   const conf = (await readEnvPhp(path.join(root, 'app/etc/env.php'))) as Record<string, unknown>;
   assert.deepEqual(conf['l'], [1, 2, 'x']);
   assert.equal(conf['n'], -5);
@@ -68,7 +72,7 @@ test('readEnvPhp: lists, negative numbers, null, concatenation, computed values'
   assert.ok(conf['f'] instanceof PhpExpression);
 });
 
-test('env.php values are used, with host:port and the table prefix', async () => {
+void test('env.php values are used, with host:port and the table prefix', async () => {
   const cfg = await resolveDbConfig({ root: store(ENV_PHP), flags: {}, env: {} });
   assert.deepEqual(cfg, {
     host: 'db.internal',
@@ -80,23 +84,26 @@ test('env.php values are used, with host:port and the table prefix', async () =>
   });
 });
 
-test('host forms: socket path, localhost:/socket, [ipv6]:port, plain host', () => {
+void test('host forms: socket path, localhost:/socket, [ipv6]:port, plain host', () => {
   assert.deepEqual(parseHost('/run/mysqld/mysqld.sock', 'x'), { socketPath: '/run/mysqld/mysqld.sock' });
   assert.deepEqual(parseHost('localhost:/tmp/mysql.sock', 'x'), { socketPath: '/tmp/mysql.sock' });
   assert.deepEqual(parseHost('[::1]:3308', 'x'), { host: '::1', port: 3308 });
   assert.deepEqual(parseHost('db', 'x'), { host: 'db' });
   assert.deepEqual(parseHost('127.0.0.1:3306', 'x'), { host: '127.0.0.1', port: 3306 });
-  assert.throws(() => parseHost('db:abc', 'env.php: host'), (e: unknown) => e instanceof UsageError && /env\.php: host/.test(e.message));
+  assert.throws(
+    () => parseHost('db:abc', 'env.php: host'),
+    (e: unknown) => e instanceof UsageError && /env\.php: host/.test(e.message),
+  );
 });
 
-test('a socket host in env.php', async () => {
+void test('a socket host in env.php', async () => {
   const php = ENV_PHP.replace("'db.internal:3307'", "'localhost:/var/run/custom.sock'");
   const cfg = await resolveDbConfig({ root: store(php), flags: {}, env: {} });
   assert.equal(cfg.socketPath, '/var/run/custom.sock');
   assert.equal(cfg.host, undefined);
 });
 
-test('environment variables override env.php; flags override both', async () => {
+void test('environment variables override env.php; flags override both', async () => {
   const root = store(ENV_PHP);
   const env = {
     MAGEBACKUP_DB_HOST: 'envhost',
@@ -106,7 +113,14 @@ test('environment variables override env.php; flags override both', async () => 
     MAGEBACKUP_DB_PASSWORD: 'envpw',
   };
   const byEnv = await resolveDbConfig({ root, flags: {}, env });
-  assert.deepEqual(byEnv, { host: 'envhost', port: 3310, user: 'envuser', password: 'envpw', database: 'envdb', tablePrefix: 'mg_' });
+  assert.deepEqual(byEnv, {
+    host: 'envhost',
+    port: 3310,
+    user: 'envuser',
+    password: 'envpw',
+    database: 'envdb',
+    tablePrefix: 'mg_',
+  });
   const warnings: { code: string; message: string }[] = [];
   const byFlags = await resolveDbConfig({
     root,
@@ -114,7 +128,14 @@ test('environment variables override env.php; flags override both', async () => 
     env,
     onWarning: (w) => warnings.push(w),
   });
-  assert.deepEqual(byFlags, { host: 'flaghost', port: 3320, user: 'flaguser', password: 'flagpw', database: 'flagdb', tablePrefix: 'mg_' });
+  assert.deepEqual(byFlags, {
+    host: 'flaghost',
+    port: 3320,
+    user: 'flaguser',
+    password: 'flagpw',
+    database: 'flagdb',
+    tablePrefix: 'mg_',
+  });
   assert.equal(warnings.length, 1);
   assert.equal(warnings[0]!.code, 'PASSWORD_ON_CLI');
   assert.ok(!warnings[0]!.message.includes('flagpw'), 'the warning never shows the password');
@@ -123,23 +144,30 @@ test('environment variables override env.php; flags override both', async () => 
   assert.equal(bySocket.host, undefined);
 });
 
-test('an empty password from the environment is a valid override', async () => {
+void test('an empty password from the environment is a valid override', async () => {
   const cfg = await resolveDbConfig({ root: store(ENV_PHP), flags: {}, env: { MAGEBACKUP_DB_PASSWORD: '' } });
   assert.equal(cfg.password, '');
 });
 
-test('missing env.php: one line naming the file, unless flags give everything', async () => {
+void test('missing env.php: one line naming the file, unless flags give everything', async () => {
   const root = store(null);
   await assert.rejects(
     resolveDbConfig({ root, flags: {}, env: {} }),
-    (e: unknown) => e instanceof CliError && e.message.includes(path.join(root, 'app', 'etc', 'env.php')) && /not found/.test(e.message),
+    (e: unknown) =>
+      e instanceof CliError &&
+      e.message.includes(path.join(root, 'app', 'etc', 'env.php')) &&
+      /not found/.test(e.message),
   );
-  const cfg = await resolveDbConfig({ root, flags: { host: '127.0.0.1', port: 3306, name: 'm', user: 'u' }, env: {} });
+  const cfg = await resolveDbConfig({
+    root,
+    flags: { host: '127.0.0.1', port: 3306, name: 'm', user: 'u' },
+    env: {},
+  });
   assert.equal(cfg.database, 'm');
   assert.equal(cfg.tablePrefix, '');
 });
 
-test('unparsable env.php: one line naming the file and the line', async () => {
+void test('unparsable env.php: one line naming the file and the line', async () => {
   const root = store("<?php\nreturn [\n  'db' => [\n    'connection' => ,\n];\n");
   await assert.rejects(resolveDbConfig({ root, flags: {}, env: {} }), (e: unknown) => {
     assert.ok(e instanceof CliError);
@@ -150,24 +178,43 @@ test('unparsable env.php: one line naming the file and the line', async () => {
   });
 });
 
-test('env.php without a database connection, or without dbname', async () => {
+void test('env.php without a database connection, or without dbname', async () => {
   await assert.rejects(
     resolveDbConfig({ root: store("<?php return ['backend' => []];"), flags: {}, env: {} }),
     (e: unknown) => e instanceof CliError && /db\.connection\.default/.test(e.message),
   );
   await assert.rejects(
-    resolveDbConfig({ root: store("<?php return ['db' => ['connection' => ['default' => ['host' => 'h', 'username' => 'u']]]];"), flags: {}, env: {} }),
+    resolveDbConfig({
+      root: store(
+        "<?php return ['db' => ['connection' => ['default' => ['host' => 'h', 'username' => 'u']]]];",
+      ),
+      flags: {},
+      env: {},
+    }),
     (e: unknown) => e instanceof CliError && /dbname/.test(e.message),
   );
   await assert.rejects(
-    resolveDbConfig({ root: store("<?php return ['db' => ['connection' => ['default' => ['host' => getenv('H'), 'dbname' => 'd', 'username' => 'u']]]];"), flags: {}, env: {} }),
+    resolveDbConfig({
+      root: store(
+        "<?php return ['db' => ['connection' => ['default' => ['host' => getenv('H'), 'dbname' => 'd', 'username' => 'u']]]];",
+      ),
+      flags: {},
+      env: {},
+    }),
     (e: unknown) => e instanceof CliError && /host is computed at run time/.test(e.message),
   );
 });
 
-test('connection errors: refused login (exit 12), unknown database, unreachable server — password never shown', async () => {
+void test('connection errors: refused login (exit 12), unknown database, unreachable server — password never shown', async () => {
   const server = await getTestServer();
-  const good = { host: server.host, port: server.port, user: 'root', password: server.password, database: 'mysql', tablePrefix: '' };
+  const good = {
+    host: server.host,
+    port: server.port,
+    user: 'root',
+    password: server.password,
+    database: 'mysql',
+    tablePrefix: '',
+  };
   const ok = await openConnection(good);
   await ok.end();
 
@@ -195,10 +242,13 @@ test('connection errors: refused login (exit 12), unknown database, unreachable 
     return true;
   });
 
-  await assert.rejects(openConnection({ ...good, host: undefined, port: undefined, socketPath: '/nonexistent/mysqld.sock' }), (e: unknown) => {
-    assert.ok(e instanceof CliError, String(e));
-    assert.ok(e.message.includes('/nonexistent/mysqld.sock'), e.message);
-    return true;
-  });
+  await assert.rejects(
+    openConnection({ ...good, host: undefined, port: undefined, socketPath: '/nonexistent/mysqld.sock' }),
+    (e: unknown) => {
+      assert.ok(e instanceof CliError, String(e));
+      assert.ok(e.message.includes('/nonexistent/mysqld.sock'), e.message);
+      return true;
+    },
+  );
   assert.equal(describeServer({ ...good, host: '::1', port: 3306 }), '[::1]:3306');
 });

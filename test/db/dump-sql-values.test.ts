@@ -1,12 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ByteSink, quoteIdent, quoteString, sqlLiteral, valueKindFor, writeHex, writeQuoted, writeRaw } from '../../src/db/sql-values.js';
+import {
+  ByteSink,
+  quoteIdent,
+  quoteString,
+  sqlLiteral,
+  valueKindFor,
+  writeHex,
+  writeQuoted,
+  writeRaw,
+} from '../../src/db/sql-values.js';
 
 const lit = (kind: 'number' | 'string' | 'hex', v: Buffer | string | null): string => sqlLiteral(kind, v);
 
-test('strings: the seven mysql_real_escape_string bytes are escaped, nothing else', () => {
+void test('strings: the seven mysql_real_escape_string bytes are escaped, nothing else', () => {
   assert.equal(lit('string', "it's"), "'it\\'s'");
-  assert.equal(lit('string', 'say "hi"'), "'say \\\"hi\\\"'");
+  assert.equal(lit('string', 'say "hi"'), '\'say \\"hi\\"\'');
   assert.equal(lit('string', 'back\\slash'), "'back\\\\slash'");
   assert.equal(lit('string', 'a\nb\rc'), "'a\\nb\\rc'");
   assert.equal(lit('string', 'nul\0z\x1a'), "'nul\\0z\\Z'");
@@ -15,27 +24,30 @@ test('strings: the seven mysql_real_escape_string bytes are escaped, nothing els
   assert.equal(lit('string', '😀 中文 é'), "'😀 中文 é'");
 });
 
-test('NULL is the keyword; the string NULL is quoted', () => {
+void test('NULL is the keyword; the string NULL is quoted', () => {
   assert.equal(lit('string', null), 'NULL');
   assert.equal(lit('hex', null), 'NULL');
   assert.equal(lit('number', null), 'NULL');
   assert.equal(lit('string', 'NULL'), "'NULL'");
 });
 
-test('binary values are hex literals; empty is an empty string literal', () => {
+void test('binary values are hex literals; empty is an empty string literal', () => {
   assert.equal(lit('hex', Buffer.from([0, 1, 0xab, 0xff])), '0x0001abff');
   assert.equal(lit('hex', Buffer.alloc(0)), "''");
   const big = Buffer.alloc(10000, 0x5a);
   assert.equal(lit('hex', big), '0x' + big.toString('hex'));
 });
 
-test('numbers are copied as the server wrote them', () => {
+void test('numbers are copied as the server wrote them', () => {
   assert.equal(lit('number', '18446744073709551615'), '18446744073709551615');
-  assert.equal(lit('number', '-99999999999999999999999999999999999.999999999999999999999999999999'), '-99999999999999999999999999999999999.999999999999999999999999999999');
+  assert.equal(
+    lit('number', '-99999999999999999999999999999999999.999999999999999999999999999999'),
+    '-99999999999999999999999999999999999.999999999999999999999999999999',
+  );
   assert.equal(lit('number', '1.7976931348623157e308'), '1.7976931348623157e308');
 });
 
-test('range writers work on a slice of a larger buffer and grow the sink', () => {
+void test('range writers work on a slice of a larger buffer and grow the sink', () => {
   const src = Buffer.from("xx'ab\\cyy");
   const sink = new ByteSink(4);
   writeQuoted(sink, src, 2, 7);
@@ -49,14 +61,22 @@ test('range writers work on a slice of a larger buffer and grow the sink', () =>
   assert.equal(sink.len, "'\\'ab\\\\c',0x7878,234".length + 200);
 });
 
-test('every byte value round-trips through the escaping rules', () => {
+void test('every byte value round-trips through the escaping rules', () => {
   const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
   const out = lit('string', all);
   // undo the escaping the way the server parses it
   const body = Buffer.from(out, 'utf8');
   assert.equal(body[0], 0x27);
   const unescaped: number[] = [];
-  const map: Record<number, number> = { 0x30: 0, 0x6e: 10, 0x72: 13, 0x5a: 0x1a, 0x22: 0x22, 0x27: 0x27, 0x5c: 0x5c };
+  const map: Record<number, number> = {
+    0x30: 0,
+    0x6e: 10,
+    0x72: 13,
+    0x5a: 0x1a,
+    0x22: 0x22,
+    0x27: 0x27,
+    0x5c: 0x5c,
+  };
   for (let i = 1; i < body.length - 1; i++) {
     if (body[i] === 0x5c) {
       i++;
@@ -78,7 +98,7 @@ test('every byte value round-trips through the escaping rules', () => {
   assert.ok(unescaped.length > 0);
 });
 
-test('ByteSink.take hands over the bytes and starts a fresh buffer', () => {
+void test('ByteSink.take hands over the bytes and starts a fresh buffer', () => {
   const sink = new ByteSink(16);
   sink.ascii('hello');
   const a = sink.take(16);
@@ -87,12 +107,26 @@ test('ByteSink.take hands over the bytes and starts a fresh buffer', () => {
   assert.equal(sink.take().toString(), 'world');
 });
 
-test('identifiers and kinds', () => {
+void test('identifiers and kinds', () => {
   assert.equal(quoteIdent('we`ird name'), '`we``ird name`');
   assert.equal(quoteString("a'b"), "'a\\'b'");
-  for (const t of ['int', 'bigint', 'decimal', 'double', 'float', 'tinyint']) assert.equal(valueKindFor(t), 'number');
-  for (const t of ['varbinary', 'blob', 'longblob', 'bit', 'geometry', 'point', 'binary']) assert.equal(valueKindFor(t), 'hex');
-  for (const t of ['varchar', 'text', 'enum', 'set', 'json', 'date', 'datetime', 'timestamp', 'time', 'year', 'longtext']) {
+  for (const t of ['int', 'bigint', 'decimal', 'double', 'float', 'tinyint'])
+    assert.equal(valueKindFor(t), 'number');
+  for (const t of ['varbinary', 'blob', 'longblob', 'bit', 'geometry', 'point', 'binary'])
+    assert.equal(valueKindFor(t), 'hex');
+  for (const t of [
+    'varchar',
+    'text',
+    'enum',
+    'set',
+    'json',
+    'date',
+    'datetime',
+    'timestamp',
+    'time',
+    'year',
+    'longtext',
+  ]) {
     assert.equal(valueKindFor(t), 'string');
   }
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createStripMatcher, expandStrip } from '../../src/db/strip.js';
 import { UsageError } from '../../src/errors.js';
 
-test('groups expand recursively, once each', () => {
+void test('groups expand recursively, once each', () => {
   const p = expandStrip(['@stripped']);
   assert.ok(p.includes('log_url'));
   assert.ok(p.includes('session'));
@@ -15,34 +15,75 @@ test('groups expand recursively, once each', () => {
   for (const t of ['sales_*', 'quote', 'customer_entity*']) assert.ok(trade.includes(t), t);
 });
 
-test('specs may hold several tokens separated by spaces or commas', () => {
+void test('specs may hold several tokens separated by spaces or commas', () => {
   assert.deepEqual(expandStrip(['a b,c', ' d ']), ['a', 'b', 'c', 'd']);
 });
 
-test('an unknown group is a usage error naming it', () => {
-  assert.throws(() => expandStrip(['@nope']), (e: unknown) => e instanceof UsageError && /@nope/.test(e.message));
+void test('an unknown group is a usage error naming it', () => {
+  assert.throws(
+    () => expandStrip(['@nope']),
+    (e: unknown) => e instanceof UsageError && /@nope/.test(e.message),
+  );
 });
 
-test('matching: names, wildcards, groups', () => {
-  const m = createStripMatcher(['@log', '@sessions', '@idx', '@ee_changelog', '@admin', 'my_table', 'tmp_?x', '@search']);
-  for (const t of ['log_url', 'report_viewed_product_index', 'session', 'persistent_session', 'catalog_product_index_price_idx',
-    'catalog_product_entity_cl', 'admin_user', 'admin_passwords', 'ui_bookmark', 'my_table', 'tmp_ax', 'catalogsearch_fulltext_scope1', 'search_query']) {
+void test('matching: names, wildcards, groups', () => {
+  const m = createStripMatcher([
+    '@log',
+    '@sessions',
+    '@idx',
+    '@ee_changelog',
+    '@admin',
+    'my_table',
+    'tmp_?x',
+    '@search',
+  ]);
+  for (const t of [
+    'log_url',
+    'report_viewed_product_index',
+    'session',
+    'persistent_session',
+    'catalog_product_index_price_idx',
+    'catalog_product_entity_cl',
+    'admin_user',
+    'admin_passwords',
+    'ui_bookmark',
+    'my_table',
+    'tmp_ax',
+    'catalogsearch_fulltext_scope1',
+    'search_query',
+  ]) {
     assert.ok(m.matches(t), t);
   }
-  for (const t of ['core_config_data', 'sales_order', 'my_table2', 'tmp_abx', 'log_url2', 'catalog_product_entity', 'customer_entity']) {
+  for (const t of [
+    'core_config_data',
+    'sales_order',
+    'my_table2',
+    'tmp_abx',
+    'log_url2',
+    'catalog_product_entity',
+    'customer_entity',
+  ]) {
     assert.ok(!m.matches(t), t);
   }
 });
 
-test('customers / sales / quotes groups', () => {
+void test('customers / sales / quotes groups', () => {
   const m = createStripMatcher(['@customers', '@sales', '@quotes']);
-  for (const t of ['customer_entity', 'customer_address_entity_varchar', 'sales_order', 'sales_invoice_grid', 'quote', 'quote_item', 'newsletter_subscriber']) {
+  for (const t of [
+    'customer_entity',
+    'customer_address_entity_varchar',
+    'sales_order',
+    'sales_invoice_grid',
+    'quote',
+    'quote_item',
+    'newsletter_subscriber',
+  ]) {
     assert.ok(m.matches(t), t);
   }
   for (const t of ['catalog_product_entity', 'core_config_data', 'quotes_extra']) assert.ok(!m.matches(t), t);
 });
 
-test('table prefix: groups match prefixed tables; prefixed names match too', () => {
+void test('table prefix: groups match prefixed tables; prefixed names match too', () => {
   const m = createStripMatcher(['@sessions', '@idx', 'mg_core_config_data'], 'mg_');
   assert.ok(m.matches('mg_session'));
   assert.ok(m.matches('mg_catalog_product_index_price_idx'));
@@ -51,7 +92,7 @@ test('table prefix: groups match prefixed tables; prefixed names match too', () 
   assert.ok(m.matches('session'), 'an unprefixed table still matches its own name');
 });
 
-test('regex metacharacters in names are literal', () => {
+void test('regex metacharacters in names are literal', () => {
   const m = createStripMatcher(['a.b', 'c+d']);
   assert.ok(m.matches('a.b'));
   assert.ok(!m.matches('axb'));
@@ -59,6 +100,6 @@ test('regex metacharacters in names are literal', () => {
   assert.ok(!m.matches('ccd'));
 });
 
-test('no strip spec matches nothing', () => {
+void test('no strip spec matches nothing', () => {
   assert.ok(!createStripMatcher([]).matches('session'));
 });
