@@ -1,7 +1,17 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bin/**', 'scripts/**/*.mjs', 'eslint.config.js'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'demo-store/**',
+      '.bench/**',
+      'bin/**',
+      'scripts/**/*.mjs',
+      'eslint.config.js',
+    ],
+  },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
@@ -15,10 +25,7 @@ export default tseslint.config(
   {
     files: ['src/backup/**', 'src/archive/**', 'src/db/**', 'src/maintenance/**', 'src/fs/**'],
     rules: {
-      'no-restricted-imports': [
-        'error',
-        { patterns: ['**/cli/**', '**/ui/**', 'ora', 'commander'] },
-      ],
+      'no-restricted-imports': ['error', { patterns: ['**/cli/**', '**/ui/**', 'ora', 'commander'] }],
     },
   },
 );

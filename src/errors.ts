@@ -67,8 +67,6 @@ export function describeAbort(reason: unknown): string {
 
 /** Node system errors carry a `code` like ENOENT. */
 export function errnoCode(err: unknown): string | undefined {
-  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') {
-    return (err as { code: string }).code;
-  }
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
   return undefined;
 }

@@ -58,7 +58,11 @@ export function parseBackupName(name: string): ParsedBackupName | null {
   return parsed;
 }
 
-export function backupFileName(timestamp: number, kind: BackupKind, options: { compress?: boolean } = {}): string {
+export function backupFileName(
+  timestamp: number,
+  kind: BackupKind,
+  options: { compress?: boolean } = {},
+): string {
   switch (kind) {
     case 'code':
       return `${timestamp}_filesystem.tgz`;

@@ -24,7 +24,9 @@ const KIND_ORDER: Record<string, number> = { code: 0, media: 1, db: 2 };
  * Backup files in <root>/var/backups (Magento 2.0–2.4 names and ours), newest first. Dot files, manifests,
  * partial files and anything that is not a backup name are left out. A missing directory is an empty list.
  */
-export async function listBackups(root: string): Promise<{ dir: string; exists: boolean; backups: BackupFile[] }> {
+export async function listBackups(
+  root: string,
+): Promise<{ dir: string; exists: boolean; backups: BackupFile[] }> {
   const dir = storePaths(root).backupsDir;
   let names: string[];
   try {

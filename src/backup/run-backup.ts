@@ -109,7 +109,8 @@ async function removeLeftoverPartials(backupsDir: string, onEvent: EventSink): P
 export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
   const onEvent = o.onEvent ?? noEvents;
   const now = o.now ?? Date.now;
-  if (!o.parts.code && !o.parts.media && !o.parts.db) throw new CliError('Nothing to back up: no part selected');
+  if (!o.parts.code && !o.parts.media && !o.parts.db)
+    throw new CliError('Nothing to back up: no part selected');
   const paths = await assertMagentoRoot(o.root);
   let warnings = 0;
   const emit: EventSink = (e) => {
@@ -204,7 +205,13 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
     await removeRunMarker(paths.backupsDir, timestamp);
     const result: RunBackupResult = { timestamp, parts, warnings, manifest };
     if (o.prune) {
-      result.pruned = await pruneLocked({ paths, policy: o.prune, nowMs: now(), onEvent: emit, signal: o.signal });
+      result.pruned = await pruneLocked({
+        paths,
+        policy: o.prune,
+        nowMs: now(),
+        onEvent: emit,
+        signal: o.signal,
+      });
     }
     return result;
   } finally {
@@ -223,7 +230,9 @@ async function assertMediaDir(paths: StorePaths): Promise<void> {
 }
 
 /** Log in once before anything changes (exit 12 on refused credentials); returns the data size estimate. */
-async function checkDatabase(config: DbConnectionConfig): Promise<{ estimate: number; serverVersion: string }> {
+async function checkDatabase(
+  config: DbConnectionConfig,
+): Promise<{ estimate: number; serverVersion: string }> {
   const conn = await openConnection(config);
   try {
     const [rows] = await conn.query(
@@ -300,7 +309,11 @@ async function backupDb(
   const file = backupFileName(timestamp, 'db', { compress });
   const finalPath = path.join(paths.backupsDir, file);
   emit({ type: 'part-start', part: 'db', operation: 'backup', file, path: finalPath });
-  await ensureFreeSpace(paths.backupsDir, Math.ceil(compress ? estimate / 5 : estimate / 2), `database backup ${file}`);
+  await ensureFreeSpace(
+    paths.backupsDir,
+    Math.ceil(compress ? estimate / 5 : estimate / 2),
+    `database backup ${file}`,
+  );
   let result;
   try {
     result = await writeAtomic(finalPath, (outFile) =>
@@ -328,6 +341,13 @@ async function backupDb(
     tables: result.tables,
     rows: result.rows,
   });
-  return { part: 'db', file, path: finalPath, size, tables: result.tables, rows: result.rows, bytes: result.bytes };
+  return {
+    part: 'db',
+    file,
+    path: finalPath,
+    size,
+    tables: result.tables,
+    rows: result.rows,
+    bytes: result.bytes,
+  };
 }
-

@@ -2,14 +2,20 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
-import { restoreDatabase, recoverInterruptedRestores } from '../db/restore.js';
+import { RestoreError, restoreDatabase, recoverInterruptedRestores } from '../db/restore.js';
 import { verifyDump } from '../db/verify-dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, UsageError, throwIfAborted, errnoCode } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
 import { acquireLock } from '../fs/lock.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
-import { commitStagedTree, discardStagedTree, recoverInterruptedSwaps, stageTree, type StagedTree } from './tree-swap.js';
+import {
+  commitStagedTree,
+  discardStagedTree,
+  recoverInterruptedSwaps,
+  stageTree,
+  type StagedTree,
+} from './tree-swap.js';
 import { parseBackupName, type BackupKind } from './backup-name.js';
 import { assertMagentoRoot, type StorePaths } from './store.js';
 
@@ -67,7 +73,9 @@ export async function resolveBackupFile(
 ): Promise<string> {
   const option = OPTION_OF[kind];
   if (name === '' || name !== path.basename(name)) {
-    throw new UsageError(`${option}: give a file name from var/backups (as info:backups:list shows it), not a path: ${name}`);
+    throw new UsageError(
+      `${option}: give a file name from var/backups (as info:backups:list shows it), not a path: ${name}`,
+    );
   }
   const parsed = parseBackupName(name);
   if (!parsed || parsed.kind !== kind) {
@@ -92,7 +100,9 @@ export async function resolveBackupFile(
 export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackResult> {
   const onEvent = o.onEvent ?? noEvents;
   if (!o.codeFile && !o.mediaFile && !o.dbFile) {
-    throw new UsageError('Not enough information provided to roll back: give -c/--code-file, -m/--media-file and/or -d/--db-file');
+    throw new UsageError(
+      'Not enough information provided to roll back: give -c/--code-file, -m/--media-file and/or -d/--db-file',
+    );
   }
   const paths = await assertMagentoRoot(o.root);
   let warnings = 0;
@@ -161,7 +171,15 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         });
         staged.push(s);
         const size = (await fsp.stat(file)).size;
-        emit({ type: 'part-done', part, operation: 'verify', file: name, path: file, size, files: s.entries });
+        emit({
+          type: 'part-done',
+          part,
+          operation: 'verify',
+          file: name,
+          path: file,
+          size,
+          files: s.entries,
+        });
         parts.push({ part, file: name, path: file, entries: s.entries });
       }
       if (files.db) {
@@ -171,7 +189,14 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           ...(o.signal ? { signal: o.signal } : {}),
           onProgress: (bytes: number) => emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
         });
-        emit({ type: 'part-done', part: 'db', operation: 'verify', file: name, path: files.db, size: v.bytes });
+        emit({
+          type: 'part-done',
+          part: 'db',
+          operation: 'verify',
+          file: name,
+          path: files.db,
+          size: v.bytes,
+        });
       }
       throwIfAborted(o.signal);
 
@@ -189,11 +214,19 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
             onEvent: emit,
           });
           const size = (await fsp.stat(files.db)).size;
-          emit({ type: 'part-done', part: 'db', operation: 'rollback', file: name, path: files.db, size, tables: r.tables });
+          emit({
+            type: 'part-done',
+            part: 'db',
+            operation: 'rollback',
+            file: name,
+            path: files.db,
+            size,
+            tables: r.tables,
+          });
           parts.push({ part: 'db', file: name, path: files.db, tables: r.tables, mode: r.mode });
         } catch (err) {
           // An in-place load that failed half-way left the live database changed: keep the store offline.
-          if (isLiveDamaged(err)) keepMaintenance = true;
+          if (err instanceof RestoreError && err.liveDamaged) keepMaintenance = true;
           throw err;
         }
       }
@@ -205,7 +238,15 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         emit({ type: 'part-start', part, operation: 'rollback', file: path.basename(file), path: file });
         await commitStagedTree(s);
         const size = (await fsp.stat(file)).size;
-        emit({ type: 'part-done', part, operation: 'rollback', file: path.basename(file), path: file, size, files: s.entries });
+        emit({
+          type: 'part-done',
+          part,
+          operation: 'rollback',
+          file: path.basename(file),
+          path: file,
+          size,
+          files: s.entries,
+        });
       }
       return { parts, warnings, recovered };
     } finally {
@@ -214,7 +255,8 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         emit({
           type: 'warning',
           code: 'DB_HALF_RESTORED',
-          message: 'Maintenance mode stays ON: the database was partly restored in place; fix the error and run the rollback again',
+          message:
+            'Maintenance mode stays ON: the database was partly restored in place; fix the error and run the rollback again',
         });
       } else {
         await maintenance.restore();
@@ -223,8 +265,4 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
   } finally {
     await lock.release();
   }
-}
-
-function isLiveDamaged(err: unknown): boolean {
-  return !!err && typeof err === 'object' && 'liveDamaged' in err && (err as { liveDamaged: unknown }).liveDamaged === true;
 }

@@ -25,13 +25,16 @@ export async function assertMagentoRoot(root: string): Promise<StorePaths> {
   try {
     st = await fsp.stat(paths.root);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') throw new CliError(`Magento root ${paths.root} does not exist (see --root)`);
+    if (errnoCode(err) === 'ENOENT')
+      throw new CliError(`Magento root ${paths.root} does not exist (see --root)`);
     throw err;
   }
   if (!st.isDirectory()) throw new CliError(`Magento root ${paths.root} is not a directory (see --root)`);
   const etc = await fsp.stat(path.join(paths.root, 'app', 'etc')).catch(() => null);
   if (!etc?.isDirectory()) {
-    throw new CliError(`${paths.root} is not a Magento root: app/etc not found (run from the store or use --root DIR)`);
+    throw new CliError(
+      `${paths.root} is not a Magento root: app/etc not found (run from the store or use --root DIR)`,
+    );
   }
   return paths;
 }

@@ -85,7 +85,10 @@ export class RunContext {
   report(err: unknown, reporter: Reporter, signal?: AbortSignal): number {
     if (signal?.aborted && !(err instanceof CliError && !(err instanceof InterruptedError))) {
       const why = typeof signal.reason === 'string' ? signal.reason : 'a signal';
-      reporter.error(`Interrupted by ${why}: the run was undone, nothing was left behind`, ExitCode.INTERRUPTED);
+      reporter.error(
+        `Interrupted by ${why}: the run was undone, nothing was left behind`,
+        ExitCode.INTERRUPTED,
+      );
       return ExitCode.INTERRUPTED;
     }
     if (err instanceof CliError) {
@@ -93,7 +96,11 @@ export class RunContext {
       return err.exitCode;
     }
     const e = err instanceof Error ? err : new Error(String(err));
-    reporter.error(`Internal error (a bug in magebackup, please report it): ${e.message}`, ExitCode.FAILURE, e.stack);
+    reporter.error(
+      `Internal error (a bug in magebackup, please report it): ${e.message}`,
+      ExitCode.FAILURE,
+      e.stack,
+    );
     return ExitCode.FAILURE;
   }
 }

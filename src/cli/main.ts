@@ -32,7 +32,10 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     writeErr: (s) => (json ? undefined : io.stderr.write(s)),
     outputError: (s, write) => {
       if (json) {
-        io.stderr.write(JSON.stringify({ type: 'error', code: ExitCode.USAGE, message: s.trim().replace(/^error: /, '') }) + '\n');
+        io.stderr.write(
+          JSON.stringify({ type: 'error', code: ExitCode.USAGE, message: s.trim().replace(/^error: /, '') }) +
+            '\n',
+        );
       } else write(s);
     },
   });

@@ -17,7 +17,8 @@ function collect(value: string, previous: string[] = []): string[] {
 
 function parsePort(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number 1-65535');
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new InvalidArgumentError('must be a port number 1-65535');
   return n;
 }
 
@@ -29,7 +30,10 @@ export function addDbOptions(cmd: Command): Command {
     .option('--db-socket <path>', 'database unix socket')
     .option('--db-name <name>', 'database name')
     .option('--db-user <user>', 'database user')
-    .option('--db-password <password>', 'database password (prefer MAGEBACKUP_DB_PASSWORD: argv is visible to other users)');
+    .option(
+      '--db-password <password>',
+      'database password (prefer MAGEBACKUP_DB_PASSWORD: argv is visible to other users)',
+    );
 }
 
 export interface DbCliOptions {
@@ -54,12 +58,22 @@ export function dbFlags(o: DbCliOptions) {
 
 /** --prune and the retention policy it applies (backups:prune takes the same --keep-* options). */
 export function addPolicyOptions(cmd: Command, withPrune: boolean): Command {
-  if (withPrune) cmd.option('--prune', 'after a successful run, remove old backups by the retention policy (default: keep 14 days)');
+  if (withPrune)
+    cmd.option(
+      '--prune',
+      'after a successful run, remove old backups by the retention policy (default: keep 14 days)',
+    );
   return cmd
-    .option('--keep-within <duration>', 'keep every backup made within this long (e.g. 14d, 36h, 2w; default policy: 14d)')
+    .option(
+      '--keep-within <duration>',
+      'keep every backup made within this long (e.g. 14d, 36h, 2w; default policy: 14d)',
+    )
     .option('--keep-last <n>', 'keep the n newest backups')
     .option('--keep-daily <n>', 'keep the newest backup of each of the last n days that have one (UTC)')
-    .option('--keep-weekly <n>', 'keep the newest backup of each of the last n weeks that have one (ISO weeks, UTC)');
+    .option(
+      '--keep-weekly <n>',
+      'keep the newest backup of each of the last n weeks that have one (ISO weeks, UTC)',
+    );
 }
 
 export function buildProgram(ctx: RunContext, version: string, output: OutputConfiguration = {}): Command {
@@ -87,9 +101,16 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
         .option('--code', 'back up the code tree (<ts>_filesystem.tgz)')
         .option('--media', 'back up pub/media (<ts>_filesystem_media.tgz)')
         .option('--db', 'back up the database (<ts>_db.sql)')
-        .option('--exclude <pattern>', 'also leave out of the code backup (gitignore-style; repeatable)', collect)
+        .option(
+          '--exclude <pattern>',
+          'also leave out of the code backup (gitignore-style; repeatable)',
+          collect,
+        )
         .option('--compress', 'gzip the database dump (<ts>_db.sql.gz)')
-        .option('--strip <groups>', 'dump these tables without data (e.g. "@log @sessions", table names, wildcards)')
+        .option(
+          '--strip <groups>',
+          'dump these tables without data (e.g. "@log @sessions", table names, wildcards)',
+        )
         .option('--no-strip-definers', 'keep DEFINER clauses (the dump then needs SUPER to load)')
         .option('--no-maintenance', 'do not turn maintenance mode on during the backup'),
     ),
@@ -106,7 +127,10 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
       .option('-c, --code-file <name>', 'code backup to restore (<ts>_filesystem.tgz)')
       .option('-m, --media-file <name>', 'media backup to restore (<ts>_filesystem_media.tgz)')
       .option('-d, --db-file <name>', 'database backup to restore (<ts>_db.sql[.gz])')
-      .option('--drop-extra-tables', 'drop live tables that are not in the dump (default: keep them and warn)')
+      .option(
+        '--drop-extra-tables',
+        'drop live tables that are not in the dump (default: keep them and warn)',
+      )
       .option('--no-maintenance', 'do not turn maintenance mode on during the rollback'),
   ).action(async (opts: Record<string, unknown>, cmd: Command) => {
     const { setupRollback } = await import('./commands/setup-rollback.js');
@@ -125,10 +149,19 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     addDbOptions(
       program
         .command('snapshot:create')
-        .description('Back up code, pub/media and the database as one snapshot (= setup:backup --code --media --db)')
-        .option('--exclude <pattern>', 'also leave out of the code backup (gitignore-style; repeatable)', collect)
+        .description(
+          'Back up code, pub/media and the database as one snapshot (= setup:backup --code --media --db)',
+        )
+        .option(
+          '--exclude <pattern>',
+          'also leave out of the code backup (gitignore-style; repeatable)',
+          collect,
+        )
         .option('--compress', 'gzip the database dump (<ts>_db.sql.gz)')
-        .option('--strip <groups>', 'dump these tables without data (e.g. "@log @sessions", table names, wildcards)')
+        .option(
+          '--strip <groups>',
+          'dump these tables without data (e.g. "@log @sessions", table names, wildcards)',
+        )
         .option('--no-strip-definers', 'keep DEFINER clauses (the dump then needs SUPER to load)')
         .option('--no-maintenance', 'do not turn maintenance mode on during the backup'),
     ),
@@ -149,9 +182,14 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
   addDbOptions(
     program
       .command('snapshot:restore')
-      .description('Restore every part of a snapshot (checked against its manifest first; like setup:rollback)')
+      .description(
+        'Restore every part of a snapshot (checked against its manifest first; like setup:rollback)',
+      )
       .argument('<id>', 'snapshot id (the timestamp snapshot:list shows)')
-      .option('--drop-extra-tables', 'drop live tables that are not in the dump (default: keep them and warn)')
+      .option(
+        '--drop-extra-tables',
+        'drop live tables that are not in the dump (default: keep them and warn)',
+      )
       .option('--no-maintenance', 'do not turn maintenance mode on during the restore'),
   ).action(async (id: string, opts: Record<string, unknown>, cmd: Command) => {
     const { snapshotRestore } = await import('./commands/snapshot-restore.js');
@@ -161,10 +199,15 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
   addDbOptions(
     program
       .command('backups:verify')
-      .description('Check backups against their manifest (size, SHA-256) and read every archive and dump to its end')
+      .description(
+        'Check backups against their manifest (size, SHA-256) and read every archive and dump to its end',
+      )
       .argument('[ids...]', 'snapshot ids (default: the newest)')
       .option('--all', 'verify every snapshot')
-      .option('--deep', 'also extract each archive to a temporary directory and load each dump into a throwaway database'),
+      .option(
+        '--deep',
+        'also extract each archive to a temporary directory and load each dump into a throwaway database',
+      ),
   ).action(async (ids: string[], opts: Record<string, unknown>, cmd: Command) => {
     const { backupsVerify } = await import('./commands/backups-verify.js');
     await ctx.run(globals(cmd), (run) => backupsVerify(run, ids, opts));
@@ -173,7 +216,9 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
   addPolicyOptions(
     program
       .command('backups:prune')
-      .description('Remove backups outside the retention policy (default: keep 14 days) and leftovers of crashed runs')
+      .description(
+        'Remove backups outside the retention policy (default: keep 14 days) and leftovers of crashed runs',
+      )
       .option('--dry-run', 'list what would be removed; remove nothing'),
     false,
   ).action(async (opts: Record<string, unknown>, cmd: Command) => {

@@ -74,7 +74,8 @@ export async function acquireLock(
           if (released) return;
           released = true;
           const current = await readLock(file);
-          if (current && current.pid === info.pid && current.host === info.host) await fsp.rm(file, { force: true });
+          if (current && current.pid === info.pid && current.host === info.host)
+            await fsp.rm(file, { force: true });
         },
       };
     } catch (err) {

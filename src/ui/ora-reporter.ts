@@ -29,7 +29,8 @@ export class OraReporter extends TextReporter {
       case 'part-start': {
         if (this.opts.quiet) return;
         this.spinner?.stop();
-        const verb = e.operation === 'verify' ? `Verifying ${e.file}` : `${KIND_LABEL[e.part]} ${e.operation}`;
+        const verb =
+          e.operation === 'verify' ? `Verifying ${e.file}` : `${KIND_LABEL[e.part]} ${e.operation}`;
         this.spinner = ora({ text: verb, stream: this.opts.stderr, color: 'cyan' }).start();
         return;
       }

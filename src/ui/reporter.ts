@@ -154,7 +154,9 @@ class JsonReporter implements Reporter {
     this.o.stdout.write(JSON.stringify(data) + '\n');
   }
   error(message: string, exitCode: number, stack?: string): void {
-    this.o.stderr.write(JSON.stringify({ type: 'error', code: exitCode, message, ...(stack ? { stack } : {}) }) + '\n');
+    this.o.stderr.write(
+      JSON.stringify({ type: 'error', code: exitCode, message, ...(stack ? { stack } : {}) }) + '\n',
+    );
   }
   close(): void {}
 }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backupFileName, parseBackupName } from '../../src/backup/backup-name.js';
 
-test('our names round-trip', () => {
+void test('our names round-trip', () => {
   for (const kind of ['code', 'media', 'db', 'manifest'] as const) {
     const name = backupFileName(1700000000, kind);
     assert.equal(parseBackupName(name)?.kind, kind, name);
@@ -12,7 +12,7 @@ test('our names round-trip', () => {
   assert.equal(parseBackupName('1_db.sql.gz')?.compressed, true);
 });
 
-test('Magento 2.0-2.4 names are recognised with the right kind', () => {
+void test('Magento 2.0-2.4 names are recognised with the right kind', () => {
   const cases: Array<[string, string, string?]> = [
     ['1500000000_filesystem.tgz', 'code'],
     ['1500000000_filesystem_code.tgz', 'code'],
@@ -31,8 +31,16 @@ test('Magento 2.0-2.4 names are recognised with the right kind', () => {
   }
 });
 
-test('other files are not backups', () => {
-  for (const name of ['.lock', 'notes.txt', '1_filesystem.tgz.partial', 'x_db.sql', '1_db.tgz', '1_filesystem.sql', '1_unknown.tgz']) {
+void test('other files are not backups', () => {
+  for (const name of [
+    '.lock',
+    'notes.txt',
+    '1_filesystem.tgz.partial',
+    'x_db.sql',
+    '1_db.tgz',
+    '1_filesystem.sql',
+    '1_unknown.tgz',
+  ]) {
     assert.equal(parseBackupName(name), null, name);
   }
 });

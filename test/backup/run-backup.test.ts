@@ -16,7 +16,7 @@ function leftovers(root: string): string[] {
 
 for (const wasOn of [false, true]) {
   for (const fails of [false, true]) {
-    test(`maintenance restored: was ${wasOn ? 'on' : 'off'}, run ${fails ? 'fails' : 'succeeds'}`, async () => {
+    void test(`maintenance restored: was ${wasOn ? 'on' : 'off'}, run ${fails ? 'fails' : 'succeeds'}`, async () => {
       const root = minimalStore();
       if (wasOn) writeFileSync(flag(root), '');
       const events: MagebackupEvent[] = [];
@@ -44,19 +44,21 @@ for (const wasOn of [false, true]) {
       // A failed run is invisible: the code part it had finished is taken back too.
       assert.deepEqual(
         names,
-        fails ? [] : ['1700000000_filesystem.tgz', '1700000000_filesystem_media.tgz', '1700000000_manifest.json'],
+        fails
+          ? []
+          : ['1700000000_filesystem.tgz', '1700000000_filesystem_media.tgz', '1700000000_manifest.json'],
       );
     });
   }
 }
 
-test('--no-maintenance leaves the flag alone', async () => {
+void test('--no-maintenance leaves the flag alone', async () => {
   const root = minimalStore();
   await runBackup({ root, parts: { code: true, media: false, db: false }, maintenance: false });
   assert.equal(existsSync(flag(root)), false);
 });
 
-test('files are 0600 in a 0700 var/backups, one timestamp per run, a second run in the same second is bumped', async () => {
+void test('files are 0600 in a 0700 var/backups, one timestamp per run, a second run in the same second is bumped', async () => {
   const root = minimalStore();
   const now = () => 1_700_000_000_500;
   const a = await runBackup({ root, parts: { code: true, media: true, db: false }, now });
@@ -70,7 +72,7 @@ test('files are 0600 in a 0700 var/backups, one timestamp per run, a second run 
   assert.equal(await pickTimestamp(backups(root), 1_700_000_000_000), 1_700_000_002);
 });
 
-test('code archive: excludes by whole component, GNU tar lists exactly the rest', async () => {
+void test('code archive: excludes by whole component, GNU tar lists exactly the rest', async () => {
   const root = minimalStore({
     '.gitignore': 'x',
     '.github/workflows/ci.yml': 'on: push',
@@ -88,7 +90,11 @@ test('code archive: excludes by whole component, GNU tar lists exactly the rest'
   mkdirSync(path.join(root, 'app/empty-dir'));
   symlinkSync('../index.php', path.join(root, 'pub/link.php'));
   symlinkSync('does-not-exist', path.join(root, 'broken-link'));
-  const r = await runBackup({ root, parts: { code: true, media: false, db: false }, excludes: ['generated/'] });
+  const r = await runBackup({
+    root,
+    parts: { code: true, media: false, db: false },
+    excludes: ['generated/'],
+  });
   const archive = r.parts[0]!.path;
   const listed = execFileSync('tar', ['-tzf', archive], { encoding: 'utf8' })
     .split('\n')
@@ -96,15 +102,35 @@ test('code archive: excludes by whole component, GNU tar lists exactly the rest'
     .map((s) => s.replace(/\/$/, ''))
     .sort();
   const expected = [
-    '.github', '.github/workflows', '.github/workflows/ci.yml', '.gitignore',
-    'app', 'app/empty-dir', 'app/etc', 'app/etc/config.php', 'app/etc/env.php', 'app/pub', 'app/pub/static',
-    'app/pub/static/keep.txt', 'app/var', 'app/var/keep.txt', 'broken-link', 'index.php',
-    'pub', 'pub/index.php', 'pub/link.php', 'vendor', 'vendor/a', 'vendor/a/b', 'vendor/a/b/src', 'vendor/a/b/src/A.php',
+    '.github',
+    '.github/workflows',
+    '.github/workflows/ci.yml',
+    '.gitignore',
+    'app',
+    'app/empty-dir',
+    'app/etc',
+    'app/etc/config.php',
+    'app/etc/env.php',
+    'app/pub',
+    'app/pub/static',
+    'app/pub/static/keep.txt',
+    'app/var',
+    'app/var/keep.txt',
+    'broken-link',
+    'index.php',
+    'pub',
+    'pub/index.php',
+    'pub/link.php',
+    'vendor',
+    'vendor/a',
+    'vendor/a/b',
+    'vendor/a/b/src',
+    'vendor/a/b/src/A.php',
   ].sort();
   assert.deepEqual(listed, expected);
 });
 
-test('a root that is not Magento is refused before anything is written', async () => {
+void test('a root that is not Magento is refused before anything is written', async () => {
   const root = minimalStore();
   await assert.rejects(
     runBackup({ root: path.join(root, 'app'), parts: { code: true, media: false, db: false } }),

@@ -1,6 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, readdirSync, writeFileSync, openSync, writeSync, closeSync, mkdirSync, lstatSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  readdirSync,
+  writeFileSync,
+  openSync,
+  writeSync,
+  closeSync,
+  mkdirSync,
+  lstatSync,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -10,7 +20,7 @@ import { minimalStore } from '../helpers/tmp.js';
 const flag = (root: string) => path.join(root, 'var', '.maintenance.flag');
 const backupsDir = (root: string) => path.join(root, 'var', 'backups');
 
-test('usage errors exit 2: no command, unknown option, no part', async () => {
+void test('usage errors exit 2: no command, unknown option, no part', async () => {
   assert.equal((await runCli([])).code, 2);
   const unknown = await runCli(['setup:backup', '--bogus']);
   assert.equal(unknown.code, 2);
@@ -22,7 +32,7 @@ test('usage errors exit 2: no command, unknown option, no part', async () => {
   assert.equal(existsSync(backupsDir(root)), false, 'nothing written');
 });
 
-test('--help lists the exit codes; --version prints the version', async () => {
+void test('--help lists the exit codes; --version prints the version', async () => {
   const help = await runCli(['--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Exit codes:/);
@@ -32,7 +42,7 @@ test('--help lists the exit codes; --version prints the version', async () => {
   assert.match(version.stdout, /^\d+\.\d+\.\d+/);
 });
 
-test('setup:backup --code --media: Magento wording, results on stdout, progress on stderr', async () => {
+void test('setup:backup --code --media: Magento wording, results on stdout, progress on stderr', async () => {
   const root = minimalStore();
   const r = await runCli(['setup:backup', '--code', '--media', '--root', root]);
   assert.equal(r.code, 0, r.stderr);
@@ -46,14 +56,21 @@ test('setup:backup --code --media: Magento wording, results on stdout, progress 
   assert.doesNotMatch(r.stdout + r.stderr, /\x1b\[/, 'no ANSI codes when not on a TTY');
 });
 
-test('--json: NDJSON events on stderr, one JSON result on stdout; errors as JSON lines', async () => {
+void test('--json: NDJSON events on stderr, one JSON result on stdout; errors as JSON lines', async () => {
   const root = minimalStore();
   const r = await runCli(['setup:backup', '--code', '--root', root, '--json']);
   assert.equal(r.code, 0, r.stderr);
-  const result = JSON.parse(r.stdout) as { type: string; timestamp: number; parts: Array<{ part: string; file: string }> };
+  const result = JSON.parse(r.stdout) as {
+    type: string;
+    timestamp: number;
+    parts: Array<{ part: string; file: string }>;
+  };
   assert.equal(result.type, 'result');
   assert.equal(result.parts[0]?.file, `${result.timestamp}_filesystem.tgz`);
-  const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+  const events = r.stderr
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { type: string });
   assert.ok(events.some((e) => e.type === 'part-done'));
   const bad = await runCli(['setup:backup', '--code', '--root', path.join(root, 'nope'), '--json']);
   assert.equal(bad.code, 1);
@@ -65,10 +82,15 @@ test('--json: NDJSON events on stderr, one JSON result on stdout; errors as JSON
   assert.equal((JSON.parse(usage.stderr.trim()) as { code: number }).code, 2);
 });
 
-test('a live lock makes a second run exit 11 naming the holder, and changes nothing', async () => {
+void test('a live lock makes a second run exit 11 naming the holder, and changes nothing', async () => {
   const root = minimalStore();
   mkdirSync(backupsDir(root), { recursive: true, mode: 0o700 });
-  const holder = { pid: process.pid, host: (await import('node:os')).hostname(), started: new Date().toISOString(), command: 'setup:backup' };
+  const holder = {
+    pid: process.pid,
+    host: (await import('node:os')).hostname(),
+    started: new Date().toISOString(),
+    command: 'setup:backup',
+  };
   writeFileSync(path.join(backupsDir(root), '.lock'), JSON.stringify(holder));
   const r = await runCli(['setup:backup', '--code', '--root', root]);
   assert.equal(r.code, 11);
@@ -77,13 +99,19 @@ test('a live lock makes a second run exit 11 naming the holder, and changes noth
   assert.deepEqual(readdirSync(backupsDir(root)), ['.lock']);
 });
 
-test('info:backups:list: none, then a table newest first, and --json', async () => {
+void test('info:backups:list: none, then a table newest first, and --json', async () => {
   const root = minimalStore();
   const empty = await runCli(['info:backups:list', '--root', root]);
   assert.equal(empty.code, 0);
   assert.match(empty.stdout, /No backup files found\./);
   mkdirSync(backupsDir(root), { recursive: true });
-  for (const n of ['1500000000_filesystem_code.tgz', '1600000000_db.sql', '1600000000_filesystem_media.tgz', 'README', '.lock']) {
+  for (const n of [
+    '1500000000_filesystem_code.tgz',
+    '1600000000_db.sql',
+    '1600000000_filesystem_media.tgz',
+    'README',
+    '.lock',
+  ]) {
     writeFileSync(path.join(backupsDir(root), n), 'x');
   }
   const r = await runCli(['info:backups:list', '--root', root]);
@@ -96,10 +124,13 @@ test('info:backups:list: none, then a table newest first, and --json', async () 
   );
   const j = await runCli(['info:backups:list', '--root', root, '--json']);
   const data = JSON.parse(j.stdout) as { backups: Array<{ name: string; kind: string; size: number }> };
-  assert.deepEqual(data.backups.map((b) => b.kind), ['media', 'db', 'code']);
+  assert.deepEqual(
+    data.backups.map((b) => b.kind),
+    ['media', 'db', 'code'],
+  );
 });
 
-test('maintenance:enable|status|disable', async () => {
+void test('maintenance:enable|status|disable', async () => {
   const root = minimalStore();
   assert.match((await runCli(['maintenance:status', '--root', root])).stdout, /not active/);
   assert.equal((await runCli(['maintenance:enable', '--root', root])).code, 0);
@@ -109,7 +140,7 @@ test('maintenance:enable|status|disable', async () => {
   assert.equal(existsSync(flag(root)), false);
 });
 
-test('unreadable paths are warnings naming each one, the rest is archived, exit 3', async () => {
+void test('unreadable paths are warnings naming each one, the rest is archived, exit 3', async () => {
   const root = minimalStore({ 'app/code/secret.php': 'x', 'app/locked/inner.php': 'y' });
   execFileSync('chown', ['-R', '65534:65534', root]);
   chmodSync(path.join(root, 'app/code/secret.php'), 0o000);
@@ -119,14 +150,17 @@ test('unreadable paths are warnings naming each one, the rest is archived, exit 
   assert.equal(r.code, 3, r.stderr);
   assert.match(r.stderr, /Warning: .*app\/code\/secret\.php/);
   assert.match(r.stderr, /Warning: .*app\/locked/);
-  const archive = path.join(backupsDir(root), readdirSync(backupsDir(root)).find((n) => n.endsWith('.tgz'))!);
+  const archive = path.join(
+    backupsDir(root),
+    readdirSync(backupsDir(root)).find((n) => n.endsWith('.tgz'))!,
+  );
   const listed = execFileSync('tar', ['-tzf', archive], { encoding: 'utf8' });
   assert.match(listed, /^index\.php$/m);
   assert.doesNotMatch(listed, /secret\.php/);
 });
 
 for (const wasOn of [false, true]) {
-  test(`SIGINT mid-archive: exit 130, no .partial, no lock, maintenance ${wasOn ? 'still on' : 'off again'}`, async () => {
+  void test(`SIGINT mid-archive: exit 130, no .partial, no lock, maintenance ${wasOn ? 'still on' : 'off again'}`, async () => {
     // A big incompressible file keeps the archiver busy long enough to be interrupted.
     const root = minimalStore();
     if (wasOn) writeFileSync(flag(root), '');

@@ -3,7 +3,17 @@
 // object by object.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync, symlinkSync, truncateSync, unlinkSync, writeFileSync, statSync, copyFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  truncateSync,
+  unlinkSync,
+  writeFileSync,
+  statSync,
+  copyFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { getTestServer } from '../../fixtures/mariadb.js';
 import { generateStore } from '../../fixtures/store.js';
@@ -15,7 +25,8 @@ import { describeTree, diffTrees } from '../helpers/tree.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const CODE_SKIP = (rel: string) =>
-  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) || /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel);
+  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) ||
+  /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel);
 
 async function setup() {
   const server = await getTestServer();
@@ -31,7 +42,7 @@ async function setup() {
   return { server, dbname, conn, root };
 }
 
-test('back up, change code, media and database, roll each back: the store equals the backup', async () => {
+void test('back up, change code, media and database, roll each back: the store equals the backup', async () => {
   const { dbname, conn, root } = await setup();
   try {
     const backup = await runBackup({ root, parts: { code: true, media: true, db: true } });
@@ -47,11 +58,16 @@ test('back up, change code, media and database, roll each back: the store equals
     rmSync(path.join(root, 'app/etc/config.php'));
     mkdirSync(path.join(root, 'app/code/NewVendor'), { recursive: true });
     symlinkSync('somewhere-else', path.join(root, 'app/new-link'));
-    const mediaFiles = readdirSync(path.join(root, 'pub/media'), { recursive: true, withFileTypes: true }).filter((d) => d.isFile());
+    const mediaFiles = readdirSync(path.join(root, 'pub/media'), {
+      recursive: true,
+      withFileTypes: true,
+    }).filter((d) => d.isFile());
     unlinkSync(path.join(mediaFiles[0]!.parentPath ?? mediaFiles[0]!.path, mediaFiles[0]!.name));
     writeFileSync(path.join(root, 'pub/media/new-upload.jpg'), 'new');
     writeFileSync(path.join(root, 'var/log/after-backup.log'), 'var is not part of the code backup');
-    const [tables] = (await conn.query('SHOW FULL TABLES WHERE Table_type = "BASE TABLE"')) as unknown as [Array<Record<string, string>>];
+    const [tables] = (await conn.query('SHOW FULL TABLES WHERE Table_type = "BASE TABLE"')) as unknown as [
+      Array<Record<string, string>>,
+    ];
     const someTable = Object.values(tables[0]!)[0]!;
     await conn.query('SET FOREIGN_KEY_CHECKS=0');
     await conn.query(`DELETE FROM \`${someTable}\``);
@@ -71,13 +87,16 @@ test('back up, change code, media and database, roll each back: the store equals
     // Excluded paths are untouched by a code rollback; backups are never deleted; no staging left behind.
     assert.ok(statSync(path.join(root, 'var/log/after-backup.log')).isFile());
     for (const f of Object.values(files)) assert.ok(statSync(path.join(root, 'var/backups', f)).isFile(), f);
-    assert.deepEqual(readdirSync(root).filter((n) => n.startsWith('.magebackup')), []);
+    assert.deepEqual(
+      readdirSync(root).filter((n) => n.startsWith('.magebackup')),
+      [],
+    );
   } finally {
     await conn.end();
   }
 });
 
-test('a truncated archive or dump, or a file of the wrong kind, is refused with nothing changed', async () => {
+void test('a truncated archive or dump, or a file of the wrong kind, is refused with nothing changed', async () => {
   const { dbname, conn, root } = await setup();
   try {
     const backup = await runBackup({ root, parts: { code: true, media: true, db: true } });
@@ -88,8 +107,14 @@ test('a truncated archive or dump, or a file of the wrong kind, is refused with 
     const dbNow = await describeDatabase(conn, dbname);
     const dir = path.join(root, 'var/backups');
 
-    await assert.rejects(runRollback({ root, codeFile: files.media }), /expects a code backup.*is a media backup/);
-    await assert.rejects(runRollback({ root, mediaFile: 'nope_filesystem_media.tgz' }), /media backup|not a backup/);
+    await assert.rejects(
+      runRollback({ root, codeFile: files.media }),
+      /expects a code backup.*is a media backup/,
+    );
+    await assert.rejects(
+      runRollback({ root, mediaFile: 'nope_filesystem_media.tgz' }),
+      /media backup|not a backup/,
+    );
     await assert.rejects(runRollback({ root, dbFile: '1_db.sql' }), /not found/);
 
     // A copy under another timestamp, cut at 60 %: what a full disk or an interrupted copy leaves.
@@ -101,13 +126,25 @@ test('a truncated archive or dump, or a file of the wrong kind, is refused with 
     };
     const badCode = cut(files.code!);
     const badDb = cut(files.db!);
-    await assert.rejects(runRollback({ root, codeFile: badCode, mediaFile: files.media }), new RegExp(badCode));
+    await assert.rejects(
+      runRollback({ root, codeFile: badCode, mediaFile: files.media }),
+      new RegExp(badCode),
+    );
     await assert.rejects(runRollback({ root, dbFile: badDb, codeFile: files.code }), new RegExp(badDb));
     for (const f of [badCode, badDb]) assert.ok(statSync(path.join(dir, f)).isFile(), 'never deleted');
 
-    assert.deepEqual(diffTrees(codeNow, describeTree(root, (r) => r.startsWith('var/'))), []);
+    assert.deepEqual(
+      diffTrees(
+        codeNow,
+        describeTree(root, (r) => r.startsWith('var/')),
+      ),
+      [],
+    );
     assert.deepEqual(diffDatabases(dbNow, await describeDatabase(conn, dbname)), []);
-    assert.deepEqual(readdirSync(root).filter((n) => n.startsWith('.magebackup')), []);
+    assert.deepEqual(
+      readdirSync(root).filter((n) => n.startsWith('.magebackup')),
+      [],
+    );
   } finally {
     await conn.end();
   }

@@ -8,7 +8,7 @@ import { acquireLock } from '../../src/fs/lock.js';
 import { LockedError, ExitCode } from '../../src/errors.js';
 import { tempDir } from '../helpers/tmp.js';
 
-test('a second lock is refused with exit 11, naming the holder; release frees it', async () => {
+void test('a second lock is refused with exit 11, naming the holder; release frees it', async () => {
   const dir = tempDir();
   const lock = await acquireLock(dir, { command: 'setup:backup' });
   const info = JSON.parse(readFileSync(path.join(dir, '.lock'), 'utf8')) as { pid: number; host: string };
@@ -27,14 +27,19 @@ test('a second lock is refused with exit 11, naming the holder; release frees it
   await again.release();
 });
 
-test('a stale lock of a dead pid on this host is taken over', async () => {
+void test('a stale lock of a dead pid on this host is taken over', async () => {
   const dir = tempDir();
   // A pid that certainly is dead: a child that has exited.
   const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
   const deadPid = Number(child.stdout.toString());
   writeFileSync(
     path.join(dir, '.lock'),
-    JSON.stringify({ pid: deadPid, host: os.hostname(), started: '2020-01-01T00:00:00Z', command: 'setup:backup' }),
+    JSON.stringify({
+      pid: deadPid,
+      host: os.hostname(),
+      started: '2020-01-01T00:00:00Z',
+      command: 'setup:backup',
+    }),
   );
   const stale: number[] = [];
   const lock = await acquireLock(dir, { command: 'x', onStale: (i) => stale.push(i.pid) });
@@ -42,7 +47,7 @@ test('a stale lock of a dead pid on this host is taken over', async () => {
   await lock.release();
 });
 
-test('a lock held by a live process on another host is never taken over', async () => {
+void test('a lock held by a live process on another host is never taken over', async () => {
   const dir = tempDir();
   writeFileSync(
     path.join(dir, '.lock'),

@@ -14,7 +14,8 @@ export function tempDir(prefix = 'mbk-test-'): string {
 export function minimalStore(files: Record<string, string> = {}): string {
   const root = tempDir('mbk-store-');
   const all: Record<string, string> = {
-    'app/etc/env.php': "<?php\nreturn ['db' => ['connection' => ['default' => ['host' => 'localhost', 'dbname' => 'magento', 'username' => 'u', 'password' => 'p']]]];\n",
+    'app/etc/env.php':
+      "<?php\nreturn ['db' => ['connection' => ['default' => ['host' => 'localhost', 'dbname' => 'magento', 'username' => 'u', 'password' => 'p']]]];\n",
     'app/etc/config.php': "<?php\nreturn ['modules' => []];\n",
     'index.php': '<?php // index\n',
     'pub/index.php': '<?php // pub index\n',

@@ -15,7 +15,10 @@ export interface TreeEntry {
  * Every entry below `dir` with type, mode, content hash, link target and (files) mtime in whole seconds,
  * leaving out paths for which `skip(rel)` is true.
  */
-export function describeTree(dir: string, skip: (rel: string) => boolean = () => false): Map<string, TreeEntry> {
+export function describeTree(
+  dir: string,
+  skip: (rel: string) => boolean = () => false,
+): Map<string, TreeEntry> {
   const out = new Map<string, TreeEntry>();
   const walk = (rel: string) => {
     for (const name of readdirSync(path.join(dir, rel)).sort()) {
@@ -49,7 +52,8 @@ export function diffTrees(a: Map<string, TreeEntry>, b: Map<string, TreeEntry>):
   for (const [k, v] of a) {
     const w = b.get(k);
     if (!w) diffs.push(`only in first: ${k}`);
-    else if (JSON.stringify(v) !== JSON.stringify(w)) diffs.push(`differs: ${k} ${JSON.stringify(v)} vs ${JSON.stringify(w)}`);
+    else if (JSON.stringify(v) !== JSON.stringify(w))
+      diffs.push(`differs: ${k} ${JSON.stringify(v)} vs ${JSON.stringify(w)}`);
   }
   for (const k of b.keys()) if (!a.has(k)) diffs.push(`only in second: ${k}`);
   return diffs;

@@ -4,12 +4,19 @@ import { isMaintenanceEnabled, setMaintenance } from '../../maintenance/maintena
 import { assertMagentoRoot } from '../../backup/store.js';
 import type { CommandRun } from '../context.js';
 
-export async function maintenanceCommand(run: CommandRun, action: 'status' | 'enable' | 'disable'): Promise<number> {
+export async function maintenanceCommand(
+  run: CommandRun,
+  action: 'status' | 'enable' | 'disable',
+): Promise<number> {
   const { root } = await assertMagentoRoot(run.root);
   if (action !== 'status') {
     await setMaintenance(root, action === 'enable');
     const text = action === 'enable' ? 'Enabled maintenance mode' : 'Disabled maintenance mode';
-    run.reporter.result(text, { type: 'result', command: `maintenance:${action}`, enabled: action === 'enable' });
+    run.reporter.result(text, {
+      type: 'result',
+      command: `maintenance:${action}`,
+      enabled: action === 'enable',
+    });
     return 0;
   }
   const enabled = await isMaintenanceEnabled(root);

@@ -40,6 +40,10 @@ export async function setupBackup(run: CommandRun, opts: SetupBackupOptions): Pr
     onEvent: (e) => run.reporter.onEvent(e),
     command: 'setup:backup',
   });
-  run.reporter.result(result.pruned ? pruneSummary(result.pruned) : '', { type: 'result', command: 'setup:backup', ...result });
+  run.reporter.result(result.pruned ? pruneSummary(result.pruned) : '', {
+    type: 'result',
+    command: 'setup:backup',
+    ...result,
+  });
   return result.warnings > 0 ? ExitCode.WARNINGS : ExitCode.OK;
 }

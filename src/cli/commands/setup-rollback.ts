@@ -16,12 +16,16 @@ export interface SetupRollbackOptions extends DbCliOptions {
 export function confirmer(run: CommandRun): ((plan: string[]) => Promise<boolean>) | undefined {
   if (run.global.yes || run.global.interaction === false) return undefined;
   if (!run.io.stdin.isTTY) {
-    throw new UsageError('Refusing to roll back without confirmation: stdin is not a terminal (pass --yes or -n)');
+    throw new UsageError(
+      'Refusing to roll back without confirmation: stdin is not a terminal (pass --yes or -n)',
+    );
   }
   return async (plan) => {
     const rl = readline.createInterface({ input: run.io.stdin, output: run.io.stderr });
     try {
-      run.io.stderr.write(`About to roll back (the current state is replaced; no backup is deleted):\n${plan.map((p) => `  - ${p}`).join('\n')}\n`);
+      run.io.stderr.write(
+        `About to roll back (the current state is replaced; no backup is deleted):\n${plan.map((p) => `  - ${p}`).join('\n')}\n`,
+      );
       const answer = await rl.question('Are you sure you want to continue? [y/N] ');
       return /^y(es)?$/i.test(answer.trim());
     } finally {
