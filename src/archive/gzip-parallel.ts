@@ -1,7 +1,7 @@
 import { write as fsWrite } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { deflateRaw as zlibDeflateRaw, gzip as zlibGzip, type ZlibOptions } from 'node:zlib';
+import { gzip as zlibGzip, type ZlibOptions } from 'node:zlib';
 
 export interface ParallelGzipOptions {
   /** gzip level 0-9, default 6 */
@@ -11,31 +11,51 @@ export interface ParallelGzipOptions {
   /** members being compressed or written at once, default cores + 1 */
   concurrency?: number;
   /**
-   * Store (level 0) a member whose sample does not compress at level 1 (images, archives): spends no CPU on
-   * data that would not shrink. Default false.
+   * Store (level 0) a member whose sampled bytes look random (images, archives): spends no CPU on data that
+   * would not shrink. Default false.
    */
   storeIncompressible?: boolean;
 }
 
-const SAMPLE_SLICES = 4;
-const SAMPLE_SLICE = 8192;
-/** a sample that deflates to more than this fraction of its size counts as incompressible */
-const INCOMPRESSIBLE_RATIO = 0.95;
-
 export const DEFAULT_GZIP_CHUNK = 1 << 20;
 
-function gzipAsync(buf: Buffer, opts: ZlibOptions): Promise<Buffer> {
-  // One output buffer that fits the whole member (deflate's worst case is ~0.03% growth): the default 16 KiB
-  // chunks cost a JS callback and an allocation each on the main thread.
-  const chunkSize = Math.max(16 * 1024, buf.length + (buf.length >> 10) + 1024);
-  return new Promise((resolve, reject) => {
-    zlibGzip(buf, { ...opts, chunkSize }, (err, out) => (err ? reject(err) : resolve(out)));
-  });
+const SAMPLE_SLICES = 8;
+const SAMPLE_SLICE = 4096;
+/**
+ * Order-0 entropy (bits per byte) above which a sample counts as incompressible. JPEG/PNG/WebP/zip data sits at
+ * 7.9-8.0; text and code at 4-6; tar headers or a few small files inside a member barely move it.
+ */
+const INCOMPRESSIBLE_BITS = 7.8;
+
+/**
+ * Byte-histogram entropy of a few slices: a few microseconds in JS, where a trial deflate would cost a zlib
+ * stream per member on the main thread.
+ */
+export function looksIncompressible(chunk: Buffer): boolean {
+  if (chunk.length < SAMPLE_SLICES * SAMPLE_SLICE * 2) return false;
+  const counts = new Uint32Array(256);
+  const step = Math.floor((chunk.length - SAMPLE_SLICE) / (SAMPLE_SLICES - 1));
+  for (let s = 0; s < SAMPLE_SLICES; s++) {
+    const start = s * step;
+    for (let i = start; i < start + SAMPLE_SLICE; i++) {
+      const v = chunk[i] as number;
+      counts[v] = (counts[v] as number) + 1;
+    }
+  }
+  const n = SAMPLE_SLICES * SAMPLE_SLICE;
+  let bits = 0;
+  for (let b = 0; b < 256; b++) {
+    const c = counts[b] as number;
+    if (c > 0) bits -= (c / n) * Math.log2(c / n);
+  }
+  return bits > INCOMPRESSIBLE_BITS;
 }
 
-function deflateRawAsync(buf: Buffer, opts: ZlibOptions): Promise<Buffer> {
+function gzipAsync(buf: Buffer, opts: ZlibOptions): Promise<Buffer> {
+  // Output in a few large pieces: the default 16 KiB pieces cost a main-thread callback and allocation each.
+  const chunkSize = Math.min(256 * 1024, Math.max(16 * 1024, buf.length + 1024));
   return new Promise((resolve, reject) => {
-    zlibDeflateRaw(buf, opts, (err, out) => (err ? reject(err) : resolve(out)));
+    zlibGzip(buf, { ...opts, chunkSize }, (err, out) => (err ? reject(err) : resolve(out)));
   });
 }
 
@@ -189,13 +209,8 @@ export class ParallelGzipWriter {
   }
 
   async #compress(chunk: Buffer): Promise<Buffer> {
-    if (this.#storeIncompressible && this.#level > 0 && chunk.length >= SAMPLE_SLICES * SAMPLE_SLICE * 2) {
-      const step = Math.floor((chunk.length - SAMPLE_SLICE) / (SAMPLE_SLICES - 1));
-      const parts: Buffer[] = [];
-      for (let i = 0; i < SAMPLE_SLICES; i++) parts.push(chunk.subarray(i * step, i * step + SAMPLE_SLICE));
-      const sample = Buffer.concat(parts);
-      const packed = await deflateRawAsync(sample, { level: 1 });
-      if (packed.length > sample.length * INCOMPRESSIBLE_RATIO) return gzipAsync(chunk, { level: 0 });
+    if (this.#storeIncompressible && this.#level > 0 && looksIncompressible(chunk)) {
+      return gzipAsync(chunk, { level: 0 });
     }
     return gzipAsync(chunk, { level: this.#level });
   }
