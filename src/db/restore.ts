@@ -2,7 +2,7 @@
  * Database rollback that is never half-applied live.
  *
  * Shadow mode (default): the dump is loaded into a fresh database `<db>__mbk_new_<ts>` on several connections
- * (one table per connection at a time, FOREIGN_KEY_CHECKS/UNIQUE_CHECKS off, one transaction per table).
+ * (one table per connection at a time, FOREIGN_KEY_CHECKS/UNIQUE_CHECKS off, a commit per INSERT: see SESSION_DEFAULTS).
  * Views, triggers, routines and events are held back: they are first tried in the shadow database (so a bad
  * definition fails before anything changes), then the shadow's triggers are dropped (MariaDB cannot move a
  * table with triggers to another database), and one atomic
