@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --size small|medium|large] [--reps N] [--only op,op] [--profile] [--strace] [--no-write] [--keep]`
+ * `npm run bench [-- --size small|medium|large] [--reps N] [--only op,op] [--profile] [--strace[=op,op]] [--no-write] [--keep]`
  *
  * Generates (once, then cached under .bench/) a Magento-shaped store and database, then measures each magebackup
  * operation, run through the real CLI as a child process, side by side with its stock reference (GNU tar + gzip,
@@ -44,7 +44,8 @@ interface Options {
   reps: number;
   only: string[] | undefined;
   profile: boolean;
-  strace: boolean;
+  /** operations to run once more under strace (true: all) */
+  strace: boolean | string[];
   write: boolean;
   keep: boolean;
   /** only generate (or find) the cached fixture */
@@ -56,7 +57,7 @@ interface Options {
 function usage(msg?: string): never {
   if (msg) console.error(`bench: ${msg}`);
   console.error(
-    'usage: npm run bench -- [--size small|medium|large] [--reps N] [--only op,op,...] [--profile] [--strace] [--no-write] [--keep] [--prepare] [--reuse-cache]\n' +
+    'usage: npm run bench -- [--size small|medium|large] [--reps N] [--only op,op,...] [--profile] [--strace[=op,op]] [--no-write] [--keep] [--prepare] [--reuse-cache]\n' +
       `operations: ${OPS.map((o) => o.id).join(', ')}`,
   );
   process.exit(2);
@@ -93,7 +94,7 @@ function parseOptions(argv: string[]): Options {
         o.profile = true;
         break;
       case '--strace':
-        o.strace = true;
+        o.strace = inline === undefined ? true : inline.split(',').filter(Boolean);
         break;
       case '--no-write':
         o.write = false;
@@ -826,7 +827,8 @@ async function main(): Promise<void> {
           log(`  profile failed: ${(err as Error).message}`);
         }
       }
-      if (opts.strace && !r.error && !r.ours.failed) {
+      const strace = opts.strace === true || (Array.isArray(opts.strace) && opts.strace.includes(op.id));
+      if (strace && !r.error && !r.ours.failed) {
         try {
           mkdirSync(join(TOP, '.bench', 'strace'), { recursive: true });
           r.syscalls = await straceOp(c, op, join(TOP, '.bench', 'strace', `${op.id}.txt`));
