@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import type { StoreSize } from '../fixtures/store.js';
 import { startOnDataDir, type BenchServer } from './db-server.js';
 import { copyFixture, ensureFixture, fixtureKey, makeListRoot, type Fixture } from './fixture.js';
-import { findGnuTime, median, runMeasured, type Measured, type RunSpec, type TimedEvent } from './measure.js';
+import { findGnuTime, median, runMeasured, runningCount, signalRunning, type Measured, type RunSpec, type TimedEvent } from './measure.js';
 import { formatProfile, summarizeProfileDir, type ThreadSummary } from './profile.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -799,6 +799,28 @@ async function main(): Promise<void> {
   makeListRoot(listRoot, opts.listCount);
 
   const server = await startOnDataDir(dataDir, fx.meta.password, true);
+  // Interrupted: pass the signal on (magebackup undoes its run on SIGINT), then stop the server and clean up.
+  let interrupted = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (interrupted) return;
+      interrupted = true;
+      log(`\nbench: ${sig}: stopping the running operation, the server, and removing .bench/run`);
+      signalRunning('SIGINT');
+      const deadline = Date.now() + 60_000;
+      const wait = (): void => {
+        if (runningCount() > 0 && Date.now() < deadline) {
+          setTimeout(wait, 500);
+          return;
+        }
+        void server.stop().finally(() => {
+          rmSync(work, { recursive: true, force: true });
+          process.exit(130);
+        });
+      };
+      setTimeout(wait, 500);
+    });
+  }
   const results: OpResult[] = [];
   let serverVersion = '?';
   try {

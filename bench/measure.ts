@@ -73,6 +73,18 @@ export function findGnuTime(): string | undefined {
 
 const TAIL = 4000;
 
+const running = new Set<import('node:child_process').ChildProcess>();
+
+/** Passes a signal on to the measured children still running (the benchmark itself was interrupted). */
+export function signalRunning(signal: NodeJS.Signals): number {
+  for (const child of running) child.kill(signal);
+  return running.size;
+}
+
+export function runningCount(): number {
+  return running.size;
+}
+
 export function runMeasured(spec: RunSpec): Promise<Measured> {
   const time = findGnuTime();
   const timeFile = time ? join(tmpdir(), `magebackup-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`) : '';
@@ -90,6 +102,8 @@ export function runMeasured(spec: RunSpec): Promise<Measured> {
       env: spec.env ?? process.env,
       stdio: [stdinFd ?? 'ignore', stdoutFd ?? 'pipe', 'pipe'],
     });
+    running.add(child);
+    child.on('exit', () => running.delete(child));
     if (stdinFd !== undefined) closeSync(stdinFd);
     if (stdoutFd !== undefined) closeSync(stdoutFd);
 
