@@ -15,7 +15,16 @@ import { fileURLToPath } from 'node:url';
 import type { StoreSize } from '../fixtures/store.js';
 import { startOnDataDir, type BenchServer } from './db-server.js';
 import { copyFixture, ensureFixture, fixtureKey, makeListRoot, type Fixture } from './fixture.js';
-import { findGnuTime, median, runMeasured, runningCount, signalRunning, type Measured, type RunSpec, type TimedEvent } from './measure.js';
+import {
+  findGnuTime,
+  median,
+  runMeasured,
+  runningCount,
+  signalRunning,
+  type Measured,
+  type RunSpec,
+  type TimedEvent,
+} from './measure.js';
 import { formatProfile, summarizeProfileDir, type ThreadSummary } from './profile.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -64,10 +73,23 @@ function usage(msg?: string): never {
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { size: 'small', reps: 3, only: undefined, profile: false, strace: false, write: true, keep: false, prepare: false, reuseCache: false, listCount: 1000 };
+  const o: Options = {
+    size: 'small',
+    reps: 3,
+    only: undefined,
+    profile: false,
+    strace: false,
+    write: true,
+    keep: false,
+    prepare: false,
+    reuseCache: false,
+    listCount: 1000,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const [flag, inline] = a.includes('=')
+      ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
+      : [a, undefined];
     const value = (): string => {
       const v = inline ?? argv[++i];
       if (v === undefined) usage(`${flag} needs a value`);
@@ -76,7 +98,8 @@ function parseOptions(argv: string[]): Options {
     switch (flag) {
       case '--size': {
         const v = value();
-        if (!['tiny', 'small', 'medium', 'large'].includes(v)) usage(`--size must be small, medium or large, not ${v}`);
+        if (!['tiny', 'small', 'medium', 'large'].includes(v))
+          usage(`--size must be small, medium or large, not ${v}`);
         o.size = v as StoreSize;
         break;
       }
@@ -168,7 +191,16 @@ function oursEnv(c: Ctx): NodeJS.ProcessEnv {
 
 function dbFlags(c: Ctx): string[] {
   // no --db-password: the password travels in MAGEBACKUP_DB_PASSWORD
-  return ['--db-host', '127.0.0.1', '--db-port', String(c.server.port), '--db-name', c.dbName, '--db-user', 'root'];
+  return [
+    '--db-host',
+    '127.0.0.1',
+    '--db-port',
+    String(c.server.port),
+    '--db-name',
+    c.dbName,
+    '--db-user',
+    'root',
+  ];
 }
 
 function ours(c: Ctx, args: string[]): RunSpec {
@@ -249,7 +281,8 @@ async function recreateDb(c: Ctx, name: string, create: boolean): Promise<void> 
   const conn = await c.server.connect();
   try {
     await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
-    if (create) await conn.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci`);
+    if (create)
+      await conn.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci`);
   } finally {
     await conn.end();
   }
@@ -282,7 +315,10 @@ const OPS: Op[] = [
     target: { ratio: 0.5 },
     ours: backupSide('media', () => ['--media']),
     ref: {
-      spec: (c) => ({ cmd: 'tar', args: ['-czf', refFile(c, 'media-ref.tgz'), '-C', join(c.store, 'pub'), 'media'] }),
+      spec: (c) => ({
+        cmd: 'tar',
+        args: ['-czf', refFile(c, 'media-ref.tgz'), '-C', join(c.store, 'pub'), 'media'],
+      }),
       outputBytes: (c) => fileSize(refFile(c, 'media-ref.tgz')),
       after: (c) => rmSync(refFile(c, 'media-ref.tgz'), { force: true }),
     },
@@ -315,7 +351,14 @@ const OPS: Op[] = [
         const { args, env } = dumpArgs(c);
         return {
           cmd: 'bash',
-          args: ['-c', 'set -o pipefail; out="$1"; shift; "$@" | gzip -6 > "$out"', 'bench-dump-gz', refFile(c, 'db-ref.sql.gz'), 'mariadb-dump', ...args],
+          args: [
+            '-c',
+            'set -o pipefail; out="$1"; shift; "$@" | gzip -6 > "$out"',
+            'bench-dump-gz',
+            refFile(c, 'db-ref.sql.gz'),
+            'mariadb-dump',
+            ...args,
+          ],
           env,
         };
       },
@@ -370,7 +413,8 @@ const OPS: Op[] = [
       c.log(`  (no dump from db-backup: rolling back mariadb-dump's dump, copied to var/backups/${name})`);
     },
     ours: {
-      spec: (c) => ours(c, ['setup:rollback', '-d', basename(c.dbDump), '--yes', '--no-maintenance', ...dbFlags(c)]),
+      spec: (c) =>
+        ours(c, ['setup:rollback', '-d', basename(c.dbDump), '--yes', '--no-maintenance', ...dbFlags(c)]),
     },
     ref: {
       before: (c) => recreateDb(c, REF_RESTORE_DB, true),
@@ -388,7 +432,10 @@ const OPS: Op[] = [
     target: { wallMs: 300 },
     minReps: 5,
     ours: {
-      spec: (c) => ({ ...ours(c, ['info:backups:list']), args: [CLI, 'info:backups:list', '--root', c.listRoot, '--json'] }),
+      spec: (c) => ({
+        ...ours(c, ['info:backups:list']),
+        args: [CLI, 'info:backups:list', '--root', c.listRoot, '--json'],
+      }),
     },
     ref: { spec: () => ({ cmd: process.execPath, args: ['-e', '0'] }) },
   },
@@ -644,8 +691,20 @@ function markdownTable(results: OpResult[]): string {
     '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const r of results) {
-    const ours = r.error ? 'not run' : r.ours.failed ? 'FAILED' : r.ours.wallMs !== undefined ? fmtMs(r.ours.wallMs) : '';
-    const ref = !r.op.ref ? '—' : r.ref?.failed ? 'FAILED' : r.ref?.wallMs !== undefined ? fmtMs(r.ref.wallMs) : '';
+    const ours = r.error
+      ? 'not run'
+      : r.ours.failed
+        ? 'FAILED'
+        : r.ours.wallMs !== undefined
+          ? fmtMs(r.ours.wallMs)
+          : '';
+    const ref = !r.op.ref
+      ? '—'
+      : r.ref?.failed
+        ? 'FAILED'
+        : r.ref?.wallMs !== undefined
+          ? fmtMs(r.ref.wallMs)
+          : '';
     const out =
       r.ours.outputBytes !== undefined || r.ref?.outputBytes !== undefined
         ? `${fmtBytes(r.ours.outputBytes)} / ${fmtBytes(r.ref?.outputBytes)}`
@@ -678,7 +737,11 @@ function consoleTable(results: OpResult[]): string {
 
 function version(cmd: string, args: string[] = ['--version']): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0]?.trim() ?? '?';
+    return (
+      execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+        .split('\n')[0]
+        ?.trim() ?? '?'
+    );
   } catch {
     return 'not found';
   }
@@ -687,7 +750,9 @@ function version(cmd: string, args: string[] = ['--version']): string {
 function gitHead(): string {
   try {
     const head = execFileSync('git', ['-C', TOP, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['-C', TOP, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['-C', TOP, 'status', '--porcelain', '--', 'src'], {
+      encoding: 'utf8',
+    }).trim();
     return dirty ? `${head} (src/ has uncommitted changes)` : head;
   } catch {
     return '?';
@@ -725,7 +790,11 @@ function pressureSince(p: Pressure): string {
 
 const pressureAtStart = readPressure();
 
-const load = (): string => os.loadavg().map((l) => l.toFixed(1)).join(' / ');
+const load = (): string =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' / ');
 const loadAtStart = load();
 
 function machine(serverVersion: string, measuredVersion: string): string[] {
@@ -782,8 +851,11 @@ async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const started = Date.now();
   const log = (line: string): void => console.error(line);
-  if (!existsSync(join(TOP, 'dist', 'src', 'cli', 'main.js'))) throw new Error('dist/src/cli/main.js missing: run npm run build');
-  log(`bench: size ${opts.size}, ${opts.reps} repetitions (+1 warm-up each), RSS via ${findGnuTime() ? 'GNU time' : '/proc polling (no GNU time: apt-get install -y time)'}`);
+  if (!existsSync(join(TOP, 'dist', 'src', 'cli', 'main.js')))
+    throw new Error('dist/src/cli/main.js missing: run npm run build');
+  log(
+    `bench: size ${opts.size}, ${opts.reps} repetitions (+1 warm-up each), RSS via ${findGnuTime() ? 'GNU time' : '/proc polling (no GNU time: apt-get install -y time)'}`,
+  );
 
   const fx = await ensureFixture(TOP, opts.size, log, opts.reuseCache);
   snapshotCli();
@@ -877,7 +949,7 @@ async function main(): Promise<void> {
       '',
       `Peak RSS target: ≤ ${RSS_LIMIT_MB} MB for every operation of ours.`,
       '',
-      '<details><summary>Phases of our median run (from the CLI\'s NDJSON events) and failures</summary>',
+      "<details><summary>Phases of our median run (from the CLI's NDJSON events) and failures</summary>",
       '',
       '```',
     ];
@@ -895,7 +967,12 @@ async function main(): Promise<void> {
     lines.push('```', '', '</details>');
     const profiled = results.filter((r) => r.profile?.length);
     if (profiled.length) {
-      lines.push('', '<details><summary>CPU profiles of ours (node --cpu-prof, self time)</summary>', '', '```');
+      lines.push(
+        '',
+        '<details><summary>CPU profiles of ours (node --cpu-prof, self time)</summary>',
+        '',
+        '```',
+      );
       for (const r of profiled) lines.push(`== ${r.op.id}`, formatProfile(r.profile ?? []), '');
       lines.push('```', '', '</details>');
     }

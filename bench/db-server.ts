@@ -68,7 +68,11 @@ export function serverSettings(): string[] {
   ];
 }
 
-export async function startOnDataDir(dataDir: string, password: string, throwaway: boolean): Promise<BenchServer> {
+export async function startOnDataDir(
+  dataDir: string,
+  password: string,
+  throwaway: boolean,
+): Promise<BenchServer> {
   const bins = findServerBinaries();
   const runDir = mkdtempSync(join(tmpdir().length <= 60 ? tmpdir() : '/tmp', 'magebackup-bench-db-'));
   const socket = join(runDir, 'mysqld.sock');

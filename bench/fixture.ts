@@ -92,7 +92,9 @@ export async function ensureFixture(
       .sort((a, b) => b.t - a.t)[0];
     if (ready && ready.e !== `${size}-${key}`) {
       const d = join(cacheRoot, ready.e);
-      log(`fixture: --reuse-cache: using ${ready.e} although the generators changed since (current key ${key})`);
+      log(
+        `fixture: --reuse-cache: using ${ready.e} although the generators changed since (current key ${key})`,
+      );
       const meta = JSON.parse(readFileSync(join(d, 'meta.json'), 'utf8')) as FixtureMeta;
       return { dir: d, storeDir: join(d, 'store'), dataDir: join(d, 'datadir'), meta, reused: true };
     }
@@ -132,7 +134,13 @@ export async function ensureFixture(
     const tree = await generateStore({
       dir: storeDir,
       size,
-      db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname: dbName },
+      db: {
+        host: server.host,
+        port: server.port,
+        user: server.user,
+        password: server.password,
+        dbname: dbName,
+      },
     });
     const treeSeconds = (Date.now() - t0) / 1000;
     log(
@@ -182,10 +190,16 @@ export function copyFixture(fx: Fixture, workDir: string): { storeDir: string; d
 export function makeListRoot(dir: string, count: number): void {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'app', 'etc'), { recursive: true });
-  writeFileSync(join(dir, 'app', 'etc', 'env.php'), "<?php\nreturn [];\n");
+  writeFileSync(join(dir, 'app', 'etc', 'env.php'), '<?php\nreturn [];\n');
   const backups = join(dir, 'var', 'backups');
   mkdirSync(backups, { recursive: true, mode: 0o700 });
-  const suffixes = ['_filesystem.tgz', '_filesystem_media.tgz', '_db.sql', '_db.sql.gz', '_filesystem_code.tgz'];
+  const suffixes = [
+    '_filesystem.tgz',
+    '_filesystem_media.tgz',
+    '_db.sql',
+    '_db.sql.gz',
+    '_filesystem_code.tgz',
+  ];
   const body = Buffer.alloc(1024, 0x61);
   for (let i = 0; i < count; i++) {
     const ts = 1_700_000_000 + Math.floor(i / 3) * 3600;

@@ -87,7 +87,9 @@ export function runningCount(): number {
 
 export function runMeasured(spec: RunSpec): Promise<Measured> {
   const time = findGnuTime();
-  const timeFile = time ? join(tmpdir(), `magebackup-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`) : '';
+  const timeFile = time
+    ? join(tmpdir(), `magebackup-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`)
+    : '';
   const cmd = time ?? spec.cmd;
   const args = time ? ['-f', '%M %U %S', '-o', timeFile, '--', spec.cmd, ...spec.args] : spec.args;
 

@@ -49,7 +49,12 @@ function area(cf: ProfileNode['callFrame']): string {
     return '(native/builtin)';
   }
   const url = cf.url.replace(/^file:\/\//, '');
-  if (url.startsWith('node:')) return url.replace(/^node:(internal\/)?/, 'node:').split('/').slice(0, 2).join('/');
+  if (url.startsWith('node:'))
+    return url
+      .replace(/^node:(internal\/)?/, 'node:')
+      .split('/')
+      .slice(0, 2)
+      .join('/');
   const nm = url.lastIndexOf('/node_modules/');
   if (nm >= 0) {
     const rest = url.slice(nm + 14).split('/');
@@ -126,9 +131,12 @@ export function formatProfile(threads: ThreadSummary[]): string {
   const out: string[] = [];
   for (const t of threads) {
     if (t.busyMs < 50) continue;
-    out.push(`thread ${t.file}: ${(t.totalMs / 1000).toFixed(2)} s profiled, ${(t.busyMs / 1000).toFixed(2)} s busy`);
+    out.push(
+      `thread ${t.file}: ${(t.totalMs / 1000).toFixed(2)} s profiled, ${(t.busyMs / 1000).toFixed(2)} s busy`,
+    );
     out.push(`  by area: ${t.areas.map((a) => `${a.area} ${a.pct.toFixed(0)}%`).join(', ')}`);
-    for (const f of t.top) out.push(`  ${f.pct.toFixed(1).padStart(5)}%  ${f.ms.toFixed(0).padStart(7)} ms  ${f.name}`);
+    for (const f of t.top)
+      out.push(`  ${f.pct.toFixed(1).padStart(5)}%  ${f.ms.toFixed(0).padStart(7)} ms  ${f.name}`);
   }
   return out.join('\n');
 }
