@@ -7,7 +7,7 @@ import { openConnection } from '../db/connect.js';
 import { dumpDatabase } from '../db/dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, throwIfAborted, errnoCode } from '../errors.js';
-import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
+import { noEvents, type EventSink, type Part } from '../events.js';
 import { PARTIAL_SUFFIX, ensureDir, writeAtomic } from '../fs/atomic.js';
 import { ensureFreeSpace, mapWriteError } from '../fs/disk.js';
 import { acquireLock } from '../fs/lock.js';
@@ -75,7 +75,7 @@ export interface RunBackupResult {
 }
 
 /** Staging directories of an interrupted rollback must never end up in a code backup. */
-export const INTERNAL_EXCLUDES = ['/.magebackup-*'];
+export const INTERNAL_EXCLUDES = ['.magebackup-*'];
 
 export function codeExcluder(extra: readonly string[] = []) {
   return compileExcludes([...CODE_EXCLUDES, ...INTERNAL_EXCLUDES, ...extra]);
@@ -136,8 +136,7 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
     command: o.command ?? 'setup:backup',
     onStale: (info) =>
       emit({
-        type: 'warning',
-        code: WarningCode.STALE_LOCK,
+        type: 'info',
         message: `Took over the lock left by pid ${info.pid} (started ${info.started}), which is no longer running`,
       }),
   });
@@ -266,7 +265,8 @@ async function backupTree(
         sourceDir,
         outFile,
         ...(exclude ? { exclude } : {}),
-        followRoot: part === 'media',
+        // A symlinked root (Deployer's current -> releases/N) or pub/media (Magento #13218) is followed.
+        followRoot: true,
         // Images do not compress: spend no CPU on them (the archive stays a valid .tgz).
         level: part === 'media' ? 1 : 6,
         ...(signal ? { signal } : {}),

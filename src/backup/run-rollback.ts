@@ -131,8 +131,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
     command: o.command ?? 'setup:rollback',
     onStale: (info) =>
       emit({
-        type: 'warning',
-        code: WarningCode.STALE_LOCK,
+        type: 'info',
         message: `Took over the lock left by pid ${info.pid} (started ${info.started}), which is no longer running`,
       }),
   });
@@ -152,6 +151,8 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
     const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
     let keepMaintenance = false;
     const staged: StagedTree[] = [];
+    const cleanups: Array<() => Promise<void>> = [];
+    let result: RunRollbackResult;
     try {
       const parts: RollbackPartResult[] = [];
       // 1. Stage: extracting into a staging directory IS the full verification of an archive.
@@ -236,7 +237,9 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         const part = s.target;
         const file = files[part]!;
         emit({ type: 'part-start', part, operation: 'rollback', file: path.basename(file), path: file });
-        await commitStagedTree(s);
+        // The old tree (100k files take long to delete) goes after maintenance is off: the store is back sooner.
+        const { cleanup } = await commitStagedTree(s, { removeOld: 'later' });
+        cleanups.push(cleanup);
         const size = (await fsp.stat(file)).size;
         emit({
           type: 'part-done',
@@ -248,20 +251,23 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           files: s.entries,
         });
       }
-      return { parts, warnings, recovered };
+      result = { parts, warnings, recovered };
     } finally {
       for (const s of staged) await discardStagedTree(s);
       if (keepMaintenance) {
         emit({
           type: 'warning',
-          code: 'DB_HALF_RESTORED',
+          code: WarningCode.DB_HALF_RESTORED,
           message:
             'Maintenance mode stays ON: the database was partly restored in place; fix the error and run the rollback again',
         });
       } else {
         await maintenance.restore();
       }
+      // Still under the lock: a later run must not see half-deleted old trees as its own business.
+      for (const cleanup of cleanups) await cleanup();
     }
+    return result;
   } finally {
     await lock.release();
   }

@@ -35,7 +35,10 @@ export class RunContext {
 
   pickMode(global: GlobalOptions): ReporterMode {
     if (global.json) return 'json';
-    if (this.io.stderr.isTTY && !this.io.env.CI && this.io.env.TERM !== 'dumb') return 'tty';
+    // A pseudo-terminal without a size (e.g. `script` with no terminal behind it) reports 0 columns, and a
+    // spinner that cannot measure its lines would redraw forever: such a terminal gets plain lines.
+    const columns = (this.io.stderr as { columns?: number }).columns ?? 0;
+    if (this.io.stderr.isTTY && columns > 0 && !this.io.env.CI && this.io.env.TERM !== 'dumb') return 'tty';
     return 'plain';
   }
 

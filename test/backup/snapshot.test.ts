@@ -162,7 +162,11 @@ void test('one corrupt byte: verify names the file, restore refuses before anyth
 void test('a crashed run is listed as incomplete, refused by restore and verify, and pruned', async () => {
   const { conn, root, dir } = await setup();
   try {
-    await runBackup({ root, parts: { code: true, media: false, db: false }, now: () => Date.now() - 86400_000 });
+    await runBackup({
+      root,
+      parts: { code: true, media: false, db: false },
+      now: () => Date.now() - 86400_000,
+    });
     // A real crash: SIGKILL while the media part is being written (a big incompressible file keeps it busy),
     // so no cleanup code runs. The code part is complete, the media part a .partial, the marker stays.
     const fd = openSync(path.join(root, 'pub/media/big.bin'), 'w');
