@@ -48,7 +48,9 @@ try {
     size,
     db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
   });
-  console.log(`${tree.files} code files, ${tree.mediaFiles} media files; ${db.tables} tables, ${db.rows} rows`);
+  console.log(
+    `${tree.files} code files, ${tree.mediaFiles} media files; ${db.tables} tables, ${db.rows} rows`,
+  );
 
   step('Back up everything (code, media, database)');
   magebackup('setup:backup', '--code', '--media', '--db', '--root', dir);
@@ -58,7 +60,9 @@ try {
   magebackup('snapshot:list', '--root', dir);
 
   step('A bad deploy: pub/index.php overwritten, products deleted');
-  const listed = spawnSync(process.execPath, [bin, 'info:backups:list', '--root', dir, '--json'], { encoding: 'utf8' });
+  const listed = spawnSync(process.execPath, [bin, 'info:backups:list', '--root', dir, '--json'], {
+    encoding: 'utf8',
+  });
   const { backups } = JSON.parse(listed.stdout);
   const newest = (kind) => backups.find((b) => b.kind === kind).name;
   writeFileSync(path.join(dir, 'pub/index.php'), '<?php echo "broken deploy";\n');
@@ -72,7 +76,9 @@ try {
   step('Roll back code and database (verified fully before anything changes)');
   magebackup('setup:rollback', '-c', newest('code'), '-d', newest('db'), '--root', dir, '--yes');
   console.log(`catalog_product_entity: ${await count()} rows again`);
-  console.log(`pub/index.php: ${readFileSync(path.join(dir, 'pub/index.php'), 'utf8').includes('broken deploy') ? 'still broken' : 'restored'}`);
+  console.log(
+    `pub/index.php: ${readFileSync(path.join(dir, 'pub/index.php'), 'utf8').includes('broken deploy') ? 'still broken' : 'restored'}`,
+  );
   await c2.end();
 
   step('Verify every backup against its manifest');
