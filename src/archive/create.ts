@@ -43,6 +43,8 @@ export interface CreateArchiveOptions {
     path: string;
     message: string;
   }) => void;
+  /** called with each compressed piece right after it was written to the file, in file order (a StreamingHash) */
+  onWritten?: (buf: Buffer) => void;
 }
 
 export interface CreateArchiveResult {
@@ -130,7 +132,12 @@ export async function createArchive(o: CreateArchiveOptions): Promise<CreateArch
 
   const fh = await fsp.open(o.outFile, 'w');
   // Members of images and other already-compressed data are stored, not recompressed for nothing.
-  const gz = new ParallelGzipWriter(fh, { level, chunkSize: BATCH_SIZE, storeIncompressible: true });
+  const gz = new ParallelGzipWriter(fh, {
+    level,
+    chunkSize: BATCH_SIZE,
+    storeIncompressible: true,
+    ...(o.onWritten ? { onWritten: o.onWritten } : {}),
+  });
   const ctrlBuf = new SharedArrayBuffer(CTRL_INTS * 4);
   const ctrl = new Int32Array(ctrlBuf);
   // A second thread shares the walk (syscall-bound) when there is a second core and the walk runs in workers.

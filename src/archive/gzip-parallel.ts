@@ -15,9 +15,18 @@ export interface ParallelGzipOptions {
    * would not shrink. Default false.
    */
   storeIncompressible?: boolean;
+  /** called with each compressed member right after it was written, in file order (e.g. a StreamingHash) */
+  onWritten?: (buf: Buffer) => void;
 }
 
 export const DEFAULT_GZIP_CHUNK = 1 << 20;
+
+/**
+ * The level magebackup compresses code archives and .sql.gz dumps with. Measured on the medium benchmark store:
+ * level 5 makes output ~1 % larger than level 6 (code 83.4 vs 82.6 MB; SQL 12.7 vs 12.5 % of its size) for
+ * 15-40 % less CPU (zlib: 1.5 vs 2.6 s per 128 MB of SQL), which on a 2-core machine is wall time.
+ */
+export const BACKUP_GZIP_LEVEL = 5;
 
 const SAMPLE_SLICES = 8;
 const SAMPLE_SLICE = 4096;
@@ -88,6 +97,7 @@ export class ParallelGzipWriter {
   readonly #chunkSize: number;
   readonly #concurrency: number;
   readonly #storeIncompressible: boolean;
+  readonly #onWritten: ((buf: Buffer) => void) | undefined;
   #stage: Buffer | null = null;
   #stageLen = 0;
   /** compressed members in order, each resolving once it has been written */
@@ -108,6 +118,7 @@ export class ParallelGzipWriter {
     this.#chunkSize = Math.max(4096, Math.floor(opts.chunkSize ?? DEFAULT_GZIP_CHUNK));
     this.#concurrency = Math.max(1, Math.floor(opts.concurrency ?? availableParallelism() + 1));
     this.#storeIncompressible = opts.storeIncompressible ?? false;
+    this.#onWritten = opts.onWritten;
   }
 
   get bytesIn(): number {
@@ -194,6 +205,7 @@ export class ParallelGzipWriter {
       if (this.#destroyed || this.#error !== undefined) return;
       await writeAll(this.#target, out);
       this.#bytesOut += out.length;
+      this.#onWritten?.(out);
     });
     const tracked = written.then(
       () => {

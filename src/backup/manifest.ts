@@ -4,6 +4,7 @@
  * While a run is under way, `<ts>_manifest.json.running` marks its timestamp as ours, so a crashed run's
  * leftovers are told apart from Magento's own backups (which never have a manifest, and stay usable).
  */
+import type { FileSum } from '../fs/streaming-hash.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -86,10 +87,7 @@ export function toolVersion(): string {
   return (cachedVersion = 'unknown');
 }
 
-export interface FileSum {
-  sha256: string;
-  size: number;
-}
+export type { FileSum };
 
 /** SHA-256 of a file, hex, by a streaming read (the file may be far larger than memory). */
 export async function hashFile(
@@ -125,13 +123,6 @@ export async function hashFile(
   }
   o.onProgress?.(size);
   return { sha256: hash.digest('hex'), size };
-}
-
-/** hashFile started now and awaited later: a rejection before it is awaited is not an unhandled one. */
-export function startHashing(file: string, signal?: AbortSignal): Promise<FileSum> {
-  const p = hashFile(file, signal ? { signal } : {});
-  p.catch(() => {});
-  return p;
 }
 
 /** The manifest entries of a run's parts, from runBackup's results and their sums (same order). */

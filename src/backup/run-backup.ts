@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { createArchive, type CreateArchiveResult } from '../archive/create.js';
+import { BACKUP_GZIP_LEVEL } from '../archive/gzip-parallel.js';
 import { CODE_EXCLUDES, compileExcludes } from '../archive/excludes.js';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
@@ -11,13 +12,13 @@ import { noEvents, type EventSink, type Part } from '../events.js';
 import { PARTIAL_SUFFIX, ensureDir, writeAtomic } from '../fs/atomic.js';
 import { ensureFreeSpace, mapWriteError } from '../fs/disk.js';
 import { acquireLock } from '../fs/lock.js';
+import { StreamingHash } from '../fs/streaming-hash.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
 import { backupFileName } from './backup-name.js';
 import {
   buildManifest,
   manifestParts,
   removeRunMarker,
-  startHashing,
   writeManifest,
   writeRunMarker,
   type FileSum,
@@ -153,12 +154,12 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
     await writeRunMarker(paths.backupsDir, timestamp, { command, started: started.toISOString() });
     const parts: BackupPartResult[] = [];
     let manifest: string;
-    // Each part is hashed (a streaming read) while the next one is being written.
+    // Each part is hashed while it is written (StreamingHash, on a worker thread): no second read.
     const sums: Array<Promise<FileSum>> = [];
     try {
-      const done = (p: BackupPartResult) => {
+      const done = ([p, sum]: [BackupPartResult, Promise<FileSum>]) => {
         parts.push(p);
-        sums.push(startHashing(p.path, o.signal));
+        sums.push(sum);
       };
       const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
       try {
@@ -253,22 +254,24 @@ async function backupTree(
   exclude: ((rel: string, isDir: boolean) => boolean) | undefined,
   signal: AbortSignal | undefined,
   emit: EventSink,
-): Promise<BackupPartResult> {
+): Promise<[BackupPartResult, Promise<FileSum>]> {
   const file = backupFileName(timestamp, part);
   const finalPath = path.join(paths.backupsDir, file);
   emit({ type: 'part-start', part, operation: 'backup', file, path: finalPath });
   let totals = { files: 0, bytes: 0 };
   let result: CreateArchiveResult;
+  const hash = new StreamingHash();
   try {
     result = await writeAtomic(finalPath, (outFile) =>
       createArchive({
         sourceDir,
         outFile,
+        onWritten: (buf) => hash.update(buf),
         ...(exclude ? { exclude } : {}),
         // A symlinked root (Deployer's current -> releases/N) or pub/media (Magento #13218) is followed.
         followRoot: true,
         // Images do not compress: spend no CPU on them (the archive stays a valid .tgz).
-        level: part === 'media' ? 1 : 6,
+        level: part === 'media' ? 1 : BACKUP_GZIP_LEVEL,
         ...(signal ? { signal } : {}),
         onScan: async (t) => {
           totals = t;
@@ -290,11 +293,21 @@ async function backupTree(
       }),
     );
   } catch (err) {
+    await hash.abandon();
     throw mapWriteError(err, finalPath);
   }
   const size = (await fsp.stat(finalPath)).size;
   emit({ type: 'part-done', part, operation: 'backup', file, path: finalPath, size, files: result.files });
-  return { part, file, path: finalPath, size, files: result.files, bytes: result.bytes };
+  return [
+    { part, file, path: finalPath, size, files: result.files, bytes: result.bytes },
+    settledLater(hash.digest()),
+  ];
+}
+
+/** A promise awaited later (after other parts): its rejection must not count as unhandled meanwhile. */
+function settledLater<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
 
 async function backupDb(
@@ -304,7 +317,7 @@ async function backupDb(
   estimate: number,
   o: RunBackupOptions,
   emit: EventSink,
-): Promise<BackupPartResult> {
+): Promise<[BackupPartResult, Promise<FileSum>]> {
   const compress = o.compress ?? false;
   const file = backupFileName(timestamp, 'db', { compress });
   const finalPath = path.join(paths.backupsDir, file);
@@ -315,12 +328,14 @@ async function backupDb(
     `database backup ${file}`,
   );
   let result;
+  const hash = new StreamingHash();
   try {
     result = await writeAtomic(finalPath, (outFile) =>
       dumpDatabase({
         config,
         outFile,
         compress,
+        onWritten: (buf) => hash.update(buf),
         ...(o.strip ? { strip: [...o.strip] } : {}),
         stripDefiners: o.stripDefiners ?? true,
         ...(o.signal ? { signal: o.signal } : {}),
@@ -328,6 +343,7 @@ async function backupDb(
       }),
     );
   } catch (err) {
+    await hash.abandon();
     throw mapWriteError(err, finalPath);
   }
   const size = (await fsp.stat(finalPath)).size;
@@ -341,13 +357,16 @@ async function backupDb(
     tables: result.tables,
     rows: result.rows,
   });
-  return {
-    part: 'db',
-    file,
-    path: finalPath,
-    size,
-    tables: result.tables,
-    rows: result.rows,
-    bytes: result.bytes,
-  };
+  return [
+    {
+      part: 'db',
+      file,
+      path: finalPath,
+      size,
+      tables: result.tables,
+      rows: result.rows,
+      bytes: result.bytes,
+    },
+    settledLater(hash.digest()),
+  ];
 }

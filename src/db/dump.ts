@@ -11,7 +11,7 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import type { Connection as CoreConnection } from 'mysql2';
 import type { Connection } from 'mysql2/promise';
-import { ParallelGzipWriter } from '../archive/gzip-parallel.js';
+import { BACKUP_GZIP_LEVEL, ParallelGzipWriter } from '../archive/gzip-parallel.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
 import { noEvents, type EventSink } from '../events.js';
 import { describeServer, openConnection } from './connect.js';
@@ -41,8 +41,10 @@ export interface DumpOptions {
   onEvent?: EventSink;
   /** bytes per multi-row INSERT before a new statement starts (default 1 MiB) */
   maxStatementBytes?: number;
-  /** gzip level (default 6) */
+  /** gzip level (default BACKUP_GZIP_LEVEL, 5) */
   gzipLevel?: number;
+  /** called with each buffer right after it was written to the file, in file order (e.g. a StreamingHash) */
+  onWritten?: (buf: Buffer) => void;
 }
 
 export interface DumpResult {
@@ -80,6 +82,7 @@ class Output {
   constructor(
     private readonly fh: FileHandle,
     private readonly gz: ParallelGzipWriter | null,
+    private readonly onWritten: ((buf: Buffer) => void) | undefined,
   ) {}
 
   get error(): Error | undefined {
@@ -99,7 +102,10 @@ class Output {
       if (this.#error !== undefined) return;
       try {
         if (this.gz) await this.gz.write(buf);
-        else await writeFully(this.fh, buf);
+        else {
+          await writeFully(this.fh, buf);
+          this.onWritten?.(buf);
+        }
       } catch (err) {
         this.#error = err instanceof Error ? err : new Error(`write failed: ${JSON.stringify(err)}`);
       } finally {
@@ -280,8 +286,13 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     const stripper = createStripMatcher(o.strip ?? [], cfg.tablePrefix);
 
     fh = await fsp.open(o.outFile, 'w', 0o600);
-    const gz = o.compress ? new ParallelGzipWriter(fh, { level: o.gzipLevel ?? 6 }) : null;
-    out = new Output(fh, gz);
+    const gz = o.compress
+      ? new ParallelGzipWriter(fh, {
+          level: o.gzipLevel ?? BACKUP_GZIP_LEVEL,
+          ...(o.onWritten ? { onWritten: o.onWritten } : {}),
+        })
+      : null;
+    out = new Output(fh, gz, o.onWritten);
 
     await out.text(header(cfg, serverVersion));
     const result: DumpResult = {

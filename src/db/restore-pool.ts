@@ -47,7 +47,7 @@ export class LoaderPool {
 
   constructor(
     conns: Connection[],
-    private readonly maxQueuedBytes = 64 << 20,
+    private readonly maxQueuedBytes = 32 << 20,
   ) {
     this.workers = conns.map((conn) => {
       const w: Worker = {
