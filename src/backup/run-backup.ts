@@ -260,13 +260,13 @@ async function backupTree(
   emit({ type: 'part-start', part, operation: 'backup', file, path: finalPath });
   let totals = { files: 0, bytes: 0 };
   let result: CreateArchiveResult;
-  const hash = new StreamingHash();
+  let sum: Promise<FileSum>;
   try {
-    result = await writeAtomic(finalPath, (outFile) =>
+    [result, sum] = await writeHashed(finalPath, (outFile, onWritten) =>
       createArchive({
         sourceDir,
         outFile,
-        onWritten: (buf) => hash.update(buf),
+        onWritten,
         ...(exclude ? { exclude } : {}),
         // A symlinked root (Deployer's current -> releases/N) or pub/media (Magento #13218) is followed.
         followRoot: true,
@@ -293,21 +293,31 @@ async function backupTree(
       }),
     );
   } catch (err) {
-    await hash.abandon();
     throw mapWriteError(err, finalPath);
   }
   const size = (await fsp.stat(finalPath)).size;
   emit({ type: 'part-done', part, operation: 'backup', file, path: finalPath, size, files: result.files });
-  return [
-    { part, file, path: finalPath, size, files: result.files, bytes: result.bytes },
-    settledLater(hash.digest()),
-  ];
+  return [{ part, file, path: finalPath, size, files: result.files, bytes: result.bytes }, sum];
 }
 
-/** A promise awaited later (after other parts): its rejection must not count as unhandled meanwhile. */
-function settledLater<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => {});
-  return p;
+/**
+ * writeAtomic, with the file's SHA-256 computed while `write` writes it (it calls `onWritten` with each buffer
+ * once written, in file order). The sum is awaited later, after the other parts.
+ */
+async function writeHashed<T>(
+  finalPath: string,
+  write: (outFile: string, onWritten: (buf: Buffer) => void) => Promise<T>,
+): Promise<[T, Promise<FileSum>]> {
+  const hash = new StreamingHash();
+  try {
+    const result = await writeAtomic(finalPath, (outFile) => write(outFile, (buf) => hash.update(buf)));
+    const sum = hash.digest();
+    sum.catch(() => {}); // not awaited yet: a rejection meanwhile is not an unhandled one
+    return [result, sum];
+  } catch (err) {
+    await hash.abandon();
+    throw err;
+  }
 }
 
 async function backupDb(
@@ -328,14 +338,14 @@ async function backupDb(
     `database backup ${file}`,
   );
   let result;
-  const hash = new StreamingHash();
+  let sum: Promise<FileSum>;
   try {
-    result = await writeAtomic(finalPath, (outFile) =>
+    [result, sum] = await writeHashed(finalPath, (outFile, onWritten) =>
       dumpDatabase({
         config,
         outFile,
         compress,
-        onWritten: (buf) => hash.update(buf),
+        onWritten,
         ...(o.strip ? { strip: [...o.strip] } : {}),
         stripDefiners: o.stripDefiners ?? true,
         ...(o.signal ? { signal: o.signal } : {}),
@@ -343,7 +353,6 @@ async function backupDb(
       }),
     );
   } catch (err) {
-    await hash.abandon();
     throw mapWriteError(err, finalPath);
   }
   const size = (await fsp.stat(finalPath)).size;
@@ -367,6 +376,6 @@ async function backupDb(
       rows: result.rows,
       bytes: result.bytes,
     },
-    settledLater(hash.digest()),
+    sum,
   ];
 }

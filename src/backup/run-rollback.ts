@@ -264,10 +264,19 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       } else {
         await maintenance.restore();
       }
-      // Still under the lock: a later run must not see half-deleted old trees as its own business.
-      for (const cleanup of cleanups) await cleanup();
+      // Still under the lock: a later run must not see half-deleted old trees as its own business. The swap is
+      // done by now: a failure here is a warning (the next run's recovery removes what is left), not a failure.
+      for (const cleanup of cleanups) {
+        await cleanup().catch((err: unknown) =>
+          emit({
+            type: 'warning',
+            code: WarningCode.OLD_TREE_LEFT,
+            message: `The replaced files could not all be deleted (${err instanceof Error ? err.message : String(err)}); the next magebackup run removes them`,
+          }),
+        );
+      }
     }
-    return result;
+    return { ...result, warnings };
   } finally {
     await lock.release();
   }

@@ -1,9 +1,9 @@
 /**
  * Several loader connections working at once. The statements of one table go to one connection, in order;
  * session statements (SET ...) go to every connection at their place in the stream; anything else runs alone
- * after everything before it (a barrier). If the session runs with autocommit off (a dump may say so), a connection
- * commits when it moves to another table or runs out of work, so no other connection waits on its locks. The reader waits when too many bytes are
- * queued, so memory stays bounded.
+ * after everything before it (a barrier). If the session runs with autocommit off (a dump may say so), a
+ * connection commits when it moves to another table or runs out of work, so no other connection waits on its
+ * locks. The reader waits when too many bytes are queued, so memory stays bounded.
  */
 import type { Connection } from 'mysql2/promise';
 import { queryRaw } from './restore-connect.js';

@@ -40,10 +40,6 @@ export class StreamingHash {
     this.#worker.unref();
   }
 
-  get size(): number {
-    return this.#size;
-  }
-
   /** The bytes that were just written. Copied into the worker's buffers; `buf` may be reused at once. */
   update(buf: Uint8Array): void {
     if (this.#result) return;
