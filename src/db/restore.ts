@@ -114,7 +114,7 @@ interface HeldDefinition {
 
 interface JournalState {
   version: 1;
-  phase: 'loading' | 'ready';
+  phase: 'loading' | 'prepared' | 'ready';
   live: string;
   shadow: string;
   old: string;
@@ -532,6 +532,12 @@ async function markReady(conn: Connection, state: JournalState, held: HeldDefini
   }
 }
 
+async function setPhase(conn: Connection, state: JournalState): Promise<void> {
+  await conn.query(`UPDATE ${q(state.shadow)}.${q(JOURNAL_TABLE)} SET body = ? WHERE seq = 0`, [
+    Buffer.from(JSON.stringify(state)),
+  ]);
+}
+
 async function readJournal(
   conn: Connection,
   shadow: string,
@@ -641,6 +647,7 @@ async function finishSwap(o: {
  */
 export async function recoverInterruptedRestores(
   config: DbConnectionConfig,
+  decide?: (id: string) => RecoveryDecision,
   o: { onEvent?: EventSink } = {},
 ): Promise<string[]> {
   const emit = o.onEvent ?? noEvents;
@@ -666,6 +673,7 @@ export async function recoverInterruptedRestores(
       const j = await readJournal(ctl, n);
       if (j && j.state.live !== config.database) continue; // another database's, same shortened name
       handledOld.add(old);
+      if (j && j.state.phase === 'prepared' && decide?.(n) === 'forward') j.state.phase = 'ready';
       if (!j || j.state.phase !== 'ready') {
         await ctl.query(`DROP DATABASE IF EXISTS ${q(n)}`);
         await ctl.query(`DROP DATABASE IF EXISTS ${q(old)}`);
@@ -693,8 +701,25 @@ function isAccessDenied(err: unknown): boolean {
   return e === 1044 || e === 1045 || e === 1142 || e === 1227 || e === 1410;
 }
 
-/** Restores the dump into the store's database (see the file comment). */
+/** What recoverInterruptedRestores does with a restore that was prepared but not committed. */
+export type RecoveryDecision = 'forward' | 'back' | undefined;
+
+/** A restore loaded and checked, not yet live: commit() swaps it in, discard() drops it. */
+export interface PreparedRestore {
+  /** names the restore in its crash journal (and for recoverInterruptedRestores' decide) */
+  readonly id: string;
+  commit(): Promise<RestoreResult>;
+  discard(): Promise<void>;
+}
+
+/** Restores the dump into the store's database (see the file comment): prepare, then commit. */
 export async function restoreDatabase(o: RestoreOptions): Promise<RestoreResult> {
+  const p = await prepareDatabaseRestore(o);
+  return p.commit();
+}
+
+/** Loads and checks the dump without changing the live database (see the file comment). */
+export async function prepareDatabaseRestore(o: RestoreOptions): Promise<PreparedRestore> {
   const emit = o.onEvent ?? noEvents;
   const live = o.config.database;
   const concurrency = Math.max(
@@ -764,13 +789,50 @@ export async function restoreDatabase(o: RestoreOptions): Promise<RestoreResult>
       }
       if (mode === 'shadow') {
         await o.onStep?.('shadow-created');
-        return await restoreShadow(o, ctl, state, concurrency, emit);
+        const commit = await prepareShadow(o, ctl, state, concurrency, emit);
+        const n = names;
+        let settled = false;
+        return {
+          id: n.shadow,
+          commit: async () => {
+            if (settled) throw new Error('restore already committed or discarded');
+            settled = true;
+            return commit();
+          },
+          discard: async () => {
+            if (settled) return;
+            settled = true;
+            const c = await openControlConnection(o.config, null);
+            try {
+              await c.query(`DROP DATABASE IF EXISTS ${q(n.shadow)}`);
+              await c.query(`DROP DATABASE IF EXISTS ${q(n.old)}`);
+            } finally {
+              await closeQuietly(c);
+            }
+          },
+        };
       }
     }
-    return await restoreInPlace(o, ctl, headerDb, concurrency, emit);
+    let settled = false;
+    return {
+      id: `in-place-${Date.now().toString(36)}`,
+      commit: async () => {
+        if (settled) throw new Error('restore already committed or discarded');
+        settled = true;
+        const c = await openControlConnection(o.config, null);
+        try {
+          return await restoreInPlace(o, c, headerDb, concurrency, emit);
+        } finally {
+          await closeQuietly(c);
+        }
+      },
+      discard: () => {
+        settled = true;
+        return Promise.resolve();
+      },
+    };
   } catch (err) {
-    const keep = !!err && typeof err === 'object' && 'keepShadow' in err;
-    if (shadowCreated && names && !keep) {
+    if (shadowCreated && names) {
       await dropDatabaseQuietly(ctl, names.shadow);
       await dropDatabaseQuietly(ctl, names.old);
     }
@@ -780,13 +842,13 @@ export async function restoreDatabase(o: RestoreOptions): Promise<RestoreResult>
   }
 }
 
-async function restoreShadow(
+async function prepareShadow(
   o: RestoreOptions,
   ctl: Connection,
   state: JournalState,
   concurrency: number,
   emit: EventSink,
-): Promise<RestoreResult> {
+): Promise<() => Promise<RestoreResult>> {
   emit({ type: 'info', message: `Loading ${o.file} into the shadow database ${state.shadow}` });
   await o.onStep?.('loading');
   let loaded: LoadResult;
@@ -830,42 +892,53 @@ async function restoreShadow(
   const extraTables = liveTables.filter((t) => !inDump.has(t));
   state.tables = shadowTables;
   state.dropExtras = o.dropExtraTables ? extraTables : [];
-  state.phase = 'ready';
+  state.phase = 'prepared';
   await markReady(ctl, state, loaded.held);
-  // from here on the swap is finished even if the process is killed (by the next run's recovery)
-  try {
-    await o.onStep?.('ready');
-    await finishSwap({
-      config: o.config,
-      state,
-      held: loaded.held,
-      recovering: false,
-      emit,
-      ...(o.onStep ? { onStep: o.onStep } : {}),
-    });
-  } catch (err) {
-    // past 'ready', only a refused RENAME leaves the live database as it was; anything else is for the recovery
-    if (!(err instanceof RestoreError && err.nothingChanged))
-      Object.assign(err as object, { keepShadow: true });
-    throw err;
-  }
-  if (extraTables.length > 0 && !o.dropExtraTables) {
-    emit({
-      type: 'warning',
-      code: WarningCode.EXTRA_TABLES,
-      message: `Kept ${extraTables.length} table(s) of database ${state.live} that are not in the backup: ${extraTables.join(', ')}`,
-    });
-  }
-  emit({
-    type: 'info',
-    message: `Swapped ${shadowTables.length} restored table(s) into database ${state.live}`,
-  });
-  return {
-    mode: 'shadow',
-    tables: shadowTables.length,
-    statements: loaded.statements,
-    extraTables,
-    droppedTables: state.dropExtras,
+  return async () => {
+    const ctl = await openControlConnection(o.config, null);
+    try {
+      state.phase = 'ready';
+      await setPhase(ctl, state);
+      // from here on the swap is finished even if the process is killed (by the next run's recovery)
+      try {
+        await o.onStep?.('ready');
+        await finishSwap({
+          config: o.config,
+          state,
+          held: loaded.held,
+          recovering: false,
+          emit,
+          ...(o.onStep ? { onStep: o.onStep } : {}),
+        });
+      } catch (err) {
+        // past 'ready', only a refused RENAME leaves the live database as it was; anything else is for the recovery
+        if (err instanceof RestoreError && err.nothingChanged) {
+          await dropDatabaseQuietly(ctl, state.shadow);
+          await dropDatabaseQuietly(ctl, state.old);
+        }
+        throw err;
+      }
+      if (extraTables.length > 0 && !o.dropExtraTables) {
+        emit({
+          type: 'warning',
+          code: WarningCode.EXTRA_TABLES,
+          message: `Kept ${extraTables.length} table(s) of database ${state.live} that are not in the backup: ${extraTables.join(', ')}`,
+        });
+      }
+      emit({
+        type: 'info',
+        message: `Swapped ${shadowTables.length} restored table(s) into database ${state.live}`,
+      });
+      return {
+        mode: 'shadow',
+        tables: shadowTables.length,
+        statements: loaded.statements,
+        extraTables,
+        droppedTables: state.dropExtras,
+      };
+    } finally {
+      await closeQuietly(ctl);
+    }
   };
 }
 
