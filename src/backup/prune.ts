@@ -17,6 +17,7 @@ import { WarningCode, noEvents, type EventSink } from '../events.js';
 import { PARTIAL_SUFFIX, ensureDir, fsyncDir } from '../fs/atomic.js';
 import { acquireLock } from '../fs/lock.js';
 import { listSnapshots, type SnapshotInfo, type SnapshotStatus } from './snapshot-list.js';
+import { recoverStore } from './recover.js';
 import { assertMagentoRoot, type StorePaths } from './store.js';
 
 export interface RetentionPolicy {
@@ -205,6 +206,7 @@ export async function pruneBackups(o: PruneOptions): Promise<PruneResult> {
       }),
   });
   try {
+    await recoverStore({ paths, onEvent });
     return await pruneLocked({
       paths,
       policy: o.policy,

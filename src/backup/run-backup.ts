@@ -24,6 +24,7 @@ import {
   type FileSum,
 } from './manifest.js';
 import { pruneLocked, type PruneResult, type RetentionPolicy } from './prune.js';
+import { recoverStore } from './recover.js';
 import { assertMagentoRoot, type StorePaths } from './store.js';
 
 export interface BackupParts {
@@ -142,6 +143,7 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
       }),
   });
   try {
+    await recoverStore({ paths, db: dbConfig, onEvent: emit });
     await removeLeftoverPartials(paths.backupsDir, emit);
     let dbEstimate = 0;
     let serverVersion: string | undefined;

@@ -2,21 +2,17 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
-import { RestoreError, restoreDatabase, recoverInterruptedRestores } from '../db/restore.js';
+import { RestoreError, restoreDatabase } from '../db/restore.js';
 import { verifyDump } from '../db/verify-dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, UsageError, throwIfAborted, errnoCode } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
+import { ensureDir } from '../fs/atomic.js';
 import { acquireLock } from '../fs/lock.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
-import {
-  commitStagedTree,
-  discardStagedTree,
-  recoverInterruptedSwaps,
-  stageTree,
-  type StagedTree,
-} from './tree-swap.js';
+import { commitStagedTree, discardStagedTree, stageTree, type StagedTree } from './tree-swap.js';
 import { parseBackupName, type BackupKind } from './backup-name.js';
+import { recoverStore } from './recover.js';
 import { assertMagentoRoot, type StorePaths } from './store.js';
 
 export interface RunRollbackOptions {
@@ -127,6 +123,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
     await (await openConnection(dbConfig)).end();
   }
 
+  await ensureDir(paths.backupsDir, 0o700);
   const lock = await acquireLock(paths.backupsDir, {
     command: o.command ?? 'setup:rollback',
     onStale: (info) =>
@@ -136,9 +133,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       }),
   });
   try {
-    const recovered = await recoverInterruptedSwaps(paths.root);
-    if (dbConfig) recovered.push(...(await recoverInterruptedRestores(dbConfig)));
-    for (const r of recovered) emit({ type: 'info', message: `Recovered from an interrupted run: ${r}` });
+    const recovered = await recoverStore({ paths, db: dbConfig, onEvent: emit });
 
     if (o.confirm) {
       const plan = (Object.entries(files) as Array<[Part, string]>).map(

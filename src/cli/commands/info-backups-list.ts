@@ -1,4 +1,6 @@
+import { WarningCode } from '../../events.js';
 import { listBackups } from '../../backup/list-backups.js';
+import { deadRunNotice } from '../../maintenance/maintenance.js';
 import { formatBytes, renderTable } from '../../ui/format.js';
 import type { CommandRun } from '../context.js';
 
@@ -8,6 +10,8 @@ function when(iso: string): string {
 
 export async function infoBackupsList(run: CommandRun): Promise<number> {
   const { dir, backups } = await listBackups(run.root);
+  const dead = await deadRunNotice(run.root);
+  if (dead) run.reporter.onEvent({ type: 'warning', code: WarningCode.DEAD_RUN, message: dead });
   const data = { type: 'result', command: 'info:backups:list', dir, backups };
   if (backups.length === 0) {
     run.reporter.result('No backup files found.', data);

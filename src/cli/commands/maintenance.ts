@@ -1,6 +1,7 @@
+import { WarningCode } from '../../events.js';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { isMaintenanceEnabled, setMaintenance } from '../../maintenance/maintenance.js';
+import { deadRunNotice, isMaintenanceEnabled, setMaintenance } from '../../maintenance/maintenance.js';
 import { assertMagentoRoot } from '../../backup/store.js';
 import type { CommandRun } from '../context.js';
 
@@ -19,6 +20,8 @@ export async function maintenanceCommand(
     });
     return 0;
   }
+  const dead = await deadRunNotice(root);
+  if (dead) run.reporter.onEvent({ type: 'warning', code: WarningCode.DEAD_RUN, message: dead });
   const enabled = await isMaintenanceEnabled(root);
   const ips = (await fsp.readFile(path.join(root, 'var', '.maintenance.ip'), 'utf8').catch(() => ''))
     .split(',')

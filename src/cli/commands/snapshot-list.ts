@@ -1,4 +1,6 @@
+import { WarningCode } from '../../events.js';
 import { listSnapshots, type SnapshotInfo } from '../../backup/snapshot-list.js';
+import { deadRunNotice } from '../../maintenance/maintenance.js';
 import { formatBytes, renderTable } from '../../ui/format.js';
 import type { CommandRun } from '../context.js';
 
@@ -45,6 +47,8 @@ export function snapshotJson(s: SnapshotInfo) {
 
 export async function snapshotList(run: CommandRun): Promise<number> {
   const { dir, snapshots } = await listSnapshots(run.root);
+  const dead = await deadRunNotice(run.root);
+  if (dead) run.reporter.onEvent({ type: 'warning', code: WarningCode.DEAD_RUN, message: dead });
   const data = { type: 'result', command: 'snapshot:list', dir, snapshots: snapshots.map(snapshotJson) };
   if (snapshots.length === 0) {
     run.reporter.result(`No snapshots in ${dir}.`, data);

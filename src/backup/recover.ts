@@ -1,0 +1,26 @@
+import type { DbConnectionConfig } from '../db/types.js';
+import { recoverInterruptedRestores } from '../db/restore.js';
+import type { EventSink } from '../events.js';
+import { restoreDeadRunMaintenance } from '../maintenance/maintenance.js';
+import type { StorePaths } from './store.js';
+import { recoverInterruptedSwaps } from './tree-swap.js';
+
+/**
+ * Puts the store back together after runs that were killed, before any command reads or writes it (so a backup
+ * never archives a half-swapped tree): finishes or undoes interrupted rollbacks from their journals in the
+ * private state directory, and then puts back the maintenance mode a killed run had changed. Call it right after
+ * taking the store's lock. `db`: the store's database (its interrupted restores are finished too).
+ * Emits one info line per thing done and returns them.
+ */
+export async function recoverStore(o: {
+  paths: StorePaths;
+  db?: DbConnectionConfig | undefined;
+  onEvent: EventSink;
+}): Promise<string[]> {
+  const done = await recoverInterruptedSwaps(o.paths.root);
+  if (o.db) done.push(...(await recoverInterruptedRestores(o.db)));
+  for (const r of done) o.onEvent({ type: 'info', message: `Recovered from an interrupted run: ${r}` });
+  // Only once the data is whole again: a store left mixed stays in maintenance.
+  await restoreDeadRunMaintenance(o.paths.root, o.onEvent);
+  return done;
+}
