@@ -66,4 +66,9 @@ export const WarningCode = {
   LINK_TARGET_SKIPPED: 'LINK_TARGET_SKIPPED',
   OLD_TREE_LEFT: 'OLD_TREE_LEFT',
   DEAD_RUN: 'DEAD_RUN',
+  /** archives (see src/archive/extract.ts): what a restore refuses or neutralises */
+  INTERNAL_PATH: 'INTERNAL_PATH',
+  SPECIAL_MODE: 'SPECIAL_MODE',
+  WORLD_WRITABLE: 'WORLD_WRITABLE',
+  OUTSIDE_LINK: 'OUTSIDE_LINK',
 } as const;

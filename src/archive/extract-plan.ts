@@ -54,9 +54,26 @@ export function normalizeEntryPath(raw: string, limits: PathLimits = DEFAULT_PAT
 
 export type Kind = 'd' | 'f' | 'l';
 
+/** The first component of `rel` that starts with `prefix` (and the path up to it), or undefined. */
+export function componentWithPrefix(rel: string, prefix: string): string | undefined {
+  if (rel.startsWith(prefix)) {
+    const slash = rel.indexOf('/');
+    return slash === -1 ? rel : rel.slice(0, slash);
+  }
+  const at = rel.indexOf('/' + prefix);
+  if (at === -1) return undefined;
+  const end = rel.indexOf('/', at + 1);
+  return end === -1 ? rel : rel.slice(0, end);
+}
+
+/** Symlink chains longer than this do not resolve (Linux gives up at 40: ELOOP). */
+const MAX_LINK_HOPS = 40;
+
 export class ExtractPlan {
   /** what each extracted relative path is; '' (the destination itself) is a directory */
   private readonly kinds = new Map<string, Kind>([['', 'd']]);
+  /** the target of each symlink extracted so far (hard links to a symlink included) */
+  private readonly links = new Map<string, string>();
 
   kindOf(rel: string): Kind | undefined {
     return this.kinds.get(rel);
@@ -104,7 +121,58 @@ export class ExtractPlan {
       throw new UnsafeEntryError('would replace a file or symlink extracted before it by a directory', rel);
     }
     this.kinds.set(rel, kind);
+    if (before === 'l') this.links.delete(rel);
     return before;
+  }
+
+  /** Records a symlink (or a hard link to one: link(2) does not follow it) and its target. */
+  addSymlink(rel: string, target: string): Kind | undefined {
+    const before = this.add(rel, 'l');
+    this.links.set(rel, target);
+    return before;
+  }
+
+  linkTarget(rel: string): string | undefined {
+    return this.links.get(rel);
+  }
+
+  /**
+   * The symlinks whose target leaves the tree once it sits in place: absolute targets, and relative ones whose
+   * '..' climb above the tree root, resolved through the other symlinks of this extraction as the kernel would
+   * (`a -> .` then `b -> a/..` leaves the tree although `a/..` looks harmless). Call it once the archive is read:
+   * a later entry may replace a link or the directory a link goes through.
+   */
+  escapingLinks(): Array<{ path: string; target: string }> {
+    const out: Array<{ path: string; target: string }> = [];
+    for (const [rel, target] of this.links) {
+      if (this.escapes(rel, target)) out.push({ path: rel, target });
+    }
+    return out;
+  }
+
+  private escapes(rel: string, target: string): boolean {
+    if (target.startsWith('/')) return true;
+    const dir = rel.split('/');
+    dir.pop();
+    const pending = target.split('/').reverse();
+    let hops = 0;
+    while (pending.length > 0) {
+      const c = pending.pop()!;
+      if (c === '' || c === '.') continue;
+      if (c === '..') {
+        if (dir.length === 0) return true;
+        dir.pop();
+        continue;
+      }
+      dir.push(c);
+      const next = this.links.get(dir.join('/'));
+      if (next === undefined) continue; // a directory, a file (resolution fails there) or not in the archive
+      if (++hops > MAX_LINK_HOPS) return false; // ELOOP: resolves nowhere
+      if (next.startsWith('/')) return true;
+      dir.pop();
+      for (const p of next.split('/').reverse()) pending.push(p);
+    }
+    return false;
   }
 
   /** A hard link's target must be a regular file or symlink extracted earlier from this archive. */

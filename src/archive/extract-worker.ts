@@ -8,8 +8,9 @@ import zlib from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { TarReader, TarFormatError, type TarEntry, type TarSink } from './tar-read.js';
-import { ExtractPlan, normalizeEntryPath, UnsafeEntryError } from './extract-plan.js';
-import { codeExcludedPrefix } from './extract-filter.js';
+import { ExtractPlan, UnsafeEntryError, componentWithPrefix, normalizeEntryPath } from './extract-plan.js';
+import { INTERNAL_PREFIX, ROOT_EXCLUDES, codeExcludedPrefix } from './extract-filter.js';
+import { formatBytesPlain } from '../fs/units.js';
 
 export interface WorkerInput {
   mode: 'verify' | 'extract';
@@ -19,8 +20,16 @@ export interface WorkerInput {
   abort: SharedArrayBuffer;
   /** 'code': skip excluded paths; 'media': accept archives rooted at the store root (pub/media/...) too */
   filter: 'none' | 'code' | 'media';
-  /** restore numeric owners (we are root) */
+  /** we run as root: give what we create to `owner` */
   chown: boolean;
+  /** who owns what is restored (the live tree's owner); undefined: the running user. Never the archive's ids. */
+  owner?: { uid: number; gid: number };
+  /** keep set-id/sticky bits and world-writable modes as archived (they are still reported) */
+  keepModes: boolean;
+  /** restore symlinks whose target leaves the tree (reported); else such an archive is refused */
+  allowOutsideLinks: boolean;
+  /** what the archive may expand to: the free space of `dir` less a margin, and at most maxBytes */
+  limit: { dir: string; maxBytes?: number };
   umask: number;
 }
 
@@ -44,13 +53,54 @@ export type WorkerMessage =
   | { t: 'done'; result: WorkerResult }
   | {
       t: 'error';
-      kind: 'format' | 'unsafe' | 'io' | 'interrupted' | 'gzip' | 'internal';
+      kind: 'format' | 'unsafe' | 'io' | 'interrupted' | 'gzip' | 'limit' | 'internal';
       message: string;
       entry?: string;
       code?: string;
     };
 
 class Interrupted extends Error {}
+
+/** The archive expands to more than the disk can take (or the limit allows). */
+class LimitError extends Error {
+  constructor(
+    message: string,
+    readonly entry?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Warnings of one code named one by one; past that, one line counts the rest (a media tree may have 100k). */
+const NAMED_WARNINGS = 20;
+/** A margin of free space never used by an extraction: 5 % of what is free, at most 256 MiB. */
+const MARGIN_FRACTION = 0.05;
+const MAX_MARGIN = 256 << 20;
+
+export interface Bound {
+  bytes: number;
+  inodes: number;
+  /** why: for the message */
+  what: string;
+}
+
+/** How much an extraction into `dir` may write: its free space (and inodes) less a margin, capped by maxBytes. */
+export function extractionBound(dir: string, maxBytes?: number): Bound {
+  const st = fs.statfsSync(dir);
+  const avail = st.bavail * st.bsize;
+  const margin = Math.min(MAX_MARGIN, Math.floor(avail * MARGIN_FRACTION));
+  let bytes = avail - margin;
+  let what =
+    `the free space in ${dir} (${formatBytesPlain(avail)}` +
+    (margin > 0 ? `, less a margin of ${formatBytesPlain(margin)})` : ')');
+  if (maxBytes !== undefined && maxBytes < bytes) {
+    bytes = maxBytes;
+    what = `the limit of ${formatBytesPlain(maxBytes)}`;
+  }
+  // some filesystems (btrfs) report no inode counts: no inode bound there
+  const inodes = st.files > 0 ? st.ffree - Math.min(1000, Math.floor(st.ffree * MARGIN_FRACTION)) : Infinity;
+  return { bytes: Math.max(0, bytes), inodes, what };
+}
 
 class IoError extends Error {
   constructor(
@@ -66,9 +116,11 @@ const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 
 interface DirAttr {
   mode: number;
-  uid: number;
-  gid: number;
   mtime: number;
+}
+
+function octal(mode: number): string {
+  return mode.toString(8).padStart(4, '0');
 }
 
 class Sink implements TarSink {
@@ -93,14 +145,110 @@ class Sink implements TarSink {
   private readonly myUid = process.getuid?.() ?? -1;
   private readonly myGid = process.getgid?.() ?? -1;
   private readonly createMask: number;
+  /** the ids to give what we create, when they differ from ours (we are root) */
+  private readonly chownTo: { uid: number; gid: number } | undefined;
+  /** disk space the entries declared so far (block-rounded, one block per entry at least) */
+  private declared = 0;
+  private readonly blockSize: number;
+  private readonly warnCounts = new Map<string, number>();
 
   constructor(
     private readonly input: WorkerInput,
     private readonly warn: (code: string, p: string, message: string) => void,
+    readonly bound: Bound,
+    blockSize: number,
   ) {
     this.write = input.mode === 'extract';
     this.dest = input.destDir ?? '';
     this.createMask = ~input.umask & 0o7777;
+    const o = input.owner;
+    this.chownTo = input.chown && o && (o.uid !== this.myUid || o.gid !== this.myGid) ? o : undefined;
+    // a tar entry is at least 512 bytes of header: never count less, so `declared` bounds the tar stream too
+    this.blockSize = Math.max(1024, blockSize);
+  }
+
+  /** Throws LimitError once what the archive declares no longer fits the bound. */
+  private account(e: TarEntry): void {
+    const b = this.blockSize;
+    this.declared += b + (e.type === '0' ? Math.ceil(e.size / b) * b : 0);
+    if (this.declared > this.bound.bytes) throw this.limitError(e.path);
+  }
+
+  limitError(entry?: string): LimitError {
+    const tail = this.write
+      ? 'stopped before writing past it'
+      : 'it could not be restored there (an archive bomb?)';
+    return new LimitError(
+      `it expands to more than ${formatBytesPlain(this.bound.bytes)}, ${this.bound.what}: ${tail}`,
+      entry,
+    );
+  }
+
+  /** A warning of a kind that may concern thousands of entries: the first ones named, the rest counted. */
+  private warnMany(code: string, rel: string, message: string): void {
+    const n = (this.warnCounts.get(code) ?? 0) + 1;
+    this.warnCounts.set(code, n);
+    if (n <= NAMED_WARNINGS) this.warn(code, rel, message);
+  }
+
+  /** The mode to give an entry: set-id bits (and sticky on non-directories) dropped, o+w removed, both reported. */
+  private safeMode(rel: string, raw: number, isDir: boolean): number {
+    let mode = raw & 0o7777;
+    const name = rel === '' ? '.' : rel;
+    const keep = this.input.keepModes;
+    const special = mode & (isDir ? 0o6000 : 0o7000);
+    if (special !== 0) {
+      const bits = [
+        special & 0o4000 ? 'setuid' : '',
+        special & 0o2000 ? 'setgid' : '',
+        special & 0o1000 ? 'sticky' : '',
+      ]
+        .filter(Boolean)
+        .join('+');
+      this.warnMany(
+        'SPECIAL_MODE',
+        name,
+        keep
+          ? `${name} is ${bits} in the archive (mode ${octal(mode)}): kept (--keep-modes)`
+          : `${name} is ${bits} in the archive (mode ${octal(mode)}): restored without it (--keep-modes keeps it)`,
+      );
+      if (!keep) mode &= ~special;
+    }
+    if (mode & 0o002) {
+      this.warnMany(
+        'WORLD_WRITABLE',
+        name,
+        keep
+          ? `${name} is world-writable in the archive (mode ${octal(mode)}): kept (--keep-modes)`
+          : `${name} is world-writable in the archive (mode ${octal(mode)}): restored without write permission for others (--keep-modes keeps it)`,
+      );
+      if (!keep) mode &= ~0o002;
+    }
+    return mode;
+  }
+
+  /** Counts the warnings past the named ones; checks where the symlinks lead once every entry is known. */
+  checkEnd(): void {
+    for (const [code, n] of this.warnCounts) {
+      if (n > NAMED_WARNINGS) {
+        this.warn(code, '', `${n - NAMED_WARNINGS} more entries have the same ${code} warning (not named)`);
+      }
+    }
+    for (const l of this.plan.escapingLinks()) {
+      const why = `is a symlink to "${l.target}", which leaves the tree it is restored into`;
+      if (this.write && !this.input.allowOutsideLinks) {
+        throw new UnsafeEntryError(`${why} (--allow-outside-links restores such links)`, l.path);
+      }
+      this.warnMany(
+        'OUTSIDE_LINK',
+        l.path,
+        this.write
+          ? `${l.path} ${why}: restored (--allow-outside-links)`
+          : `${l.path} ${why}: a rollback refuses it unless --allow-outside-links`,
+      );
+    }
+    const more = (this.warnCounts.get('OUTSIDE_LINK') ?? 0) - NAMED_WARNINGS;
+    if (more > 0) this.warn('OUTSIDE_LINK', '', `${more} more symlinks leave the tree (not named)`);
   }
 
   private abs(rel: string): string {
@@ -110,6 +258,16 @@ class Sink implements TarSink {
   /** The relative path inside the destination, or undefined to skip the entry. */
   private map(raw: string): string | undefined {
     let rel = normalizeEntryPath(raw);
+    // Staging directories and journals are ours: one restored from an archive could be replayed as ours.
+    const internal = componentWithPrefix(rel, INTERNAL_PREFIX);
+    if (internal !== undefined) {
+      const what = `magebackup's internal state (${INTERNAL_PREFIX}*), which is never restored`;
+      // verify fails such an archive; a rollback skips the entries (an attacker who can write pub/media could
+      // otherwise plant one there and make every later media backup unrestorable)
+      if (!this.write) throw new UnsafeEntryError(`is ${what}`, raw);
+      this.warnOnce('INTERNAL_PATH', internal, `${internal} is ${what}: skipped`);
+      return undefined;
+    }
     const filter = this.input.filter;
     if (filter === 'media') {
       if (this.mediaPrefix === undefined) this.mediaPrefix = rel === 'pub' || rel.startsWith('pub/media');
@@ -145,17 +303,37 @@ class Sink implements TarSink {
 
   entry(e: TarEntry): void {
     this.fd = -1;
+    this.account(e);
     const rel = this.map(e.path);
     if (rel === undefined) return;
     this.curRel = rel;
     this.result.entries++;
+    if (this.result.entries > this.bound.inodes) {
+      throw new LimitError(
+        `it has more entries than ${this.bound.what.replace(/ \(.*/, '')} has free inodes (${this.bound.inodes})`,
+        e.path,
+      );
+    }
     const type = e.type;
+    const isDir = type === '5' || type === 'D';
     if (rel === '') {
-      if (type !== '5' && type !== 'D')
-        throw new UnsafeEntryError('is not a directory but names the archive root', e.path);
-      this.result.rootAttrs = { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime };
+      if (!isDir) throw new UnsafeEntryError('is not a directory but names the archive root', e.path);
+      this.result.rootAttrs = {
+        mode: this.safeMode('', e.mode, true),
+        uid: this.chownTo?.uid ?? this.myUid,
+        gid: this.chownTo?.gid ?? this.myGid,
+        mtime: e.mtime,
+      };
       this.result.dirs++;
       return;
+    }
+    if (!isDir && this.input.filter === 'code' && ROOT_EXCLUDES.some((r) => r.startsWith(rel + '/'))) {
+      // the live `pub` holds pub/media and pub/static, which a code rollback keeps: it must stay a directory
+      const kept = ROOT_EXCLUDES.filter((r) => r.startsWith(rel + '/')).join(' and ');
+      throw new UnsafeEntryError(
+        `is not a directory, but a code rollback keeps ${kept} inside it (a symlink here could lead the swap outside the store)`,
+        e.path,
+      );
     }
     try {
       switch (type) {
@@ -192,7 +370,10 @@ class Sink implements TarSink {
   private mkParents(rel: string): void {
     const missing = this.plan.ensureParent(rel);
     if (!this.write) return;
-    for (const m of missing) fs.mkdirSync(this.abs(m), 0o755);
+    for (const m of missing) {
+      fs.mkdirSync(this.abs(m), 0o755);
+      if (this.chownTo) fs.chownSync(this.abs(m), this.chownTo.uid, this.chownTo.gid);
+    }
   }
 
   private removeBefore(rel: string, before: string | undefined): void {
@@ -206,7 +387,7 @@ class Sink implements TarSink {
       this.result.dirs++;
       if (this.write) fs.mkdirSync(this.abs(rel), 0o700);
     }
-    this.dirAttrs.set(rel, { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime });
+    this.dirAttrs.set(rel, { mode: this.safeMode(rel, e.mode, true), mtime: e.mtime });
   }
 
   private file(rel: string, e: TarEntry): void {
@@ -214,13 +395,13 @@ class Sink implements TarSink {
     const before = this.plan.add(rel, 'f');
     this.result.files++;
     this.result.bytes += e.size;
+    const mode = this.safeMode(rel, e.mode, false);
     if (!this.write) return;
     this.removeBefore(rel, before);
-    const mode = e.mode & 0o7777;
     const fd = fs.openSync(this.abs(rel), CREATE_FLAGS, mode & 0o777);
     this.fd = fd;
     this.fdMtime = e.mtime;
-    if (this.input.chown && (e.uid !== this.myUid || e.gid !== this.myGid)) fs.fchownSync(fd, e.uid, e.gid);
+    if (this.chownTo) fs.fchownSync(fd, this.chownTo.uid, this.chownTo.gid);
     // open() applies the umask and no set-id/sticky bits (and fchown clears set-id): then set the mode exactly
     if ((mode & this.createMask) !== mode || (mode & 0o7000) !== 0) fs.fchmodSync(fd, mode);
   }
@@ -229,13 +410,13 @@ class Sink implements TarSink {
     if (e.linkpath === '' || e.linkpath.includes('\0'))
       throw new UnsafeEntryError('is a symlink with an empty target', e.path);
     this.mkParents(rel);
-    const before = this.plan.add(rel, 'l');
+    const before = this.plan.addSymlink(rel, e.linkpath);
     this.result.symlinks++;
     if (!this.write) return;
     this.removeBefore(rel, before);
     const abs = this.abs(rel);
     fs.symlinkSync(e.linkpath, abs);
-    if (this.input.chown && (e.uid !== this.myUid || e.gid !== this.myGid)) fs.lchownSync(abs, e.uid, e.gid);
+    if (this.chownTo) fs.lchownSync(abs, this.chownTo.uid, this.chownTo.gid);
     fs.lutimesSync(abs, e.mtime, e.mtime);
   }
 
@@ -256,7 +437,9 @@ class Sink implements TarSink {
     if (target === rel) return;
     this.plan.checkLinkTarget(rel, target);
     this.mkParents(rel);
-    const before = this.plan.add(rel, 'f');
+    // link(2) does not follow a symlink: the new name is the same symlink, and its target must be checked there
+    const linkTarget = this.plan.linkTarget(target);
+    const before = linkTarget === undefined ? this.plan.add(rel, 'f') : this.plan.addSymlink(rel, linkTarget);
     this.result.files++;
     if (!this.write) return;
     this.removeBefore(rel, before);
@@ -304,9 +487,8 @@ class Sink implements TarSink {
       const a = this.dirAttrs.get(rel)!;
       const abs = this.abs(rel);
       try {
-        if (this.input.chown && (a.uid !== this.myUid || a.gid !== this.myGid))
-          fs.chownSync(abs, a.uid, a.gid);
-        fs.chmodSync(abs, a.mode & 0o7777);
+        if (this.chownTo) fs.chownSync(abs, this.chownTo.uid, this.chownTo.gid);
+        fs.chmodSync(abs, a.mode);
         fs.utimesSync(abs, a.mtime, a.mtime);
       } catch (err) {
         throw new IoError(err as NodeJS.ErrnoException, rel);
@@ -317,42 +499,68 @@ class Sink implements TarSink {
 
 async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promise<void> {
   const abortFlag = new Int32Array(input.abort);
-  const sink = new Sink(input, (code, p, message) => post({ t: 'warning', code, path: p, message }));
-  const reader = new TarReader(sink);
-  let lastProgress = Date.now();
+  let sink: Sink | undefined;
+  let reader: TarReader | undefined;
   // pipeline() may report the AbortError of the streams it tore down instead of what the consumer threw
   let consumerError: unknown;
   try {
-    await pipeline(
-      fs.createReadStream(input.file, { highWaterMark: 1 << 20 }),
-      zlib.createGunzip({ chunkSize: 256 * 1024 }),
+    const fd = fs.openSync(input.file, 'r');
+    const fileSize = fs.fstatSync(fd).size;
+    const bound = extractionBound(input.limit.dir, input.limit.maxBytes);
+    const s = new Sink(
+      input,
+      (code, p, message) => post({ t: 'warning', code, path: p, message }),
+      bound,
+      fs.statfsSync(input.limit.dir).bsize,
+    );
+    sink = s;
+    const r = new TarReader(s);
+    reader = r;
+    let lastProgress = Date.now();
+    const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
+    let readToEnd = false;
+    const piped = pipeline(
+      fs.createReadStream('', { fd, highWaterMark: 1 << 20 }),
+      gunzip,
       async function (source: AsyncIterable<Buffer>) {
         try {
           for await (const chunk of source) {
             if (Atomics.load(abortFlag, 0) !== 0) throw new Interrupted();
-            if (!reader.done) reader.write(chunk);
+            r.write(chunk);
+            // metadata entries and skipped bodies are not in the sink's count: bound the whole stream too
+            if (r.bytes > bound.bytes) throw s.limitError();
             const now = Date.now();
             if (now - lastProgress >= 200) {
               lastProgress = now;
-              post({ t: 'progress', entries: sink.result.entries, bytes: reader.bytes });
+              post({ t: 'progress', entries: s.result.entries, bytes: r.bytes });
             }
           }
-          reader.end();
+          r.end();
+          readToEnd = true;
         } catch (err) {
           consumerError = err;
           throw err;
         }
       },
     );
-    sink.finish();
-    sink.result.tarBytes = reader.bytes;
-    post({ t: 'progress', entries: sink.result.entries, bytes: reader.bytes });
-    post({ t: 'done', result: sink.result });
+    try {
+      await piped;
+    } catch (err) {
+      // zlib stops at a zero byte after a gzip member and the pipeline then aborts the file's read stream:
+      // not a failure by itself; the bytes left are checked below
+      if (!readToEnd || gunzip.bytesWritten >= fileSize) throw err;
+    }
+    checkTrailingBytes(input.file, gunzip.bytesWritten, fileSize);
+    s.checkEnd();
+    s.finish();
+    s.result.tarBytes = r.bytes;
+    post({ t: 'progress', entries: s.result.entries, bytes: r.bytes });
+    post({ t: 'done', result: s.result });
   } catch (err) {
-    sink.closeOpen();
+    sink?.closeOpen();
     const e = consumerError ?? err;
     const zcode = (e as NodeJS.ErrnoException | undefined)?.code;
-    if (reader.bytes > 0 && zcode === 'Z_DATA_ERROR' && /header check/.test((e as Error).message)) {
+    if ((reader?.bytes ?? 0) > 0 && zcode === 'Z_DATA_ERROR' && /header check/.test((e as Error).message)) {
       // zlib read one gzip member fine, then something that is not gzip
       post({
         t: 'error',
@@ -365,8 +573,35 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
   }
 }
 
+/**
+ * zlib stops at the end of the last gzip member when a zero byte follows, and ignores the rest of the file
+ * (tape padding). Zeros are fine; anything else there is data another tool might read and we would not.
+ */
+function checkTrailingBytes(file: string, consumed: number, size: number): void {
+  if (consumed >= size) return;
+  const n = size - consumed;
+  if (n > 8 << 20) throw new TarFormatError(`${n} bytes after the end of the gzip data`);
+  const buf = Buffer.alloc(n);
+  const fd = fs.openSync(file, 'r');
+  try {
+    let off = 0;
+    while (off < n) {
+      const got = fs.readSync(fd, buf, off, n - off, consumed + off);
+      if (got === 0) break;
+      off += got;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (buf.some((b) => b !== 0)) {
+    throw new TarFormatError(`${n} bytes of data after the end of the gzip data (appended or damaged)`);
+  }
+}
+
 function toMessage(err: unknown): WorkerMessage {
   if (err instanceof Interrupted) return { t: 'error', kind: 'interrupted', message: 'interrupted' };
+  if (err instanceof LimitError)
+    return { t: 'error', kind: 'limit', message: err.message, ...(err.entry ? { entry: err.entry } : {}) };
   if (err instanceof TarFormatError)
     return { t: 'error', kind: 'format', message: err.message, entry: err.entry };
   if (err instanceof UnsafeEntryError)

@@ -2,6 +2,18 @@
  * Safe, fast extraction of a .tgz backup into a new empty directory. The whole archive is read (gzip CRC of
  * every member, tar structure, end-of-archive marker) while extracting, so a successful extraction IS the
  * verification pass. Any fault: the destination directory is removed and a CliError naming the archive thrown.
+ *
+ * What an archive cannot do (each is refused, or neutralised and reported as a warning):
+ * - write outside the destination: absolute names, '..', writing through a symlink or replacing a directory
+ *   (extract-plan.ts); devices; in a code archive, `pub` (which holds the kept pub/media) as a non-directory;
+ * - restore symlinks whose target leaves the tree (absolute, or '..' above its root, through other links too),
+ *   unless `allowOutsideLinks` (OUTSIDE_LINK);
+ * - restore magebackup's own `.magebackup-*` state (INTERNAL_PATH: skipped; `verify` fails the archive);
+ * - set-id bits, sticky files, world-writable modes: dropped unless `keepModes` (SPECIAL_MODE, WORLD_WRITABLE);
+ * - choose owners: everything belongs to `owner` (the live tree's owner) or the running user;
+ * - fill the disk: the entries' declared sizes are counted as they come and the extraction stops once they pass
+ *   the destination's free space less a margin (or `maxBytes`), before writing the entry that passes it;
+ * - hide data after the end-of-archive marker or the last gzip member: refused (zero padding is accepted).
  */
 import { promises as fsp } from 'node:fs';
 import { Worker } from 'node:worker_threads';
@@ -34,7 +46,10 @@ export interface ArchiveProgress {
 }
 
 export interface ArchiveWarning {
-  /** stable code: SPECIAL_FILE, EXCLUDED_PATH, OUTSIDE_MEDIA, LINK_TARGET_SKIPPED */
+  /**
+   * stable code: SPECIAL_FILE, EXCLUDED_PATH, OUTSIDE_MEDIA, LINK_TARGET_SKIPPED, INTERNAL_PATH, SPECIAL_MODE,
+   * WORLD_WRITABLE, OUTSIDE_LINK; `path` is '' for a line that counts further entries with the same code
+   */
   code: string;
   path: string;
   message: string;
@@ -52,6 +67,14 @@ export interface ExtractOptions {
    * 'media': also accept archives whose names start with pub/media/ (Magento's own media backups).
    */
   filter?: 'none' | 'code' | 'media';
+  /** who gets what is restored when we run as root (the live tree's owner); default: the running user */
+  owner?: { uid: number; gid: number };
+  /** keep set-id bits and world-writable modes as archived (still reported) */
+  keepModes?: boolean;
+  /** restore symlinks whose target leaves the tree (reported) instead of refusing the archive */
+  allowOutsideLinks?: boolean;
+  /** stop once the archive expands to more than this (the destination's free space less a margin anyway) */
+  maxBytes?: number;
 }
 
 export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> {
@@ -60,7 +83,16 @@ export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> 
   if (entries.length > 0) throw new Error(`extractArchive: ${o.destDir} is not empty`);
   try {
     return await runArchiveWorker(
-      { mode: 'extract', file: o.file, destDir: o.destDir, filter: o.filter ?? 'none' },
+      {
+        mode: 'extract',
+        file: o.file,
+        destDir: o.destDir,
+        filter: o.filter ?? 'none',
+        ...(o.owner ? { owner: o.owner } : {}),
+        keepModes: o.keepModes ?? false,
+        allowOutsideLinks: o.allowOutsideLinks ?? false,
+        limit: { dir: o.destDir, ...(o.maxBytes !== undefined ? { maxBytes: o.maxBytes } : {}) },
+      },
       o,
     );
   } catch (err) {
@@ -71,7 +103,7 @@ export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> 
 
 /** Runs the verify/extract worker and maps its outcome to a result or a CliError naming the archive. */
 export function runArchiveWorker(
-  input: Pick<WorkerInput, 'mode' | 'file' | 'destDir' | 'filter'>,
+  input: Omit<WorkerInput, 'abort' | 'chown' | 'umask'>,
   o: {
     signal?: AbortSignal;
     onProgress?: (p: ArchiveProgress) => void;
@@ -148,6 +180,8 @@ function toError(m: Extract<WorkerMessage, { t: 'error' }>, input: WorkerInput):
     }
     case 'unsafe':
       return new CliError(`Archive ${file} is refused: entry "${m.entry ?? '?'}" ${m.message}`);
+    case 'limit':
+      return new CliError(`Archive ${file} is refused: ${m.message}${at}`);
     case 'io': {
       if (m.entry === undefined) return new CliError(`Cannot read archive ${file}: ${m.message}`);
       if (m.code === 'ENOSPC')

@@ -49,6 +49,8 @@ export interface TarLimits {
 const DEFAULT_LIMITS: TarLimits = { maxMetaSize: 1024 * 1024 };
 
 const BLOCK = 512;
+/** Zero padding accepted after the end marker: GNU tar's record is 10 KiB (20 blocks); `-b 2048` makes 1 MiB. */
+const MAX_TRAILING_ZEROS = 8 << 20;
 
 const enum State {
   Header,
@@ -87,6 +89,8 @@ export class TarReader {
   private current = '';
   /** uncompressed bytes consumed so far */
   bytes = 0;
+  /** zero bytes seen after the end-of-archive marker */
+  private trailing = 0;
   private readonly limits: TarLimits;
 
   constructor(
@@ -152,9 +156,25 @@ export class TarReader {
           if (this.pad === 0) this.state = State.Header;
           break;
         }
-        case State.Done:
-          // GNU tar pads the archive to a 10 KiB record; whatever follows the end marker is ignored.
+        case State.Done: {
+          // GNU tar pads the archive to a 10 KiB record with zeros. Anything else after the end marker (data,
+          // a second archive appended, a second gzip member) is content another reader might extract but we
+          // would not: refused, never ignored.
+          for (let i = off; i < len; i++) {
+            if (chunk[i] !== 0) {
+              throw new TarFormatError(
+                'data after the end-of-archive marker (a second archive appended, or damage)',
+              );
+            }
+          }
+          this.trailing += len - off;
+          if (this.trailing > MAX_TRAILING_ZEROS) {
+            throw new TarFormatError(
+              `more than ${MAX_TRAILING_ZEROS >> 20} MiB of padding after the end-of-archive marker`,
+            );
+          }
           return;
+        }
       }
     }
   }

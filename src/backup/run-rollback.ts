@@ -23,6 +23,9 @@ export interface RunRollbackOptions {
   dbFile?: string;
   maintenance?: boolean;
   dropExtraTables?: boolean;
+  /** archives: keep set-id bits and world-writable modes; restore symlinks leaving the tree (see extract.ts) */
+  keepModes?: boolean;
+  allowOutsideLinks?: boolean;
   db?: { flags: DbFlags; env: NodeJS.ProcessEnv };
   /**
    * Asked once everything has been validated and before anything changes; false cancels.
@@ -160,6 +163,8 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           root: paths.root,
           target: part,
           archive: file,
+          keepModes: o.keepModes ?? false,
+          allowOutsideLinks: o.allowOutsideLinks ?? false,
           ...(o.signal ? { signal: o.signal } : {}),
           onProgress: (p: { entries: number; bytes: number }) =>
             emit({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),

@@ -83,6 +83,9 @@ export interface StageTreeOptions {
   signal?: AbortSignal;
   onProgress?: (p: ArchiveProgress) => void;
   onWarning?: (w: ArchiveWarning) => void;
+  /** extraction policy (see extract.ts): keep set-id bits and world-writable modes; restore outside symlinks */
+  keepModes?: boolean;
+  allowOutsideLinks?: boolean;
   /** for tests: the timestamp in the staging directory's name */
   now?: number;
 }
@@ -149,11 +152,16 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
     await fsp.mkdir(newDir, { mode: 0o700 });
     const flusher = startFlusher(newDir);
     let stats: ExtractResult;
+    // what is restored belongs to the owner of what it replaces, never to ids an archive names
+    const ownerSt = (await fsp.stat(liveDir).catch(() => null)) ?? (await fsp.stat(root));
     try {
       stats = await extractArchive({
         file: o.archive,
         destDir: newDir,
         filter: o.target,
+        owner: { uid: ownerSt.uid, gid: ownerSt.gid },
+        keepModes: o.keepModes ?? false,
+        allowOutsideLinks: o.allowOutsideLinks ?? false,
         ...(o.signal ? { signal: o.signal } : {}),
         ...(o.onProgress ? { onProgress: o.onProgress } : {}),
         ...(o.onWarning ? { onWarning: o.onWarning } : {}),

@@ -184,6 +184,7 @@ async function verifyFile(
           filter: part,
           onProgress: (p) =>
             o.onEvent({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
+          onWarning: (w) => o.onEvent({ type: 'warning', ...w, message: `${name}: ${w.message}` }),
         });
         check.entries = v.entries;
         // The archive holds what the manifest says was written: no member lost, none added.

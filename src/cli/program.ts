@@ -131,7 +131,12 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
         '--drop-extra-tables',
         'drop live tables that are not in the dump (default: keep them and warn)',
       )
-      .option('--no-maintenance', 'do not turn maintenance mode on during the rollback'),
+      .option('--no-maintenance', 'do not turn maintenance mode on during the rollback')
+      .option('--keep-modes', 'restore set-id bits and world-writable modes as archived (default: drop them)')
+      .option(
+        '--allow-outside-links',
+        'restore symlinks whose target leaves the store (default: refuse such an archive)',
+      ),
   ).action(async (opts: Record<string, unknown>, cmd: Command) => {
     const { setupRollback } = await import('./commands/setup-rollback.js');
     await ctx.run(globals(cmd), (run) => setupRollback(run, opts));
@@ -190,7 +195,12 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
         '--drop-extra-tables',
         'drop live tables that are not in the dump (default: keep them and warn)',
       )
-      .option('--no-maintenance', 'do not turn maintenance mode on during the restore'),
+      .option('--no-maintenance', 'do not turn maintenance mode on during the restore')
+      .option('--keep-modes', 'restore set-id bits and world-writable modes as archived (default: drop them)')
+      .option(
+        '--allow-outside-links',
+        'restore symlinks whose target leaves the store (default: refuse such an archive)',
+      ),
   ).action(async (id: string, opts: Record<string, unknown>, cmd: Command) => {
     const { snapshotRestore } = await import('./commands/snapshot-restore.js');
     await ctx.run(globals(cmd), (run) => snapshotRestore(run, id, opts));

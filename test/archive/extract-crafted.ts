@@ -16,6 +16,9 @@ export interface CraftEntry {
   pax?: boolean;
   /** write a GNU 'L' long-name entry carrying the path */
   gnuLong?: boolean;
+  /** owner ids stored in the header (default: the running user's) */
+  uid?: number;
+  gid?: number;
 }
 
 function pad(b: Buffer): Buffer {
@@ -47,8 +50,8 @@ export function craftTar(entries: CraftEntry[], o: { noEnd?: boolean } = {}): Bu
     const h = new Header({
       path: e.pax || e.gnuLong ? e.path.slice(0, 99) : e.path,
       mode: e.mode ?? (type === 'Directory' ? 0o755 : 0o644),
-      uid: process.getuid?.() ?? 0,
-      gid: process.getgid?.() ?? 0,
+      uid: e.uid ?? process.getuid?.() ?? 0,
+      gid: e.gid ?? process.getgid?.() ?? 0,
       size: type === 'File' ? body.length : 0,
       mtime: new Date((e.mtime ?? 1_600_000_000) * 1000),
       type,

@@ -10,6 +10,8 @@ export interface SetupRollbackOptions extends DbCliOptions {
   dbFile?: string;
   dropExtraTables?: boolean;
   maintenance?: boolean;
+  keepModes?: boolean;
+  allowOutsideLinks?: boolean;
 }
 
 /** Ask on the terminal; without a terminal and without --yes, refuse rather than guess. */
@@ -42,6 +44,8 @@ export async function setupRollback(run: CommandRun, opts: SetupRollbackOptions)
     ...(opts.mediaFile !== undefined ? { mediaFile: opts.mediaFile } : {}),
     ...(opts.dbFile !== undefined ? { dbFile: opts.dbFile } : {}),
     dropExtraTables: !!opts.dropExtraTables,
+    keepModes: !!opts.keepModes,
+    allowOutsideLinks: !!opts.allowOutsideLinks,
     maintenance: opts.maintenance !== false,
     db: { flags: dbFlags(opts), env: run.io.env },
     ...(confirm ? { confirm } : {}),

@@ -8,6 +8,8 @@ import { confirmer } from './setup-rollback.js';
 export interface SnapshotRestoreOptions extends DbCliOptions {
   dropExtraTables?: boolean;
   maintenance?: boolean;
+  keepModes?: boolean;
+  allowOutsideLinks?: boolean;
 }
 
 export async function snapshotRestore(
@@ -21,6 +23,8 @@ export async function snapshotRestore(
     root: run.root,
     id,
     dropExtraTables: !!opts.dropExtraTables,
+    keepModes: !!opts.keepModes,
+    allowOutsideLinks: !!opts.allowOutsideLinks,
     maintenance: opts.maintenance !== false,
     db: { flags: dbFlags(opts), env: run.io.env },
     ...(confirm ? { confirm } : {}),
