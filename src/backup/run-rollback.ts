@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
-import { RestoreError, restoreDatabase } from '../db/restore.js';
+import { RestoreError, RestoreInterruptedError, restoreDatabase } from '../db/restore.js';
 import { verifyDump } from '../db/verify-dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, UsageError, throwIfAborted, errnoCode } from '../errors.js';
@@ -226,8 +226,9 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           });
           parts.push({ part: 'db', file: name, path: files.db, tables: r.tables, mode: r.mode });
         } catch (err) {
-          // An in-place load that failed half-way left the live database changed: keep the store offline.
-          if (err instanceof RestoreError && err.liveDamaged) keepMaintenance = true;
+          // A restore that could not put the old state back leaves a journal for the next run: stay offline.
+          if ((err instanceof RestoreError || err instanceof RestoreInterruptedError) && err.liveDamaged)
+            keepMaintenance = true;
           throw err;
         }
       }

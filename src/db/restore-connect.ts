@@ -63,3 +63,86 @@ export async function closeQuietly(conn: Connection | undefined): Promise<void> 
     conn.destroy();
   }
 }
+
+/** Errors that mean the server (or the network to it) is gone, not that a statement failed. */
+const GONE_CODES = new Set([
+  'PROTOCOL_CONNECTION_LOST',
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'ENOENT',
+  'ER_SERVER_SHUTDOWN',
+  'ER_CONNECTION_KILLED',
+]);
+const GONE_ERRNOS = new Set([1053, 1927, 2006, 2013]);
+
+export function isServerGone(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 4; depth++) {
+    const code = typeof e === 'object' && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+    const errno = sqlErrno(e);
+    if ((code !== undefined && GONE_CODES.has(code)) || (errno !== undefined && GONE_ERRNOS.has(errno)))
+      return true;
+    if (e instanceof Error && /closed state|connection is closed|Can't add new command/i.test(e.message))
+      return true;
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return false;
+}
+
+/** 1205 (row lock) or 1205-like metadata lock waits that hit lock_wait_timeout / innodb_lock_wait_timeout. */
+export function isLockWaitTimeout(err: unknown): boolean {
+  return sqlErrno(err) === 1205;
+}
+
+/**
+ * Every connection a restore opens, so that an abort can end it within seconds even while a statement waits
+ * on a lock: `KILL QUERY` for each from a separate connection (a user may kill its own threads), then destroy.
+ */
+export class ConnectionSet {
+  private conns = new Set<Connection>();
+  constructor(private readonly cfg: DbConnectionConfig) {}
+
+  add<C extends Connection>(c: C): C {
+    this.conns.add(c);
+    return c;
+  }
+
+  delete(c: Connection): void {
+    this.conns.delete(c);
+  }
+
+  /** Stops every statement and closes every connection; never throws, never waits more than a few seconds. */
+  async killAll(): Promise<void> {
+    const conns = [...this.conns];
+    this.conns.clear();
+    if (conns.length === 0) return;
+    let killer: Connection | undefined;
+    try {
+      killer = await Promise.race([
+        mysql.createConnection({
+          ...connectionOptions(this.cfg, { database: null, connectTimeout: 3000 }),
+        }),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
+      ]);
+      killer.on('error', () => {});
+      for (const c of conns) {
+        await Promise.race([
+          killer.query(`KILL QUERY ${Number(c.threadId)}`).catch(() => {}),
+          new Promise<void>((r) => setTimeout(r, 2000).unref()),
+        ]);
+      }
+    } catch {
+      // the server may be gone: destroying our ends is all there is to do
+    } finally {
+      killer?.destroy();
+      for (const c of conns) c.destroy();
+    }
+  }
+}
+
+/** Bounded lock waits for every restore session (seconds). */
+export async function boundLockWaits(conn: Connection, seconds: number): Promise<void> {
+  const s = Math.max(1, Math.floor(seconds));
+  await conn.query(`SET SESSION lock_wait_timeout = ${s}, innodb_lock_wait_timeout = ${s}`);
+}

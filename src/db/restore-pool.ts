@@ -13,6 +13,13 @@ export interface PoolItem {
   line: number;
   /** the table it belongs to; undefined for session statements */
   table?: string;
+  /**
+   * DDL (CREATE/ALTER/DROP TABLE …): runs while no other connection runs DDL. Two connections running DDL at
+   * once on tables related by foreign keys can wait on each other's metadata locks for ever.
+   */
+  ddl?: boolean;
+  /** the statement as the dump has it, for messages (when `raw` names shadow tables) */
+  shown?: Buffer;
 }
 
 export class StatementFailure extends Error {
@@ -43,6 +50,8 @@ export class LoaderPool {
   private queuedBytes = 0;
   private waiters: (() => void)[] = [];
   private closed = false;
+  /** the end of the DDL statement running now (one at a time across the connections) */
+  private ddlTail: Promise<void> = Promise.resolve();
   failure: StatementFailure | undefined;
 
   constructor(
@@ -115,7 +124,24 @@ export class LoaderPool {
           }
           w.table = item.table;
         }
-        await queryRaw(w.conn, item.raw);
+        if (item.ddl) {
+          if (w.txOpen) {
+            await w.conn.query('COMMIT');
+            w.txOpen = false;
+          }
+          const prev = this.ddlTail;
+          let release!: () => void;
+          this.ddlTail = new Promise<void>((r) => (release = r));
+          try {
+            await prev;
+            if (this.failure || this.closed) return;
+            await queryRaw(w.conn, item.raw);
+          } finally {
+            release();
+          }
+        } else {
+          await queryRaw(w.conn, item.raw);
+        }
         if (item.table !== undefined) w.txOpen = true;
       } catch (err) {
         this.fail(new StatementFailure(item, err));

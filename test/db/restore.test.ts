@@ -10,7 +10,6 @@ import { describeDatabase, diffDatabases, type DbSnapshot } from '../../fixtures
 import {
   restoreDatabase,
   recoverInterruptedRestores,
-  restoreDatabaseNames,
   RestoreError,
   type RestoreStep,
 } from '../../src/db/restore.js';
@@ -55,8 +54,14 @@ async function newLive(prefix: string, zoo: { bigRows: number } | null = { bigRo
   return db;
 }
 
+/** What a restore may leave: databases named after the live one, tables with the reserved prefix. */
 async function leftovers(live: string): Promise<string[]> {
-  return databasesLike(conn, `${live}__mbk_`);
+  const tables = await queryRows(
+    conn,
+    "SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '\\_\\_mbk\\_%' ORDER BY 1",
+    [live],
+  );
+  return [...(await databasesLike(conn, `${live}__mbk_`)), ...tables.map((t) => String(t.n))];
 }
 
 async function write(name: string, text: string): Promise<string> {
@@ -126,7 +131,7 @@ void test('a magebackup dump (plain and .sql.gz) of the zoo restores exactly', a
   }
 });
 
-void test('a user who may not create databases gets an in-place restore, with a warning', async () => {
+void test('a user with ALL ON <db>.* only (no CREATE DATABASE) gets the same atomic restore', async () => {
   const { dumpDatabase } = await import('../../src/db/dump.js');
   const file = path.join(dir, 'ours-limited.sql');
   await dumpDatabase({ config: configFor(server, src), outFile: file, compress: false });
@@ -141,8 +146,7 @@ void test('a user who may not create databases gets an in-place restore, with a 
     const events: MagebackupEvent[] = [];
     const config = { ...configFor(server, live), user, password };
     const r = await restoreDatabase({ config, file, onEvent: (e) => events.push(e) });
-    assert.equal(r.mode, 'in-place');
-    assert.ok(events.some((e) => e.type === 'warning' && e.code === 'DB_IN_PLACE'));
+    assert.equal(r.mode, 'shadow');
     assert.deepEqual(diffDatabases(srcSnap, await snapshot(live)), []);
     assert.deepEqual(await leftovers(live), []);
   } finally {
@@ -162,13 +166,13 @@ void test('dropExtraTables drops the live tables that are not in the dump', asyn
   assert.deepEqual(await leftovers(live), []);
 });
 
-void test('a .sql.gz dump restores into an empty database, in place when asked', async () => {
+void test('a .sql.gz dump restores into an empty database', async () => {
   const { gzipSync } = await import('node:zlib');
   const gz = path.join(dir, 'zoo.sql.gz');
   await fsp.writeFile(gz, gzipSync(await fsp.readFile(zooDump)));
   const live = await newLive('rinpl', null);
-  const r = await restoreDatabase({ config: configFor(server, live), file: gz, mode: 'in-place' });
-  assert.equal(r.mode, 'in-place');
+  const r = await restoreDatabase({ config: configFor(server, live), file: gz });
+  assert.equal(r.mode, 'shadow');
   assert.deepEqual(unexpected(diffDatabases(srcSnap, await snapshot(live))), []);
 });
 
@@ -278,17 +282,6 @@ void test('a failing statement is named with its line; in shadow mode the live d
   });
   assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
   assert.deepEqual(await leftovers(live), []);
-
-  await assert.rejects(
-    restoreDatabase({ config: configFor(server, live), file, mode: 'in-place' }),
-    (err: unknown) => {
-      assert.ok(err instanceof RestoreError);
-      assert.match(err.message, new RegExp(`line ${line} of`));
-      assert.match(err.message, /partly restored/);
-      assert.equal(err.liveDamaged, true);
-      return true;
-    },
-  );
 });
 
 void test('a truncated dump is refused and nothing changes', async () => {
@@ -298,10 +291,6 @@ void test('a truncated dump is refused and nothing changes', async () => {
   const live = await newLive('rtrunc');
   const before = await snapshot(live);
   await assert.rejects(restoreDatabase({ config: configFor(server, live), file }), /truncated|incomplete/);
-  await assert.rejects(
-    restoreDatabase({ config: configFor(server, live), file, mode: 'in-place' }),
-    /truncated|incomplete/,
-  );
   assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
   assert.deepEqual(await leftovers(live), []);
 });
@@ -327,53 +316,48 @@ for (const at of ['loading', 'loaded'] as RestoreStep[]) {
   });
 }
 
-void test('recovery drops an unfinished shadow database and orphaned old databases', async () => {
+void test('recovery drops the tables of unfinished restores and leaves the rest alone', async () => {
   const live = await newLive('rrec1');
   const before = await snapshot(live);
-  const a = restoreDatabaseNames(live, 'aaaa');
-  const b = restoreDatabaseNames(live, 'bbbb');
-  await conn.query(`CREATE DATABASE \`${a.shadow}\``);
-  await conn.query(`CREATE TABLE \`${a.shadow}\`.t (id INT)`);
-  await conn.query(`CREATE DATABASE \`${a.old}\``);
-  await conn.query(`CREATE DATABASE \`${b.old}\``);
-  const other = await server.createDatabase('rrec1x');
-  await conn.query(`CREATE DATABASE \`${restoreDatabaseNames(other, 'cccc').shadow}\``);
+  await conn.query(`CREATE TABLE \`${live}\`.\`__mbk_aaaa_n0123\` (id INT)`);
+  await conn.query(`CREATE TABLE \`${live}\`.\`__mbk_bbbb_journal\` (seq INT PRIMARY KEY)`);
+  await conn.query(`CREATE TABLE \`${live}\`.\`__mbk_bbbb_n0123\` (id INT)`);
+  const other = await newLive('rrec1x', null);
+  await conn.query(`CREATE TABLE \`${other}\`.\`__mbk_cccc_n0123\` (id INT)`);
   const done = await recoverInterruptedRestores(configFor(server, live));
   assert.equal(done.length, 2, done.join('\n'));
   assert.deepEqual(await leftovers(live), []);
-  assert.deepEqual(
-    await leftovers(other),
-    [restoreDatabaseNames(other, 'cccc').shadow],
-    "another database's leftovers stay",
-  );
+  assert.deepEqual(await leftovers(other), ['__mbk_cccc_n0123'], "another database's leftovers stay");
   assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
-  await conn.query(`DROP DATABASE \`${restoreDatabaseNames(other, 'cccc').shadow}\``);
 });
 
-for (const at of ['ready', 'live-triggers-dropped', 'swapped', 'definitions-created'] as RestoreStep[]) {
-  void test(`a restore that dies at '${at}' is finished by recoverInterruptedRestores`, async () => {
+for (const at of [
+  'committing',
+  'swapped',
+  'constraints-renamed',
+  'definitions-dropped',
+  'definitions-created',
+] as RestoreStep[]) {
+  void test(`a failure at '${at}' puts the old tables and definitions back by itself`, async () => {
     const live = await newLive('rrec2');
+    const before = await snapshot(live);
     await assert.rejects(
       restoreDatabase({
         config: configFor(server, live),
         file: zooDump,
         onStep: (s) => {
-          if (s === at) throw new Error(`simulated crash at ${s}`);
+          if (s === at) throw new Error(`simulated failure at ${s}`);
         },
       }),
-      /simulated crash/,
+      (err: unknown) => {
+        assert.ok(err instanceof RestoreError, String(err));
+        assert.match(err.message, /simulated failure/);
+        assert.match(err.message, /put back as it was/);
+        assert.equal(err.live, 'unchanged');
+        return true;
+      },
     );
-    assert.notDeepEqual(await leftovers(live), [], 'the journal is left for the recovery');
-    const done = await recoverInterruptedRestores(configFor(server, live));
-    assert.ok(done.length >= 1);
-    assert.deepEqual(unexpected(diffDatabases(srcSnap, await snapshot(live))), []);
+    assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
     assert.deepEqual(await leftovers(live), []);
   });
 }
-
-void test('long database names get shadow names within 64 characters', () => {
-  const long = 'm'.repeat(64);
-  const n = restoreDatabaseNames(long, Date.now().toString(36));
-  assert.ok(n.shadow.length <= 64 && n.old.length <= 64, n.shadow);
-  assert.notEqual(n.shadow, restoreDatabaseNames('m'.repeat(63) + 'n', Date.now().toString(36)).shadow);
-});
