@@ -11,6 +11,7 @@ import { TarReader, TarFormatError, type TarEntry, type TarSink } from './tar-re
 import { ExtractPlan, UnsafeEntryError, componentWithPrefix, normalizeEntryPath } from './extract-plan.js';
 import { INTERNAL_PREFIX, ROOT_EXCLUDES, codeExcludedPrefix } from './extract-filter.js';
 import { formatBytesPlain } from '../fs/units.js';
+import { WarningCode } from '../events.js';
 
 export interface WorkerInput {
   mode: 'verify' | 'extract';
@@ -62,7 +63,7 @@ export type WorkerMessage =
 class Interrupted extends Error {}
 
 /** The archive expands to more than the disk can take (or the limit allows). */
-class LimitError extends Error {
+export class LimitError extends Error {
   constructor(
     message: string,
     readonly entry?: string,
@@ -82,6 +83,8 @@ export interface Bound {
   inodes: number;
   /** why: for the message */
   what: string;
+  /** the directory whose filesystem is counted */
+  dir: string;
 }
 
 /** How much an extraction into `dir` may write: its free space (and inodes) less a margin, capped by maxBytes. */
@@ -99,7 +102,7 @@ export function extractionBound(dir: string, maxBytes?: number): Bound {
   }
   // some filesystems (btrfs) report no inode counts: no inode bound there
   const inodes = st.files > 0 ? st.ffree - Math.min(1000, Math.floor(st.ffree * MARGIN_FRACTION)) : Infinity;
-  return { bytes: Math.max(0, bytes), inodes, what };
+  return { bytes: Math.max(0, bytes), inodes, what, dir };
 }
 
 class IoError extends Error {
@@ -123,7 +126,8 @@ function octal(mode: number): string {
   return mode.toString(8).padStart(4, '0');
 }
 
-class Sink implements TarSink {
+/** Exported for the fuzz test, which drives it in verify mode (no writes) without a worker per archive. */
+export class Sink implements TarSink {
   readonly plan = new ExtractPlan();
   readonly result: WorkerResult = {
     entries: 0,
@@ -206,7 +210,7 @@ class Sink implements TarSink {
         .filter(Boolean)
         .join('+');
       this.warnMany(
-        'SPECIAL_MODE',
+        WarningCode.SPECIAL_MODE,
         name,
         keep
           ? `${name} is ${bits} in the archive (mode ${octal(mode)}): kept (--keep-modes)`
@@ -216,7 +220,7 @@ class Sink implements TarSink {
     }
     if (mode & 0o002) {
       this.warnMany(
-        'WORLD_WRITABLE',
+        WarningCode.WORLD_WRITABLE,
         name,
         keep
           ? `${name} is world-writable in the archive (mode ${octal(mode)}): kept (--keep-modes)`
@@ -240,15 +244,15 @@ class Sink implements TarSink {
         throw new UnsafeEntryError(`${why} (--allow-outside-links restores such links)`, l.path);
       }
       this.warnMany(
-        'OUTSIDE_LINK',
+        WarningCode.OUTSIDE_LINK,
         l.path,
         this.write
           ? `${l.path} ${why}: restored (--allow-outside-links)`
           : `${l.path} ${why}: a rollback refuses it unless --allow-outside-links`,
       );
     }
-    const more = (this.warnCounts.get('OUTSIDE_LINK') ?? 0) - NAMED_WARNINGS;
-    if (more > 0) this.warn('OUTSIDE_LINK', '', `${more} more symlinks leave the tree (not named)`);
+    const more = (this.warnCounts.get(WarningCode.OUTSIDE_LINK) ?? 0) - NAMED_WARNINGS;
+    if (more > 0) this.warn(WarningCode.OUTSIDE_LINK, '', `${more} more symlinks leave the tree (not named)`);
   }
 
   private abs(rel: string): string {
@@ -265,7 +269,7 @@ class Sink implements TarSink {
       // verify fails such an archive; a rollback skips the entries (an attacker who can write pub/media could
       // otherwise plant one there and make every later media backup unrestorable)
       if (!this.write) throw new UnsafeEntryError(`is ${what}`, raw);
-      this.warnOnce('INTERNAL_PATH', internal, `${internal} is ${what}: skipped`);
+      this.warnOnce(WarningCode.INTERNAL_PATH, internal, `${internal} is ${what}: skipped`);
       return undefined;
     }
     const filter = this.input.filter;
@@ -310,7 +314,7 @@ class Sink implements TarSink {
     this.result.entries++;
     if (this.result.entries > this.bound.inodes) {
       throw new LimitError(
-        `it has more entries than ${this.bound.what.replace(/ \(.*/, '')} has free inodes (${this.bound.inodes})`,
+        `it has more entries than ${this.bound.dir} has free inodes (${this.bound.inodes}, less a margin)`,
         e.path,
       );
     }
@@ -616,7 +620,9 @@ function toMessage(err: unknown): WorkerMessage {
   return { t: 'error', kind: 'internal', message: e?.stack ?? String(err) };
 }
 
-if (parentPort) {
+// Only when started by runArchiveWorker: a test's own worker thread may import this module for Sink.
+const input = workerData as Partial<WorkerInput> | null;
+if (parentPort && input?.abort instanceof SharedArrayBuffer && typeof input.file === 'string') {
   const port = parentPort;
-  void run(workerData as WorkerInput, (m) => port.postMessage(m));
+  void run(input as WorkerInput, (m) => port.postMessage(m));
 }

@@ -16,15 +16,18 @@ import { verifyArchive } from '../../src/archive/verify.js';
 import { CliError } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import { minimalStore, tempDir } from '../helpers/tmp.js';
+import { craftTgz } from './extract-crafted.js';
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
 
 /** Mounts a tmpfs of `size` on dir; returns the unmount function. */
-function smallDisk(dir: string, size: string): () => void {
+function smallDisk(dir: string, size: string, extra = ''): () => void {
   fs.mkdirSync(dir, { recursive: true });
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { stdio: 'ignore' });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755${extra}`, 'tmpfs', dir], {
+      stdio: 'ignore',
+    });
   } catch (err) {
     throw new Error(
       `cannot mount a ${size} tmpfs on ${dir} to test archive bombs on a small disk: run the tests as root (as .ci/run does)`,
@@ -135,6 +138,25 @@ void test('4 GiB in 4 MiB files on a 64 MiB disk: stops at the bound (not "disk 
       written.every((f) => fs.statSync(path.join(dest, 'zeros', f)).size === 4 * MiB),
       'no file was cut short by a full disk',
     );
+  } finally {
+    unmount();
+  }
+});
+
+void test('more entries than free inodes: refused before the filesystem runs out of them', async () => {
+  const base = tempDir('mbk-bomb-');
+  const file = path.join(base, 'many.tgz');
+  fs.writeFileSync(file, craftTgz(Array.from({ length: 3000 }, (_, i) => ({ path: `f/${i}`, body: '' }))));
+  const disk = path.join(base, 'disk');
+  const unmount = smallDisk(disk, '32m', ',nr_inodes=1000');
+  try {
+    const dest = path.join(disk, 'dest');
+    fs.mkdirSync(dest);
+    await assert.rejects(
+      extractArchive({ file, destDir: dest }),
+      /many\.tgz is refused: it has more entries than .*disk\/dest has free inodes \(\d+, less a margin\) \(at entry "f\/\d+"\)$/,
+    );
+    assert.deepEqual(fs.readdirSync(disk), []);
   } finally {
     unmount();
   }
