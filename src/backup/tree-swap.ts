@@ -348,15 +348,17 @@ function planChildren(
   const fixes: DirFix[] = [];
   const keep = (rel: string, name: string): boolean =>
     name.startsWith(INTERNAL_PREFIX) || (code && isCodeExcludedName(rel, name));
-  const visit = (rel: string): void => {
+  // `staged`: newDir/rel is a real directory. When the backup has a symlink (or file) there, nothing below it is
+  // staged: reading or renaming through it would follow the link out of the staging directory.
+  const visit = (rel: string, staged: boolean): void => {
     const liveNames = readdirOrEmpty(path.join(liveDir, rel));
-    const newNames = readdirOrEmpty(path.join(newDir, rel));
+    const newNames = staged ? readdirOrEmpty(path.join(newDir, rel)) : [];
     const all = [...new Set([...liveNames, ...newNames])].sort();
     for (const name of all) {
       const childRel = rel === '' ? name : `${rel}/${name}`;
       if (keep(childRel, name)) continue;
       const liveSt = lstatSyncOrNull(path.join(liveDir, childRel));
-      const newSt = lstatSyncOrNull(path.join(newDir, childRel));
+      const newSt = staged ? lstatSyncOrNull(path.join(newDir, childRel)) : null;
       if (code && liveSt?.isSymbolicLink() && ROOT_EXCLUDES.some((r) => r.startsWith(childRel + '/'))) {
         throw new CliError(
           `Cannot roll back the code: ${path.join(liveDir, childRel)} is a symlink, and it holds paths a code rollback must keep`,
@@ -378,13 +380,13 @@ function planChildren(
             mtime: newSt.mtimeMs / 1000,
           });
         }
-        visit(childRel);
+        visit(childRel, newSt?.isDirectory() ?? false);
         continue;
       }
       units.push({ rel: childRel, hasNew: newSt !== null });
     }
   };
-  visit('');
+  visit('', true);
   return { units, fixes };
 }
 

@@ -154,3 +154,28 @@ void test('backups:verify does not call an archive carrying .magebackup-* state 
     );
   }
 });
+
+void test('code rollback: a symlink entry where the live tree keeps something (node_modules inside) is never entered by the swap', async () => {
+  const { root, backups, canary } = store();
+  fs.mkdirSync(path.join(root, 'app/code/V/M/node_modules'), { recursive: true });
+  fs.writeFileSync(path.join(root, 'app/code/V/M/node_modules/pkg.js'), 'kept');
+  fs.writeFileSync(path.join(root, 'app/code/V/M/registration.php'), '<?php // live');
+  const name = '1700000004_filesystem.tgz';
+  put(backups, name, [
+    ...CODE,
+    { path: 'app/etc/env.php', body: '<?php' },
+    { path: 'app/code/V/', type: 'Directory' },
+    // allowed, so that only the swap stands between the link and the canary
+    { path: 'app/code/V/M', type: 'SymbolicLink', linkpath: canary },
+  ]);
+  const canaryBefore = describe(canary);
+  const r = await runCli(['setup:rollback', '-c', name, '--yes', '--allow-outside-links', '--root', root]);
+  assert.deepEqual(describe(canary), canaryBefore, r.stderr);
+  assert.equal(fs.readFileSync(path.join(root, 'app/code/V/M/node_modules/pkg.js'), 'utf8'), 'kept');
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(
+    r.stderr,
+    /app\/code\/V\/M is not a directory in the backup, but holds paths a code rollback keeps/,
+  );
+  assert.deepEqual(fs.readdirSync(path.join(root, 'app/code/V/M')), ['node_modules']);
+});
