@@ -169,7 +169,10 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
           done(await backupTree(paths, 'code', timestamp, paths.root, excluder, o.signal, emit));
         }
         if (o.parts.media) {
-          done(await backupTree(paths, 'media', timestamp, paths.mediaDir, undefined, o.signal, emit));
+          // `.magebackup-*` names are never restored (and fail verification): planted in pub/media, they must
+          // not make the media backups unverifiable
+          const internal = compileExcludes(INTERNAL_EXCLUDES);
+          done(await backupTree(paths, 'media', timestamp, paths.mediaDir, internal, o.signal, emit));
         }
         if (dbConfig) {
           done(await backupDb(paths, dbConfig, timestamp, dbEstimate, o, emit));

@@ -179,3 +179,17 @@ void test('code rollback: a symlink entry where the live tree keeps something (n
   );
   assert.deepEqual(fs.readdirSync(path.join(root, 'app/code/V/M')), ['node_modules']);
 });
+
+void test('a media backup leaves out .magebackup-* names planted in pub/media, so it verifies', async () => {
+  const { root } = store();
+  const media = path.join(root, 'pub', 'media');
+  fs.mkdirSync(path.join(media, '.magebackup-planted'));
+  fs.writeFileSync(path.join(media, '.magebackup-planted', 'journal.json'), '{"liveDir":"/etc"}');
+  fs.mkdirSync(path.join(media, 'catalog', '.magebackup-x'));
+  fs.writeFileSync(path.join(media, 'catalog', '.magebackup-x', 'f'), 'x');
+  const b = await runCli(['setup:backup', '--media', '--root', root]);
+  assert.equal(b.code, 0, b.stderr);
+  const v = await runCli(['backups:verify', '--root', root]);
+  assert.equal(v.code, 0, v.stderr);
+  assert.match(v.stdout, /: OK/);
+});
