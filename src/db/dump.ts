@@ -212,6 +212,29 @@ function withContext(
   return s;
 }
 
+/** Characters that end a `-- ` comment line for some reader (the stock client splits on LF; others on CR, NEL, LS, PS). */
+const LINE_BREAKING = /[\x00-\x1f\x7f\u0085\u2028\u2029]/;
+
+/**
+ * Text for a `-- ` comment line that no character of it can leave: control and line-breaking characters are
+ * written as JSON escapes (the name is then shown as a JSON string), anything else as is.
+ */
+export function commentText(text: string): string {
+  return LINE_BREAKING.test(text) ? JSON.stringify(text) : text;
+}
+
+/** A name for a `-- ` comment line: `backquoted` when plain, a JSON string when it holds line breaks or controls. */
+export function commentName(name: string): string {
+  return LINE_BREAKING.test(name) ? JSON.stringify(name) : quoteIdent(name);
+}
+
+/** The `Database:` value of the header: raw when plain, else a JSON string (see dumpedDatabaseFromHeader). */
+export function headerDatabase(name: string): string {
+  return LINE_BREAKING.test(name) || /^["\s]|\s$/.test(name) || name.includes('\\')
+    ? JSON.stringify(name)
+    : name;
+}
+
 function pad(n: number): string {
   return String(n).padStart(2, '0');
 }
@@ -220,10 +243,10 @@ function utcStamp(d = new Date()): string {
 }
 
 function header(cfg: DbConnectionConfig, serverVersion: string): string {
-  return `-- magebackup dump of database ${quoteIdent(cfg.database)}
--- Host: ${describeServer(cfg)}    Database: ${cfg.database}
+  return `-- magebackup dump of database ${commentName(cfg.database)}
+-- Host: ${commentText(describeServer(cfg))}    Database: ${headerDatabase(cfg.database)}
 -- ------------------------------------------------------
--- Server version\t${serverVersion}
+-- Server version\t${commentText(serverVersion)}
 
 /*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;
 /*!40101 SET @OLD_CHARACTER_SET_RESULTS=@@CHARACTER_SET_RESULTS */;
@@ -310,7 +333,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
 
     for (const seq of schema.sequences) {
       await out.text(
-        `--\n-- Sequence structure for ${quoteIdent(seq.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(seq.name)};\n`,
+        `--\n-- Sequence structure for ${commentName(seq.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(seq.name)};\n`,
       );
       await out.raw(seq.create);
       await out.text(
@@ -322,7 +345,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
       throwIfAborted(o.signal);
       const stripped = stripper.matches(t.name);
       await out.text(
-        `--\n-- Table structure for table ${quoteIdent(t.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(t.name)};\n`,
+        `--\n-- Table structure for table ${commentName(t.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(t.name)};\n`,
       );
       await out.raw(t.create);
       await out.text(';\n\n');
@@ -373,7 +396,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
         });
         const text = createStatement(v.create, stripDefiners);
         await out.text(
-          `--\n-- Invalid view ${quoteIdent(v.name)} (not created):\n${text.replace(/^/gm, '-- ')}\n--\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n\n`,
+          `--\n-- Invalid view ${commentName(v.name)} (not created):\n${text.replace(/^/gm, '-- ')}\n--\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n\n`,
         );
         continue;
       }
@@ -420,7 +443,7 @@ function routineSql(r: RoutineDef, stripDefiners: boolean): string {
   const text = createStatement(r.create, stripDefiners);
   const { cs, coll } = clientCharset(r.charset, r.collation, text);
   return (
-    `--\n-- ${r.type === 'FUNCTION' ? 'Function' : 'Procedure'} ${quoteIdent(r.name)}\n--\n\n` +
+    `--\n-- ${r.type === 'FUNCTION' ? 'Function' : 'Procedure'} ${commentName(r.name)}\n--\n\n` +
     `/*!50003 DROP ${r.type} IF EXISTS ${quoteIdent(r.name)} */;\n` +
     withContext({ sqlMode: r.sqlMode, cs, coll }, compound(text)) +
     '\n'
@@ -431,7 +454,7 @@ function eventSql(e: EventDef, stripDefiners: boolean): string {
   const text = createStatement(e.create, stripDefiners);
   const { cs, coll } = clientCharset(e.charset, e.collation, text);
   return (
-    `--\n-- Event ${quoteIdent(e.name)}\n--\n\n/*!50106 DROP EVENT IF EXISTS ${quoteIdent(e.name)} */;\n` +
+    `--\n-- Event ${commentName(e.name)}\n--\n\n/*!50106 DROP EVENT IF EXISTS ${quoteIdent(e.name)} */;\n` +
     withContext({ sqlMode: e.sqlMode, cs, coll, timeZone: e.timeZone }, compound(text)) +
     '\n'
   );
@@ -451,7 +474,7 @@ function viewSql(v: ViewDef, stripDefiners: boolean): string {
   const text = createStatement(v.create, stripDefiners);
   const { cs, coll } = clientCharset(v.charset, v.collation, text);
   return (
-    `--\n-- Final view structure for view ${quoteIdent(v.name)}\n--\n\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n` +
+    `--\n-- Final view structure for view ${commentName(v.name)}\n--\n\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n` +
     `/*!50001 SET @saved_cs_client = @@character_set_client */;\n/*!50001 SET @saved_col_connection = @@collation_connection */;\n` +
     `/*!50001 SET character_set_client = ${cs} */;\n/*!50001 SET collation_connection = ${coll} */;\n` +
     `${needsImmediate(text) ? `EXECUTE IMMEDIATE ${quoteString(text)}` : text};\n` +
@@ -512,7 +535,7 @@ async function dumpRows(
   let stmtBytes = 0;
   let lastProgress = Date.now();
   await out.text(
-    `--\n-- Dumping data for table ${table}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`,
+    `--\n-- Dumping data for table ${commentName(t.name)}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`,
   );
   // history rows keep their row start/end times (MariaDB 10.11+)
   if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 1 */;\n');

@@ -28,10 +28,23 @@ export function dumpFlavour(head: string): DumpFlavour {
   return 'mysqldump';
 }
 
-/** The database name a dump was taken from, if its header says (`-- Host: h    Database: name`). */
+/**
+ * The database name a dump was taken from, if its header says (`-- Host: h    Database: name`). magebackup
+ * writes a name that holds line breaks, controls, a backslash or edge blanks as a JSON string.
+ */
 export function dumpedDatabaseFromHeader(head: string): string | undefined {
   const m = /^-- Host: .*?\bDatabase: (.+?)\s*$/m.exec(head);
-  return m?.[1] || undefined;
+  const v = m?.[1];
+  if (!v) return undefined;
+  if (v.length >= 2 && v.startsWith('"') && v.endsWith('"') && dumpFlavour(head) === 'magebackup') {
+    try {
+      const decoded: unknown = JSON.parse(v);
+      if (typeof decoded === 'string') return decoded;
+    } catch {
+      // not ours: the raw text
+    }
+  }
+  return v;
 }
 
 function lastLine(tail: Buffer): string {
