@@ -196,7 +196,11 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
           columns: (columnsOf.get(name) ?? []).map((c) => s(c[1])),
           charset: info.charset,
           collation: info.collation,
-          dependsOn: viewDependencies(create.toString('utf8'), name, viewNames),
+          dependsOn: viewDependencies(
+            create.toString(/^utf8/i.test(info.charset) ? 'utf8' : 'latin1'),
+            name,
+            viewNames,
+          ),
         });
         continue;
       }

@@ -131,6 +131,15 @@ class Output {
     if (this.congested) await this.drained();
     this.check();
   }
+  /** a byte string (one char per byte) */
+  async bin(s: string): Promise<void> {
+    const n = s.length;
+    this.sink.ensure(n);
+    this.sink.len += this.sink.buf.write(s, this.sink.len, 'latin1');
+    this.flush();
+    if (this.congested) await this.drained();
+    this.check();
+  }
   async raw(b: Buffer): Promise<void> {
     this.sink.bytes(b);
     this.flush();
@@ -179,21 +188,53 @@ function needsImmediate(body: string): boolean {
   return /--|#|\/\*|\\|;;|^\s*delimiter\b/im.test(body);
 }
 
+/**
+ * Definitions are handled as byte strings (one char per byte, `latin1` decoding): SHOW CREATE gives each one in
+ * its own character_set_client (a routine created over a latin1 connection comes back in latin1), and it is
+ * written back byte for byte after `SET character_set_client` to that charset, as mariadb-dump does.
+ * `b8` turns an ordinary JS string (names, comments) into the byte string of its UTF-8.
+ */
+function b8(s: string): string {
+  return /^[\x00-\x7f]*$/.test(s) ? s : Buffer.from(s, 'utf8').toString('latin1');
+}
+
 function createStatement(create: Buffer, stripDefiners: boolean): string {
-  const text = create.toString('utf8');
+  const text = create.toString('latin1');
   return stripDefiners ? stripDefiner(text) : text;
 }
 
+/** A byte string as a quoted literal with the usual backslash escaping. */
+function quoteBytes(text: string): string {
+  const sink = new ByteSink(text.length * 2 + 16);
+  writeQuoted(sink, Buffer.from(text, 'latin1'));
+  return sink.buf.toString('latin1', 0, sink.len);
+}
+
+const NBE = /(^|,)NO_BACKSLASH_ESCAPES(,|$)/i;
+
+/**
+ * A string literal (byte string in, byte string out) that reads back as `text` under `sqlMode`, in charset
+ * `cs`. With NO_BACKSLASH_ESCAPES a backslash is an ordinary character and only quotes are doubled (the stock
+ * client, told the mode by the server, then treats backslashes in strings as ordinary too); a carriage return
+ * would be lost there (the client drops CR before LF), so such text goes as a hex literal with its charset.
+ * Otherwise the usual escaping.
+ */
+export function quoteStringFor(text: string, sqlMode: string, cs = 'utf8mb4'): string {
+  if (!NBE.test(sqlMode)) return quoteBytes(text);
+  if (/[\r\0\x1a]/.test(text)) return `_${cs} 0x${Buffer.from(text, 'latin1').toString('hex')}`;
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
 /** A compound statement (routine, trigger, event) as the stock client will pass it through untouched. */
-function compound(text: string): string {
-  if (needsImmediate(text)) return `EXECUTE IMMEDIATE ${quoteString(text)};\n`;
+function compound(text: string, sqlMode: string, cs: string): string {
+  if (needsImmediate(text)) return `EXECUTE IMMEDIATE ${quoteStringFor(text, sqlMode, cs)};\n`;
   return `DELIMITER ;;\n${text} ;;\nDELIMITER ;\n`;
 }
 
-/** character_set_client for a stored object: its own when UTF-8 or the text is ASCII, else utf8mb4 (our file is UTF-8). */
-function clientCharset(charset: string, collation: string, text: string): { cs: string; coll: string } {
-  if (/^utf8/i.test(charset) || /^[\x00-\x7f]*$/.test(text))
-    return { cs: charset || 'utf8mb4', coll: collation || 'utf8mb4_general_ci' };
+/** character_set_client/collation_connection for a stored object: its own (names checked: they are written raw). */
+function clientCharset(charset: string, collation: string): { cs: string; coll: string } {
+  const ok = (x: string): boolean => /^\w+$/.test(x);
+  if (ok(charset) && ok(collation)) return { cs: charset, coll: collation };
   return { cs: 'utf8mb4', coll: 'utf8mb4_general_ci' };
 }
 
@@ -201,11 +242,11 @@ function withContext(
   o: { sqlMode: string; cs: string; coll: string; timeZone?: string },
   body: string,
 ): string {
-  let s = `/*!50003 SET @saved_sql_mode = @@sql_mode */;\n/*!50003 SET sql_mode = ${quoteString(o.sqlMode)} */;\n`;
+  let s = `/*!50003 SET @saved_sql_mode = @@sql_mode */;\n/*!50003 SET sql_mode = ${b8(quoteString(o.sqlMode))} */;\n`;
   s += `/*!50003 SET @saved_cs_client = @@character_set_client */;\n/*!50003 SET @saved_col_connection = @@collation_connection */;\n`;
   s += `/*!50003 SET character_set_client = ${o.cs} */;\n/*!50003 SET collation_connection = ${o.coll} */;\n`;
   if (o.timeZone !== undefined)
-    s += `/*!50106 SET @save_time_zone = @@TIME_ZONE */;\n/*!50106 SET TIME_ZONE = ${quoteString(o.timeZone)} */;\n`;
+    s += `/*!50106 SET @save_time_zone = @@TIME_ZONE */;\n/*!50106 SET TIME_ZONE = ${b8(quoteString(o.timeZone))} */;\n`;
   s += body;
   if (o.timeZone !== undefined) s += `/*!50106 SET TIME_ZONE = @save_time_zone */;\n`;
   s += `/*!50003 SET sql_mode = @saved_sql_mode */;\n/*!50003 SET character_set_client = @saved_cs_client */;\n/*!50003 SET collation_connection = @saved_col_connection */;\n`;
@@ -380,12 +421,12 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
           rows,
         });
       }
-      for (const tr of t.triggers) await out.text(triggerSql(tr, stripDefiners));
+      for (const tr of t.triggers) await out.bin(triggerSql(tr, stripDefiners));
     }
 
     if (schema.views.length > 0) await out.text(viewPlaceholders(schema.views));
-    for (const e of schema.events) await out.text(eventSql(e, stripDefiners));
-    for (const r of schema.routines) await out.text(routineSql(r, stripDefiners));
+    for (const e of schema.events) await out.bin(eventSql(e, stripDefiners));
+    for (const r of schema.routines) await out.bin(routineSql(r, stripDefiners));
     for (const v of schema.views) {
       if (v.columns.length === 0) {
         // a view over a dropped table or column cannot be created: keep its text as a comment, say so
@@ -395,12 +436,14 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
           message: `View ${v.name} references a table or column that no longer exists; its definition is kept in the dump as a comment only`,
         });
         const text = createStatement(v.create, stripDefiners);
-        await out.text(
-          `--\n-- Invalid view ${commentName(v.name)} (not created):\n${text.replace(/^/gm, '-- ')}\n--\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n\n`,
+        await out.bin(
+          b8(`--\n-- Invalid view ${commentName(v.name)} (not created):\n`) +
+            text.replace(/^/gm, '-- ') +
+            b8(`\n--\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n\n`),
         );
         continue;
       }
-      await out.text(viewSql(v, stripDefiners));
+      await out.bin(viewSql(v, stripDefiners));
     }
 
     await conn.query('COMMIT');
@@ -435,27 +478,31 @@ function mapDumpError(err: unknown, cfg: DbConnectionConfig): unknown {
 
 function triggerSql(tr: TriggerDef, stripDefiners: boolean): string {
   const text = createStatement(tr.create, stripDefiners);
-  const { cs, coll } = clientCharset(tr.charset, tr.collation, text);
-  return withContext({ sqlMode: tr.sqlMode, cs, coll }, compound(text)) + '\n';
+  const { cs, coll } = clientCharset(tr.charset, tr.collation);
+  return withContext({ sqlMode: tr.sqlMode, cs, coll }, compound(text, tr.sqlMode, cs)) + '\n';
 }
 
 function routineSql(r: RoutineDef, stripDefiners: boolean): string {
   const text = createStatement(r.create, stripDefiners);
-  const { cs, coll } = clientCharset(r.charset, r.collation, text);
+  const { cs, coll } = clientCharset(r.charset, r.collation);
   return (
-    `--\n-- ${r.type === 'FUNCTION' ? 'Function' : 'Procedure'} ${commentName(r.name)}\n--\n\n` +
-    `/*!50003 DROP ${r.type} IF EXISTS ${quoteIdent(r.name)} */;\n` +
-    withContext({ sqlMode: r.sqlMode, cs, coll }, compound(text)) +
+    b8(
+      `--\n-- ${r.type === 'FUNCTION' ? 'Function' : 'Procedure'} ${commentName(r.name)}\n--\n\n` +
+        `/*!50003 DROP ${r.type} IF EXISTS ${quoteIdent(r.name)} */;\n`,
+    ) +
+    withContext({ sqlMode: r.sqlMode, cs, coll }, compound(text, r.sqlMode, cs)) +
     '\n'
   );
 }
 
 function eventSql(e: EventDef, stripDefiners: boolean): string {
   const text = createStatement(e.create, stripDefiners);
-  const { cs, coll } = clientCharset(e.charset, e.collation, text);
+  const { cs, coll } = clientCharset(e.charset, e.collation);
   return (
-    `--\n-- Event ${commentName(e.name)}\n--\n\n/*!50106 DROP EVENT IF EXISTS ${quoteIdent(e.name)} */;\n` +
-    withContext({ sqlMode: e.sqlMode, cs, coll, timeZone: e.timeZone }, compound(text)) +
+    b8(
+      `--\n-- Event ${commentName(e.name)}\n--\n\n/*!50106 DROP EVENT IF EXISTS ${quoteIdent(e.name)} */;\n`,
+    ) +
+    withContext({ sqlMode: e.sqlMode, cs, coll, timeZone: e.timeZone }, compound(text, e.sqlMode, cs)) +
     '\n'
   );
 }
@@ -470,14 +517,17 @@ function viewPlaceholders(views: ViewDef[]): string {
   return s + '\n';
 }
 
+/** The final view (byte string): created under the header's sql_mode, in the view's own character_set_client. */
 function viewSql(v: ViewDef, stripDefiners: boolean): string {
   const text = createStatement(v.create, stripDefiners);
-  const { cs, coll } = clientCharset(v.charset, v.collation, text);
+  const { cs, coll } = clientCharset(v.charset, v.collation);
   return (
-    `--\n-- Final view structure for view ${commentName(v.name)}\n--\n\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n` +
+    b8(
+      `--\n-- Final view structure for view ${commentName(v.name)}\n--\n\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n`,
+    ) +
     `/*!50001 SET @saved_cs_client = @@character_set_client */;\n/*!50001 SET @saved_col_connection = @@collation_connection */;\n` +
     `/*!50001 SET character_set_client = ${cs} */;\n/*!50001 SET collation_connection = ${coll} */;\n` +
-    `${needsImmediate(text) ? `EXECUTE IMMEDIATE ${quoteString(text)}` : text};\n` +
+    `${needsImmediate(text) ? `EXECUTE IMMEDIATE ${quoteBytes(text)}` : text};\n` +
     `/*!50001 SET character_set_client = @saved_cs_client */;\n/*!50001 SET collation_connection = @saved_col_connection */;\n\n`
   );
 }

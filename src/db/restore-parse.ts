@@ -113,6 +113,8 @@ const RE = {
   tx: /^(?:COMMIT|START\s+TRANSACTION|BEGIN|ROLLBACK)\b/i,
   set: /^SET\b/i,
   executeImmediate: /^EXECUTE\s+IMMEDIATE\s+(?:'|")([\s\S]*)$/i,
+  /** our dumper's form for a NO_BACKSLASH_ESCAPES body with a carriage return: `_charset 0x<hex>` */
+  executeImmediateHex: /^EXECUTE\s+IMMEDIATE\s+(?:_\w+\s*)?0x((?:[0-9a-f]{2})+)/i,
   dropTable: new RegExp(
     String.raw`^DROP\s+(?:TEMPORARY\s+)?(?:TABLE|SEQUENCE)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}\s*(,)?`,
     'i',
@@ -197,6 +199,10 @@ export function classifyStatement(head: string): StatementKind {
   if ((m = RE.executeImmediate.exec(head))) {
     // a definition whose text cannot sit in a DELIMITER block (our dumper writes some this way)
     const inner = classifyStatement((m[1] ?? '').replace(/\\(.)/g, '$1').replace(/''/g, "'").trim());
+    return inner.kind === 'definition' ? inner : { kind: 'barrier' };
+  }
+  if ((m = RE.executeImmediateHex.exec(head))) {
+    const inner = classifyStatement(Buffer.from(m[1]!, 'hex').toString('latin1').trim());
     return inner.kind === 'definition' ? inner : { kind: 'barrier' };
   }
   if ((m = RE.insert.exec(head))) return { kind: 'table', ...tableOf(m, 1) };

@@ -171,3 +171,39 @@ void test('openDumpStream gunzips by magic bytes, whatever the name', async () =
     await fsp.rm(dir, { recursive: true, force: true });
   }
 });
+
+void test('sql_mode set by the dump: NO_BACKSLASH_ESCAPES and ANSI_QUOTES change how strings end', async () => {
+  const text =
+    "SELECT 'a\\';b';\n" +
+    "/*!50003 SET @saved_sql_mode = @@sql_mode */;\n/*!50003 SET sql_mode = 'NO_BACKSLASH_ESCAPES' */;\n" +
+    "DELIMITER ;;\nCREATE FUNCTION f() RETURNS TEXT RETURN 'C:\\' ;;\nDELIMITER ;\n" +
+    'SELECT "x\\";\n' +
+    '/*!50003 SET sql_mode = @saved_sql_mode */;\n' +
+    "SELECT 'b\\';c';\n" +
+    "SET @OLD_SQL_MODE=@@SQL_MODE, SESSION SQL_MODE='ANSI_QUOTES';\nSELECT \"d\\\" FROM t;\nSELECT 'e\\';f';\n" +
+    'SET SQL_MODE=@OLD_SQL_MODE;\nSELECT "g\\";h";\n';
+  assert.deepEqual(await sqls(text), [
+    "SELECT 'a\\';b'",
+    '/*!50003 SET @saved_sql_mode = @@sql_mode */',
+    "/*!50003 SET sql_mode = 'NO_BACKSLASH_ESCAPES' */",
+    "CREATE FUNCTION f() RETURNS TEXT RETURN 'C:\\'",
+    'SELECT "x\\"',
+    '/*!50003 SET sql_mode = @saved_sql_mode */',
+    "SELECT 'b\\';c'",
+    "SET @OLD_SQL_MODE=@@SQL_MODE, SESSION SQL_MODE='ANSI_QUOTES'",
+    'SELECT "d\\" FROM t',
+    "SELECT 'e\\';f'",
+    'SET SQL_MODE=@OLD_SQL_MODE',
+    'SELECT "g\\";h"',
+  ]);
+  const splitter = new StatementSplitter();
+  const out: RawStatement[] = [];
+  splitter.push(Buffer.from("SET sql_mode='NO_BACKSLASH_ESCAPES';\nSELECT 'C:\\';\n"), out);
+  assert.equal(splitter.end(out), 'clean');
+  assert.equal(out.length, 2);
+  // a GLOBAL change does not affect the session
+  const g = new StatementSplitter();
+  const out2: RawStatement[] = [];
+  g.push(Buffer.from("SET GLOBAL sql_mode='NO_BACKSLASH_ESCAPES';\nSELECT 'C:\\';\n"), out2);
+  assert.equal(g.end(out2), 'string');
+});
