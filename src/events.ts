@@ -58,6 +58,8 @@ export const WarningCode = {
   STALE_LOCK: 'STALE_LOCK',
   EXTRA_TABLES: 'EXTRA_TABLES',
   INVALID_VIEW: 'INVALID_VIEW',
+  /** a row of the dump is bigger than the server's max_allowed_packet: the dump cannot be loaded there */
+  ROW_TOO_BIG: 'ROW_TOO_BIG',
   DB_IN_PLACE: 'DB_IN_PLACE',
   DB_DEFINITION: 'DB_DEFINITION',
   DB_HALF_RESTORED: 'DB_HALF_RESTORED',

@@ -13,7 +13,7 @@ import type { Connection as CoreConnection } from 'mysql2';
 import type { Connection } from 'mysql2/promise';
 import { BACKUP_GZIP_LEVEL, ParallelGzipWriter } from '../archive/gzip-parallel.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
-import { noEvents, type EventSink } from '../events.js';
+import { noEvents, WarningCode, type EventSink } from '../events.js';
 import { describeServer, openConnection } from './connect.js';
 import {
   readSchema,
@@ -24,7 +24,16 @@ import {
   type TriggerDef,
   type ViewDef,
 } from './dump-schema.js';
-import { ByteSink, quoteIdent, quoteString, writeHex, writeQuoted, writeRaw } from './sql-values.js';
+import {
+  ByteSink,
+  countEscapes,
+  quoteIdent,
+  quoteString,
+  writeBytes,
+  writeHex,
+  writeQuoted,
+  writeRaw,
+} from './sql-values.js';
 import { createStripMatcher } from './strip.js';
 import type { DbConnectionConfig } from './types.js';
 
@@ -344,6 +353,8 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     await conn.query('START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */, READ ONLY');
     const [vr] = await conn.query({ sql: 'SELECT VERSION()', rowsAsArray: true });
     const serverVersion = String((vr as unknown as string[][])[0]?.[0] ?? '');
+    const [pr] = await conn.query({ sql: 'SELECT @@max_allowed_packet', rowsAsArray: true });
+    const maxPacket = Number((pr as unknown as unknown[][])[0]?.[0] ?? 0) || 0;
 
     const schema = await readSchema(conn, cfg.database);
     throwIfAborted(o.signal);
@@ -401,15 +412,28 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
           table: t.name,
           rows: 0,
         });
-        const rows = await dumpRows(conn, t, out, maxStmt, o.signal, (rowsSoFar) =>
-          emit({
-            type: 'progress',
-            part: 'db',
-            operation: 'backup',
-            bytes: out!.bytes + out!.sink.len,
-            table: t.name,
-            rows: rowsSoFar,
-          }),
+        const rows = await dumpRows(
+          conn,
+          t,
+          out,
+          maxStmt,
+          o.signal,
+          (rowsSoFar) =>
+            emit({
+              type: 'progress',
+              part: 'db',
+              operation: 'backup',
+              bytes: out!.bytes + out!.sink.len,
+              table: t.name,
+              rows: rowsSoFar,
+            }),
+          maxPacket,
+          (bytes) =>
+            emit({
+              type: 'warning',
+              code: WarningCode.ROW_TOO_BIG,
+              message: `Table ${t.name} has a row of ${bytes} bytes as SQL, more than the server's max_allowed_packet (${maxPacket} bytes): the dump loads only where max_allowed_packet is at least ${bytes}`,
+            }),
         );
         result.rows += rows;
         emit({
@@ -564,6 +588,8 @@ async function dumpRows(
   maxStmt: number,
   signal: AbortSignal | undefined,
   progress: (rows: number) => void,
+  maxPacket = 0,
+  onTooBig: (statementBytes: number) => void = () => {},
 ): Promise<number> {
   if (t.columns.length === 0) return 0;
   const table = quoteIdent(t.name);
@@ -571,7 +597,9 @@ async function dumpRows(
   const sql = `SELECT /*!40001 SQL_NO_CACHE */ ${t.selectList.join(', ')} FROM ${table}${t.history ? ' FOR SYSTEM_TIME ALL' : ''}`;
   const ncols = t.columns.length;
   const nfields = t.selectList.length;
-  const kinds = Int8Array.from(t.columns.map((c) => (c.kind === 'number' ? 0 : c.kind === 'string' ? 1 : 2)));
+  const kinds = Int8Array.from(
+    t.columns.map((c) => (c.kind === 'number' ? 0 : c.kind === 'string' ? 1 : c.kind === 'hex' ? 2 : 3)),
+  );
   const enumAt = Int32Array.from(t.columns.map((c) => c.enumIndexAt ?? -1));
   const hasEnumHelpers = enumAt.some((x) => x >= 0);
   const sink = out.sink;
@@ -580,6 +608,9 @@ async function dumpRows(
   const starts = new Float64Array(nfields);
   const ends = new Float64Array(nfields);
   const srcs: Buffer[] = new Array<Buffer>(nfields);
+  // binary values: how many of their bytes need escaping (decides between _binary'...' and 0x...)
+  const escapes = new Float64Array(nfields);
+  let maxRowBytes = 0;
 
   let rows = 0;
   let stmtBytes = 0;
@@ -602,7 +633,15 @@ async function dumpRows(
     for (let i = 0; i < ncols; i++) {
       const st = starts[i]!;
       if (st < 0) est += 4;
-      else est += kinds[i] === 2 ? (ends[i]! - st) * 2 + 2 : ends[i]! - st + 2;
+      else {
+        const k = kinds[i];
+        const n = ends[i]! - st;
+        if (k === 3) {
+          const e = countEscapes(srcs[i]!, st, ends[i]);
+          escapes[i] = e;
+          est += n === 0 ? 2 : Math.min(2 * n + 2, n + e + 9);
+        } else est += k === 2 ? n * 2 + 2 : n + 2;
+      }
     }
     if (stmtBytes > 0 && stmtBytes + est > maxStmt) {
       sink.ascii(';\n');
@@ -612,6 +651,7 @@ async function dumpRows(
     const before = sink.len;
     if (stmtBytes === 0) sink.bytes(insertHead);
     else sink.buf[sink.len++] = 0x2c;
+    const rowStart = sink.len;
     sink.buf[sink.len++] = 0x28;
     for (let i = 0; i < ncols; i++) {
       if (i > 0) sink.byte(0x2c);
@@ -625,10 +665,12 @@ async function dumpRows(
       else if (k === 1) {
         if (hasEnumHelpers && ends[i] === st && isEnumErrorValue(i)) sink.byte(0x30);
         else writeQuoted(sink, srcs[i]!, st, ends[i]);
-      } else writeHex(sink, srcs[i]!, st, ends[i]);
+      } else if (k === 3) writeBytes(sink, srcs[i]!, st, ends[i], escapes[i]);
+      else writeHex(sink, srcs[i]!, st, ends[i]);
     }
     sink.byte(0x29);
     stmtBytes += sink.len - before;
+    if (sink.len - rowStart > maxRowBytes) maxRowBytes = sink.len - rowStart;
   };
 
   const fastParser = {
@@ -741,6 +783,9 @@ async function dumpRows(
     });
   });
   if (stmtBytes > 0) sink.ascii(';\n');
+  // a row alone in its INSERT (head, row, and the command byte) must fit the server's packet limit
+  const rowStatement = maxRowBytes + insertHead.length + 1;
+  if (maxPacket > 0 && rowStatement > maxPacket) onTooBig(rowStatement);
   if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 0 */;\n');
   await out.text(`/*!40000 ALTER TABLE ${table} ENABLE KEYS */;\nCOMMIT;\n\n`);
   return rows;

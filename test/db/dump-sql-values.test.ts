@@ -5,13 +5,17 @@ import {
   quoteIdent,
   quoteString,
   sqlLiteral,
+  bytesLiteralLength,
+  countEscapes,
+  writeBytes,
   valueKindFor,
   writeHex,
   writeQuoted,
   writeRaw,
 } from '../../src/db/sql-values.js';
 
-const lit = (kind: 'number' | 'string' | 'hex', v: Buffer | string | null): string => sqlLiteral(kind, v);
+const lit = (kind: 'number' | 'string' | 'hex' | 'bytes', v: Buffer | string | null): string =>
+  sqlLiteral(kind, v);
 
 void test('strings: the seven mysql_real_escape_string bytes are escaped, nothing else', () => {
   assert.equal(lit('string', "it's"), "'it\\'s'");
@@ -112,8 +116,9 @@ void test('identifiers and kinds', () => {
   assert.equal(quoteString("a'b"), "'a\\'b'");
   for (const t of ['int', 'bigint', 'decimal', 'double', 'float', 'tinyint'])
     assert.equal(valueKindFor(t), 'number');
-  for (const t of ['varbinary', 'blob', 'longblob', 'bit', 'geometry', 'point', 'binary'])
-    assert.equal(valueKindFor(t), 'hex');
+  for (const t of ['varbinary', 'blob', 'longblob', 'binary', 'tinyblob', 'mediumblob'])
+    assert.equal(valueKindFor(t), 'bytes');
+  for (const t of ['bit', 'geometry', 'point']) assert.equal(valueKindFor(t), 'hex');
   for (const t of [
     'varchar',
     'text',
@@ -129,4 +134,22 @@ void test('identifiers and kinds', () => {
   ]) {
     assert.equal(valueKindFor(t), 'string');
   }
+});
+
+void test('binary values: the shorter of 0x... and _binary escaped', () => {
+  assert.equal(lit('bytes', Buffer.alloc(0)), "''");
+  assert.equal(lit('bytes', Buffer.from([0, 0x27])), '0x0027');
+  assert.equal(lit('bytes', Buffer.from('abcdefghij')), "_binary'abcdefghij'");
+  const mixed = Buffer.from('it\'s\0\n\r\x1a\\"x\xff\x80more bytes here', 'latin1');
+  const sink = new ByteSink(16);
+  writeBytes(sink, mixed);
+  assert.equal(
+    sink.buf.toString('latin1', 0, sink.len),
+    "_binary'it\\'s\\0\\n\\r\\Z\\\\\\\"x\xff\x80more bytes here'",
+  );
+  // all specials: hex is shorter
+  assert.equal(lit('bytes', Buffer.alloc(100, 0x27)), '0x' + '27'.repeat(100));
+  assert.equal(bytesLiteralLength(100, 100), 202);
+  assert.equal(bytesLiteralLength(100, 3), 112);
+  assert.equal(countEscapes(mixed), 7);
 });
