@@ -57,7 +57,8 @@ export interface ViewDef {
 
 export interface RoutineDef {
   name: string;
-  type: 'PROCEDURE' | 'FUNCTION';
+  /** PACKAGE and PACKAGE BODY: MariaDB's Oracle-mode packages */
+  type: 'PROCEDURE' | 'FUNCTION' | 'PACKAGE' | 'PACKAGE BODY';
   create: Buffer;
   sqlMode: string;
   charset: string;
@@ -255,11 +256,12 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
     for (const r of await q(
       conn,
       `SELECT ROUTINE_NAME, ROUTINE_TYPE, SQL_MODE, CHARACTER_SET_CLIENT, COLLATION_CONNECTION
-       FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION')`,
+       FROM information_schema.ROUTINES
+       WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE IN ('PROCEDURE', 'FUNCTION', 'PACKAGE', 'PACKAGE BODY')`,
       [db],
     )) {
       const name = s(r[0]);
-      const type = s(r[1]) as 'PROCEDURE' | 'FUNCTION';
+      const type = s(r[1]) as RoutineDef['type'];
       const [c] = await q(conn, `SHOW CREATE ${type} ${quoteIdent(name)}`);
       if (!c || c[2] === null || c[2] === undefined) {
         throw new CliError(
@@ -332,8 +334,13 @@ export function planTable(
     const id = quoteIdent(col);
     const kind = valueKindFor(dataType);
     // FLOAT goes over the text protocol with 6 significant digits; as DOUBLE every bit survives
-    const select = dataType === 'float' ? `CAST(${id} AS DOUBLE)` : id;
-    const plan: ColumnPlan = { name: col, kind, select };
+    let select = dataType === 'float' ? `CAST(${id} AS DOUBLE)` : id;
+    let plan: ColumnPlan = { name: col, kind, select };
+    // a SET with '' as a member: its text cannot tell '' from the empty set; its bitmask can
+    if (dataType === 'set' && /[(,]''[,)]/.test(columnType)) {
+      select = `${id} + 0`;
+      plan = { name: col, kind: 'number', select };
+    }
     if (dataType === 'enum' && /[(,]''[,)]/.test(columnType)) {
       plan.enumIndexAt = -1 - extra.length; // patched below, once the column count is known
       extra.push(`${id} + 0`);

@@ -72,6 +72,22 @@ export interface DumpResult {
 
 const CHUNK = 1 << 20;
 
+/**
+ * Engines whose rows live elsewhere (MERGE: in its MyISAM tables; FEDERATED/CONNECT/SPIDER: in another server
+ * or file) or nowhere (BLACKHOLE): their structure is dumped, their rows not (they would be loaded twice, or
+ * into another server).
+ */
+const NO_OWN_ROWS = new Set([
+  'MRG_MYISAM',
+  'MRG_ISAM',
+  'MERGE',
+  'FEDERATED',
+  'CONNECT',
+  'SPIDER',
+  'BLACKHOLE',
+  'OQGRAPH',
+]);
+
 /** Knobs for tests and benchmarks. */
 export const dumpTuning = {
   /** parse row packets ourselves (see dumpRows); false: take mysql2's row arrays */
@@ -403,6 +419,10 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
       await out.text(';\n\n');
       if (stripped) {
         result.strippedTables.push(t.name);
+      } else if (t.engine !== null && NO_OWN_ROWS.has(t.engine.toUpperCase())) {
+        await out.text(
+          `-- No data for ${commentName(t.name)}: engine ${commentText(t.engine)} keeps no rows of its own\n\n`,
+        );
       } else {
         emit({
           type: 'progress',
@@ -506,14 +526,26 @@ function triggerSql(tr: TriggerDef, stripDefiners: boolean): string {
   return withContext({ sqlMode: tr.sqlMode, cs, coll }, compound(text, tr.sqlMode, cs)) + '\n';
 }
 
+const ROUTINE_LABEL: Record<RoutineDef['type'], string> = {
+  FUNCTION: 'Function',
+  PROCEDURE: 'Procedure',
+  PACKAGE: 'Package',
+  'PACKAGE BODY': 'Package body',
+};
+
 function routineSql(r: RoutineDef, stripDefiners: boolean): string {
   const text = createStatement(r.create, stripDefiners);
   const { cs, coll } = clientCharset(r.charset, r.collation);
+  const head = b8(`--\n-- ${ROUTINE_LABEL[r.type]} ${commentName(r.name)}\n--\n\n`);
+  // packages exist only in their (Oracle) sql_mode: dropped under it; DROP PACKAGE drops the body too
+  if (r.type === 'PACKAGE' || r.type === 'PACKAGE BODY') {
+    const drop =
+      r.type === 'PACKAGE' ? b8(`/*!50003 DROP PACKAGE IF EXISTS ${quoteIdent(r.name)} */;\n`) : '';
+    return head + withContext({ sqlMode: r.sqlMode, cs, coll }, drop + compound(text, r.sqlMode, cs)) + '\n';
+  }
   return (
-    b8(
-      `--\n-- ${r.type === 'FUNCTION' ? 'Function' : 'Procedure'} ${commentName(r.name)}\n--\n\n` +
-        `/*!50003 DROP ${r.type} IF EXISTS ${quoteIdent(r.name)} */;\n`,
-    ) +
+    head +
+    b8(`/*!50003 DROP ${r.type} IF EXISTS ${quoteIdent(r.name)} */;\n`) +
     withContext({ sqlMode: r.sqlMode, cs, coll }, compound(text, r.sqlMode, cs)) +
     '\n'
   );
