@@ -210,7 +210,7 @@ export function stripDefiner(create: string): string {
  * and backslash commands specially) are sent through EXECUTE IMMEDIATE with the text as a string literal.
  */
 function needsImmediate(body: string): boolean {
-  return /--|#|\/\*|\\|;;|^\s*delimiter\b/im.test(body);
+  return /--|#|\/\*|\\|;;|^\s*delimiter\b|\r\n/im.test(body);
 }
 
 /**
@@ -226,6 +226,17 @@ function b8(s: string): string {
 function createStatement(create: Buffer, stripDefiners: boolean): string {
   const text = create.toString('latin1');
   return stripDefiners ? stripDefiner(text) : text;
+}
+
+/**
+ * One statement (a byte string, without its `;`) as the stock client passes it on unchanged: the client drops a
+ * CR that stands right before an LF anywhere in its input (it reads lines), even inside a quoted name, so a
+ * statement holding CR LF goes through EXECUTE IMMEDIATE with its text as an escaped literal. `cond` wraps a
+ * plain statement in a versioned comment.
+ */
+function stmt(sql: string, cond = ''): string {
+  if (sql.includes('\r\n')) return `EXECUTE IMMEDIATE ${quoteBytes(sql)};\n`;
+  return cond !== '' ? `/*!${cond} ${sql} */;\n` : `${sql};\n`;
 }
 
 /** A byte string as a quoted literal with the usual backslash escaping. */
@@ -400,23 +411,31 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     };
 
     for (const seq of schema.sequences) {
-      await out.text(
-        `--\n-- Sequence structure for ${commentName(seq.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(seq.name)};\n`,
-      );
-      await out.raw(seq.create);
-      await out.text(
-        `;\nDO SETVAL(${quoteIdent(seq.name)}, ${/^-?\d+$/.test(seq.next) ? seq.next : quoteString(seq.next)}, 0);\n\n`,
+      await out.bin(
+        b8(`--\n-- Sequence structure for ${commentName(seq.name)}\n--\n\n`) +
+          stmt(b8(`DROP TABLE IF EXISTS ${quoteIdent(seq.name)}`)) +
+          stmt(seq.create.toString('latin1')) +
+          stmt(
+            b8(
+              `DO SETVAL(${quoteIdent(seq.name)}, ${/^-?\d+$/.test(seq.next) ? seq.next : quoteString(seq.next)}, 0)`,
+            ),
+          ) +
+          '\n',
       );
     }
 
     for (const t of schema.tables) {
       throwIfAborted(o.signal);
       const stripped = stripper.matches(t.name);
-      await out.text(
-        `--\n-- Table structure for table ${commentName(t.name)}\n--\n\nDROP TABLE IF EXISTS ${quoteIdent(t.name)};\n`,
+      await out.bin(
+        b8(`--\n-- Table structure for table ${commentName(t.name)}\n--\n\n`) +
+          stmt(b8(`DROP TABLE IF EXISTS ${quoteIdent(t.name)}`)),
       );
-      await out.raw(t.create);
-      await out.text(';\n\n');
+      if (t.create.includes('\r\n')) await out.bin(stmt(t.create.toString('latin1')) + '\n');
+      else {
+        await out.raw(t.create);
+        await out.text(';\n\n');
+      }
       if (stripped) {
         result.strippedTables.push(t.name);
       } else if (t.engine !== null && NO_OWN_ROWS.has(t.engine.toUpperCase())) {
@@ -468,7 +487,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
       for (const tr of t.triggers) await out.bin(triggerSql(tr, stripDefiners));
     }
 
-    if (schema.views.length > 0) await out.text(viewPlaceholders(schema.views));
+    if (schema.views.length > 0) await out.bin(viewPlaceholders(schema.views));
     for (const e of schema.events) await out.bin(eventSql(e, stripDefiners));
     for (const r of schema.routines) await out.bin(routineSql(r, stripDefiners));
     for (const v of schema.views) {
@@ -483,7 +502,9 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
         await out.bin(
           b8(`--\n-- Invalid view ${commentName(v.name)} (not created):\n`) +
             text.replace(/^/gm, '-- ') +
-            b8(`\n--\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n\n`),
+            b8(`\n--\n`) +
+            stmt(b8(`DROP VIEW IF EXISTS ${quoteIdent(v.name)}`), '50001') +
+            '\n',
         );
         continue;
       }
@@ -540,12 +561,12 @@ function routineSql(r: RoutineDef, stripDefiners: boolean): string {
   // packages exist only in their (Oracle) sql_mode: dropped under it; DROP PACKAGE drops the body too
   if (r.type === 'PACKAGE' || r.type === 'PACKAGE BODY') {
     const drop =
-      r.type === 'PACKAGE' ? b8(`/*!50003 DROP PACKAGE IF EXISTS ${quoteIdent(r.name)} */;\n`) : '';
+      r.type === 'PACKAGE' ? stmt(b8(`DROP PACKAGE IF EXISTS ${quoteIdent(r.name)}`), '50003') : '';
     return head + withContext({ sqlMode: r.sqlMode, cs, coll }, drop + compound(text, r.sqlMode, cs)) + '\n';
   }
   return (
     head +
-    b8(`/*!50003 DROP ${r.type} IF EXISTS ${quoteIdent(r.name)} */;\n`) +
+    stmt(b8(`DROP ${r.type} IF EXISTS ${quoteIdent(r.name)}`), '50003') +
     withContext({ sqlMode: r.sqlMode, cs, coll }, compound(text, r.sqlMode, cs)) +
     '\n'
   );
@@ -555,9 +576,8 @@ function eventSql(e: EventDef, stripDefiners: boolean): string {
   const text = createStatement(e.create, stripDefiners);
   const { cs, coll } = clientCharset(e.charset, e.collation);
   return (
-    b8(
-      `--\n-- Event ${commentName(e.name)}\n--\n\n/*!50106 DROP EVENT IF EXISTS ${quoteIdent(e.name)} */;\n`,
-    ) +
+    b8(`--\n-- Event ${commentName(e.name)}\n--\n\n`) +
+    stmt(b8(`DROP EVENT IF EXISTS ${quoteIdent(e.name)}`), '50106') +
     withContext({ sqlMode: e.sqlMode, cs, coll, timeZone: e.timeZone }, compound(text, e.sqlMode, cs)) +
     '\n'
   );
@@ -568,7 +588,9 @@ function viewPlaceholders(views: ViewDef[]): string {
   let s = '--\n-- Temporary view structures\n--\n\n';
   for (const v of [...views].sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const cols = v.columns.length > 0 ? v.columns.map((c) => `1 AS ${quoteIdent(c)}`).join(', ') : '1 AS `1`';
-    s += `/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n/*!50001 CREATE VIEW ${quoteIdent(v.name)} AS SELECT ${cols} */;\n`;
+    s +=
+      stmt(b8(`DROP VIEW IF EXISTS ${quoteIdent(v.name)}`), '50001') +
+      stmt(b8(`CREATE VIEW ${quoteIdent(v.name)} AS SELECT ${cols}`), '50001');
   }
   return s + '\n';
 }
@@ -578,9 +600,8 @@ function viewSql(v: ViewDef, stripDefiners: boolean): string {
   const text = createStatement(v.create, stripDefiners);
   const { cs, coll } = clientCharset(v.charset, v.collation);
   return (
-    b8(
-      `--\n-- Final view structure for view ${commentName(v.name)}\n--\n\n/*!50001 DROP VIEW IF EXISTS ${quoteIdent(v.name)} */;\n`,
-    ) +
+    b8(`--\n-- Final view structure for view ${commentName(v.name)}\n--\n\n`) +
+    stmt(b8(`DROP VIEW IF EXISTS ${quoteIdent(v.name)}`), '50001') +
     `/*!50001 SET @saved_cs_client = @@character_set_client */;\n/*!50001 SET @saved_col_connection = @@collation_connection */;\n` +
     `/*!50001 SET character_set_client = ${cs} */;\n/*!50001 SET collation_connection = ${coll} */;\n` +
     `${needsImmediate(text) ? `EXECUTE IMMEDIATE ${quoteBytes(text)}` : text};\n` +
@@ -634,7 +655,19 @@ async function dumpRows(
   );
   const enumAt = Int32Array.from(t.columns.map((c) => c.enumIndexAt ?? -1));
   const hasEnumHelpers = enumAt.some((x) => x >= 0);
-  const sink = out.sink;
+  // a name with CR LF: each INSERT is built aside and written as EXECUTE IMMEDIATE (see stmt)
+  const wrap = insertHead.includes('\r\n');
+  const sink = wrap ? new ByteSink(maxStmt + 65536) : out.sink;
+  const endStatement = (): void => {
+    if (!wrap) {
+      sink.ascii(';\n');
+      return;
+    }
+    out.sink.ascii('EXECUTE IMMEDIATE ');
+    writeQuoted(out.sink, sink.buf, 0, sink.len);
+    out.sink.ascii(';\n');
+    sink.len = 0;
+  };
   const core = coreOf(conn);
   // field i of the current row is srcs[i][starts[i], ends[i]), or NULL when starts[i] < 0
   const starts = new Float64Array(nfields);
@@ -648,7 +681,8 @@ async function dumpRows(
   let stmtBytes = 0;
   let lastProgress = Date.now();
   await out.text(
-    `--\n-- Dumping data for table ${commentName(t.name)}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`,
+    `--\n-- Dumping data for table ${commentName(t.name)}\n--\n\n` +
+      (wrap ? '' : `/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`),
   );
   // history rows keep their row start/end times (MariaDB 10.11+)
   if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 1 */;\n');
@@ -676,7 +710,7 @@ async function dumpRows(
       }
     }
     if (stmtBytes > 0 && stmtBytes + est > maxStmt) {
-      sink.ascii(';\n');
+      endStatement();
       stmtBytes = 0;
     }
     sink.ensure(est + insertHead.length + 8);
@@ -784,7 +818,7 @@ async function dumpRows(
         writeRow();
       }
       rows++;
-      if (sink.len >= CHUNK) {
+      if (out.sink.len >= CHUNK) {
         out.flush();
         if (out.error !== undefined) {
           core.destroy();
@@ -814,12 +848,12 @@ async function dumpRows(
       if (!failed) resolve();
     });
   });
-  if (stmtBytes > 0) sink.ascii(';\n');
+  if (stmtBytes > 0) endStatement();
   // a row alone in its INSERT (head, row, and the command byte) must fit the server's packet limit
   const rowStatement = maxRowBytes + insertHead.length + 1;
   if (maxPacket > 0 && rowStatement > maxPacket) onTooBig(rowStatement);
   if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 0 */;\n');
-  await out.text(`/*!40000 ALTER TABLE ${table} ENABLE KEYS */;\nCOMMIT;\n\n`);
+  await out.text(`${wrap ? '' : `/*!40000 ALTER TABLE ${table} ENABLE KEYS */;\n`}COMMIT;\n\n`);
   return rows;
 }
 
