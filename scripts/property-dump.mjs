@@ -4,10 +4,11 @@
 // `mariadb` client and by our restore, compared exactly. Starts its own throwaway MariaDB. Run after
 // `npm run build`:
 //
-//   node scripts/property-dump.mjs [--seed N] [--size N] [--runs N]
+//   node scripts/property-dump.mjs [--seed N] [--size N] [--runs N] [--plain-names]
 //
 // --seed defaults to a random one (printed, so a failure can be replayed); --size is the number of tables
-// (rows per table up to 10 × size); --runs repeats with seed, seed+1, ...
+// (rows per table up to 10 × size); --runs repeats with seed, seed+1, ...; --plain-names uses letters, digits and
+// non-ASCII letters only in names (hostile names by default).
 import { spawn } from 'node:child_process';
 import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -62,7 +63,13 @@ try {
     const c = await server.connect(db);
     const t0 = Date.now();
     try {
-      await createRandomDatabase(c, { seed, tables: size, columns: 16, rows: 10 * size });
+      await createRandomDatabase(c, {
+        seed,
+        tables: size,
+        columns: 16,
+        rows: 10 * size,
+        names: values['plain-names'] ? 'plain' : 'hostile',
+      });
     } finally {
       await c.end();
     }
