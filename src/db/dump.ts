@@ -239,6 +239,15 @@ function stmt(sql: string, cond = ''): string {
   return cond !== '' ? `/*!${cond} ${sql} */;\n` : `${sql};\n`;
 }
 
+/**
+ * A table-level statement: always plain. Our restore recognises tables (and loads them under temporary names)
+ * only in plain statements, so a CR LF in a table or column name is not wrapped: our restore loads it exactly,
+ * the stock client drops the CR (as it does with mariadb-dump's files).
+ */
+function plain(sql: string): string {
+  return `${sql};\n`;
+}
+
 /** A byte string as a quoted literal with the usual backslash escaping. */
 function quoteBytes(text: string): string {
   const sink = new ByteSink(text.length * 2 + 16);
@@ -413,9 +422,9 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     for (const seq of schema.sequences) {
       await out.bin(
         b8(`--\n-- Sequence structure for ${commentName(seq.name)}\n--\n\n`) +
-          stmt(b8(`DROP TABLE IF EXISTS ${quoteIdent(seq.name)}`)) +
-          stmt(seq.create.toString('latin1')) +
-          stmt(
+          plain(b8(`DROP TABLE IF EXISTS ${quoteIdent(seq.name)}`)) +
+          plain(seq.create.toString('latin1')) +
+          plain(
             b8(
               `DO SETVAL(${quoteIdent(seq.name)}, ${/^-?\d+$/.test(seq.next) ? seq.next : quoteString(seq.next)}, 0)`,
             ),
@@ -429,13 +438,10 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
       const stripped = stripper.matches(t.name);
       await out.bin(
         b8(`--\n-- Table structure for table ${commentName(t.name)}\n--\n\n`) +
-          stmt(b8(`DROP TABLE IF EXISTS ${quoteIdent(t.name)}`)),
+          plain(b8(`DROP TABLE IF EXISTS ${quoteIdent(t.name)}`)),
       );
-      if (t.create.includes('\r\n')) await out.bin(stmt(t.create.toString('latin1')) + '\n');
-      else {
-        await out.raw(t.create);
-        await out.text(';\n\n');
-      }
+      await out.raw(t.create);
+      await out.text(';\n\n');
       if (stripped) {
         result.strippedTables.push(t.name);
       } else if (t.engine !== null && NO_OWN_ROWS.has(t.engine.toUpperCase())) {
@@ -655,19 +661,8 @@ async function dumpRows(
   );
   const enumAt = Int32Array.from(t.columns.map((c) => c.enumIndexAt ?? -1));
   const hasEnumHelpers = enumAt.some((x) => x >= 0);
-  // a name with CR LF: each INSERT is built aside and written as EXECUTE IMMEDIATE (see stmt)
-  const wrap = insertHead.includes('\r\n');
-  const sink = wrap ? new ByteSink(maxStmt + 65536) : out.sink;
-  const endStatement = (): void => {
-    if (!wrap) {
-      sink.ascii(';\n');
-      return;
-    }
-    out.sink.ascii('EXECUTE IMMEDIATE ');
-    writeQuoted(out.sink, sink.buf, 0, sink.len);
-    out.sink.ascii(';\n');
-    sink.len = 0;
-  };
+  const sink = out.sink;
+  const endStatement = (): void => sink.ascii(';\n');
   const core = coreOf(conn);
   // field i of the current row is srcs[i][starts[i], ends[i]), or NULL when starts[i] < 0
   const starts = new Float64Array(nfields);
@@ -681,8 +676,7 @@ async function dumpRows(
   let stmtBytes = 0;
   let lastProgress = Date.now();
   await out.text(
-    `--\n-- Dumping data for table ${commentName(t.name)}\n--\n\n` +
-      (wrap ? '' : `/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`),
+    `--\n-- Dumping data for table ${commentName(t.name)}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`,
   );
   // history rows keep their row start/end times (MariaDB 10.11+)
   if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 1 */;\n');
@@ -853,7 +847,7 @@ async function dumpRows(
   const rowStatement = maxRowBytes + insertHead.length + 1;
   if (maxPacket > 0 && rowStatement > maxPacket) onTooBig(rowStatement);
   if (t.history) await out.text('/*!101100 SET @@session.system_versioning_insert_history = 0 */;\n');
-  await out.text(`${wrap ? '' : `/*!40000 ALTER TABLE ${table} ENABLE KEYS */;\n`}COMMIT;\n\n`);
+  await out.text(`/*!40000 ALTER TABLE ${table} ENABLE KEYS */;\nCOMMIT;\n\n`);
   return rows;
 }
 
