@@ -13,6 +13,8 @@ export interface ColumnPlan {
   select: string;
   /** for an ENUM that has '' as a member: index of the extra `col+0` select item telling '' from the error value */
   enumIndexAt?: number;
+  /** dates and times: the server's text never needs escaping (quoted as is, without a per-byte check) */
+  plainText?: boolean;
 }
 
 export interface TablePlan {
@@ -336,6 +338,7 @@ export function planTable(
     // FLOAT goes over the text protocol with 6 significant digits; as DOUBLE every bit survives
     let select = dataType === 'float' ? `CAST(${id} AS DOUBLE)` : id;
     let plan: ColumnPlan = { name: col, kind, select };
+    if (/^(date|datetime|timestamp|time|year)$/.test(dataType)) plan.plainText = true;
     // a SET with '' as a member: its text cannot tell '' from the empty set; its bitmask can
     if (dataType === 'set' && /[(,]''[,)]/.test(columnType)) {
       select = `${id} + 0`;

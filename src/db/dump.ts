@@ -657,7 +657,9 @@ async function dumpRows(
   const ncols = t.columns.length;
   const nfields = t.selectList.length;
   const kinds = Int8Array.from(
-    t.columns.map((c) => (c.kind === 'number' ? 0 : c.kind === 'string' ? 1 : c.kind === 'hex' ? 2 : 3)),
+    t.columns.map((c) =>
+      c.kind === 'number' ? 0 : c.kind === 'string' ? (c.plainText ? 4 : 1) : c.kind === 'hex' ? 2 : 3,
+    ),
   );
   const enumAt = Int32Array.from(t.columns.map((c) => c.enumIndexAt ?? -1));
   const hasEnumHelpers = enumAt.some((x) => x >= 0);
@@ -725,6 +727,10 @@ async function dumpRows(
       else if (k === 1) {
         if (hasEnumHelpers && ends[i] === st && isEnumErrorValue(i)) sink.byte(0x30);
         else writeQuoted(sink, srcs[i]!, st, ends[i]);
+      } else if (k === 4) {
+        sink.buf[sink.len++] = 0x27;
+        writeRaw(sink, srcs[i]!, st, ends[i]);
+        sink.buf[sink.len++] = 0x27;
       } else if (k === 3) writeBytes(sink, srcs[i]!, st, ends[i], escapes[i]);
       else writeHex(sink, srcs[i]!, st, ends[i]);
     }
