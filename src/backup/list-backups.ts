@@ -2,7 +2,8 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { errnoCode } from '../errors.js';
 import { parseBackupName, type BackupKind } from './backup-name.js';
-import { storePaths } from './store.js';
+import { RUN_MARKER_SUFFIX } from './manifest.js';
+import { assertMagentoRoot } from './store.js';
 
 export interface BackupFile {
   name: string;
@@ -16,6 +17,11 @@ export interface BackupFile {
   size: number;
   compressed: boolean;
   label?: string;
+  /**
+   * the file belongs to a magebackup run that has not completed (its `<ts>_manifest.json.running` marker is there
+   * and its manifest is not): still being written, or left by a failed or killed run. Never offered for rollback.
+   */
+  incomplete: boolean;
 }
 
 const KIND_ORDER: Record<string, number> = { code: 0, media: 1, db: 2 };
@@ -27,13 +33,20 @@ const KIND_ORDER: Record<string, number> = { code: 0, media: 1, db: 2 };
 export async function listBackups(
   root: string,
 ): Promise<{ dir: string; exists: boolean; backups: BackupFile[] }> {
-  const dir = storePaths(root).backupsDir;
+  const dir = (await assertMagentoRoot(root)).backupsDir;
   let names: string[];
   try {
     names = await fsp.readdir(dir);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return { dir, exists: false, backups: [] };
     throw err;
+  }
+  // A run marker without a manifest: that run's parts are not backups (yet, or ever).
+  const incomplete = new Set<number>();
+  for (const name of names) {
+    if (!name.endsWith(RUN_MARKER_SUFFIX)) continue;
+    const p = parseBackupName(name.slice(0, -RUN_MARKER_SUFFIX.length));
+    if (p?.kind === 'manifest' && !names.includes(p.name)) incomplete.add(p.timestamp);
   }
   const backups: BackupFile[] = [];
   await Promise.all(
@@ -53,6 +66,7 @@ export async function listBackups(
         created: new Date(parsed.timestamp * 1000).toISOString(),
         size: st.size,
         compressed: parsed.compressed,
+        incomplete: incomplete.has(parsed.timestamp),
         ...(parsed.label !== undefined ? { label: parsed.label } : {}),
       });
     }),

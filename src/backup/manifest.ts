@@ -218,6 +218,16 @@ export async function isRunMarkerLive(file: string): Promise<{ pid: number; comm
   return { pid: marker.pid, command: String(marker.command) };
 }
 
+/** A run marker without its manifest: that timestamp is a run still writing, or one that failed or was killed. */
+export async function isIncompleteRun(backupsDir: string, timestamp: number): Promise<boolean> {
+  const exists = (name: string) =>
+    fsp.lstat(path.join(backupsDir, name)).then(
+      () => true,
+      () => false,
+    );
+  return (await exists(runMarkerName(timestamp))) && !(await exists(manifestFileName(timestamp)));
+}
+
 export async function removeRunMarker(backupsDir: string, timestamp: number): Promise<void> {
   await fsp.rm(path.join(backupsDir, runMarkerName(timestamp)), { force: true });
 }

@@ -7,7 +7,7 @@ import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
 import { dumpDatabase } from '../db/dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
-import { CliError, throwIfAborted, errnoCode } from '../errors.js';
+import { CliError, throwIfAborted, errnoCode, unchangedOutcome, withOutcome } from '../errors.js';
 import { noEvents, type EventSink, type Part } from '../events.js';
 import { PARTIAL_SUFFIX, ensureDir, writeAtomic } from '../fs/atomic.js';
 import { ensureFreeSpace, mapWriteError } from '../fs/disk.js';
@@ -19,6 +19,7 @@ import {
   buildManifest,
   manifestParts,
   removeRunMarker,
+  runMarkerName,
   writeManifest,
   writeRunMarker,
   type FileSum,
@@ -142,6 +143,10 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
         message: `Took over the lock left by pid ${info.pid} (started ${info.started}), which is no longer running`,
       }),
   });
+  // What the undo of a failed run could not remove, and whether the maintenance flag is as it was: the error
+  // carries both (StoreOutcome), so the message says exactly what is left.
+  const leftovers: string[] = [];
+  let maintenanceLeftOn = false;
   try {
     await recoverStore({ paths, db: dbConfig, onEvent: emit });
     await removeLeftoverPartials(paths.backupsDir, emit);
@@ -164,6 +169,7 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
         sums.push(sum);
       };
       const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
+      let failed = true;
       try {
         if (o.parts.code) {
           done(await backupTree(paths, 'code', timestamp, paths.root, excluder, o.signal, emit));
@@ -177,8 +183,16 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
         if (dbConfig) {
           done(await backupDb(paths, dbConfig, timestamp, dbEstimate, o, emit));
         }
+        failed = false;
       } finally {
-        await maintenance.restore();
+        try {
+          await maintenance.restore();
+        } catch (err) {
+          maintenanceLeftOn = maintenance.wasEnabled === false;
+          // A failure of the run itself is the one to report; this one only changes the state it leaves.
+          if (!failed)
+            throw new CliError(`Cannot restore maintenance mode: ${messageOf(err)}`, { cause: err });
+        }
       }
       // The manifest is written last: its presence is what makes the run complete.
       const m = buildManifest({
@@ -203,8 +217,8 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
       // A backup is complete or invisible: a failed or interrupted run takes back the parts it had finished
       // (only a crash, which cannot clean up, leaves parts and the marker: listed as incomplete, then pruned).
       await Promise.allSettled(sums);
-      for (const p of parts) await fsp.rm(p.path, { force: true });
-      await removeRunMarker(paths.backupsDir, timestamp);
+      for (const p of parts) await removeOrRecord(p.path, leftovers);
+      await removeOrRecord(path.join(paths.backupsDir, runMarkerName(timestamp)), leftovers);
       throw err;
     }
     await removeRunMarker(paths.backupsDir, timestamp);
@@ -219,8 +233,27 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
       });
     }
     return result;
+  } catch (err) {
+    await lock.release().catch(() => leftovers.push(lock.file));
+    const out = unchangedOutcome(leftovers, maintenanceLeftOn);
+    if (maintenanceLeftOn) out.finish = 'Switch it off with: magebackup maintenance:disable';
+    else if (leftovers.length > 0) out.finish = 'The next magebackup run of this store removes them';
+    throw withOutcome(err, out);
   } finally {
-    await lock.release();
+    await lock.release().catch(() => {});
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Remove a file of the failed run; one that cannot be removed is named in the outcome instead of hiding the error. */
+async function removeOrRecord(file: string, leftovers: string[]): Promise<void> {
+  try {
+    await fsp.rm(file, { force: true });
+  } catch {
+    leftovers.push(file);
   }
 }
 

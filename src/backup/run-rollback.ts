@@ -5,7 +5,7 @@ import { openConnection } from '../db/connect.js';
 import { RestoreError, RestoreInterruptedError, restoreDatabase } from '../db/restore.js';
 import { verifyDump } from '../db/verify-dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
-import { CliError, UsageError, throwIfAborted, errnoCode } from '../errors.js';
+import { CliError, UsageError, throwIfAborted, errnoCode, withOutcome } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
 import { ensureDir } from '../fs/atomic.js';
 import { acquireLock } from '../fs/lock.js';
@@ -14,6 +14,7 @@ import { commitStagedTree, discardStagedTree, stageTree, type StagedTree } from 
 import { parseBackupName, type BackupKind } from './backup-name.js';
 import { recoverStore } from './recover.js';
 import { assertMagentoRoot, type StorePaths } from './store.js';
+import { isIncompleteRun, runMarkerName } from './manifest.js';
 
 export interface RunRollbackOptions {
   root: string;
@@ -88,6 +89,11 @@ export async function resolveBackupFile(
   });
   if (!st) throw new CliError(`Backup file ${file} not found (see info:backups:list)`);
   if (!st.isFile()) throw new CliError(`Backup file ${file} is not a regular file`);
+  if (await isIncompleteRun(paths.backupsDir, parsed.timestamp)) {
+    throw new CliError(
+      `Backup file ${file} belongs to a run that did not complete (${runMarkerName(parsed.timestamp)} and no manifest): it is never restored`,
+    );
+  }
   return file;
 }
 
@@ -148,6 +154,8 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
 
     const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
     let keepMaintenance = false;
+    // Once a part is being swapped in, a failure may leave live data neither old nor new (the error says so).
+    let liveChanged = false;
     const staged: StagedTree[] = [];
     const cleanups: Array<() => Promise<void>> = [];
     let result: RunRollbackResult;
@@ -214,6 +222,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
             ...(o.signal ? { signal: o.signal } : {}),
             onEvent: emit,
           });
+          liveChanged = true;
           const size = (await fsp.stat(files.db)).size;
           emit({
             type: 'part-done',
@@ -239,6 +248,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         const file = files[part]!;
         emit({ type: 'part-start', part, operation: 'rollback', file: path.basename(file), path: file });
         // The old tree (100k files take long to delete) goes after maintenance is off: the store is back sooner.
+        liveChanged = true;
         const { cleanup } = await commitStagedTree(s, { removeOld: 'later' });
         cleanups.push(cleanup);
         const size = (await fsp.stat(file)).size;
@@ -253,6 +263,16 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         });
       }
       result = { parts, warnings, recovered };
+    } catch (err) {
+      // A database load that failed changed nothing live, unless it says so (keepMaintenance); a part swapped in
+      // before the failure leaves the store neither old nor new.
+      const mixed = keepMaintenance || liveChanged;
+      throw withOutcome(err, {
+        live: mixed ? 'mixed' : 'unchanged',
+        maintenance: keepMaintenance ? 'left-on' : 'as-before',
+        leftovers: [],
+        ...(mixed ? { finish: 'Run the same setup:rollback again to finish' } : {}),
+      });
     } finally {
       for (const s of staged) await discardStagedTree(s);
       if (keepMaintenance) {

@@ -14,7 +14,7 @@ import type { Part } from '../events.js';
 import { PARTIAL_SUFFIX } from '../fs/atomic.js';
 import { parseBackupName } from './backup-name.js';
 import { RUN_MARKER_SUFFIX, isRunMarkerLive, readManifest, type Manifest } from './manifest.js';
-import { storePaths } from './store.js';
+import { assertMagentoRoot } from './store.js';
 
 export type SnapshotStatus = 'complete' | 'incomplete' | 'corrupt' | 'legacy';
 
@@ -78,7 +78,7 @@ export async function listSnapshots(
   root: string,
   o: { now?: () => number } = {},
 ): Promise<{ dir: string; exists: boolean; snapshots: SnapshotInfo[] }> {
-  const dir = storePaths(root).backupsDir;
+  const dir = (await assertMagentoRoot(root)).backupsDir;
   const nowMs = (o.now ?? Date.now)();
   let names: string[];
   try {

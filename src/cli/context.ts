@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { CliError, ExitCode, InterruptedError } from '../errors.js';
+import { CliError, ExitCode, InternalError, InterruptedError, type StoreOutcome } from '../errors.js';
 import { createReporter, type Reporter, type ReporterMode } from '../ui/reporter.js';
 
 export interface Io {
@@ -8,7 +8,7 @@ export interface Io {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   env: NodeJS.ProcessEnv;
   cwd: string;
-  /** where SIGINT/SIGTERM come from; tests pass an EventEmitter */
+  /** where SIGINT/SIGTERM/SIGHUP and `beforeExit` come from; tests pass an EventEmitter */
   signals: Pick<NodeJS.Process, 'on' | 'off'>;
 }
 
@@ -28,7 +28,49 @@ export interface CommandRun {
   io: Io;
 }
 
-/** Runs one command: picks the reporter, turns SIGINT/SIGTERM into an abort, maps errors to exit codes once. */
+/** The signals that stop a run, and the exit code of each (SIGHUP: an SSH session or terminal went away). */
+export const STOP_SIGNALS = {
+  SIGINT: ExitCode.INTERRUPTED,
+  SIGTERM: ExitCode.INTERRUPTED,
+  SIGHUP: ExitCode.HANGUP,
+};
+type StopSignal = keyof typeof STOP_SIGNALS;
+
+/** The abort reason when the run's promises stopped moving with nothing left to wait for (a bug). */
+export const STALLED = 'STALLED';
+
+/**
+ * A closed output (`… | head -1`, a dropped SSH session) must neither crash the run nor stop it half-way: the
+ * run goes on (or is undone, on SIGHUP), and what it would have printed there is dropped. Without a listener, the
+ * EPIPE/EIO of a write would be an uncaught exception that skips every cleanup. The listener stays for the life
+ * of the stream: the error of a write can arrive after the run has returned.
+ */
+const tolerated = new WeakSet<Writable>();
+export function tolerateClosedOutput(stream: Writable): void {
+  if (tolerated.has(stream)) return;
+  tolerated.add(stream);
+  stream.on('error', () => {});
+}
+
+/** How a run's interruption or failure is worded from the state the domain reports. */
+export function describeOutcome(o: StoreOutcome): string {
+  const parts: string[] = [
+    {
+      unchanged: 'nothing was changed',
+      replaced: 'the rollback had completed',
+      mixed: 'the live store is neither the old nor the new state',
+    }[o.live],
+  ];
+  if (o.maintenance === 'left-on') parts.push('maintenance mode is ON');
+  else if (o.live === 'mixed') parts.push('maintenance mode is as it was before the run');
+  if (o.leftovers.length > 0) parts.push(`left behind: ${o.leftovers.join(', ')}`);
+  else if (o.live !== 'mixed' && o.maintenance === 'as-before') parts.push('nothing was left behind');
+  let text = parts.join('; ');
+  if (o.finish) text += `. ${o.finish}`;
+  return text;
+}
+
+/** Runs one command: picks the reporter, turns signals into an abort, maps errors to exit codes once. */
 export class RunContext {
   exitCode: number = ExitCode.OK;
   constructor(readonly io: Io) {}
@@ -43,6 +85,8 @@ export class RunContext {
   }
 
   async run(global: GlobalOptions, fn: (run: CommandRun) => Promise<number | void>): Promise<void> {
+    tolerateClosedOutput(this.io.stdout);
+    tolerateClosedOutput(this.io.stderr);
     const mode = this.pickMode(global);
     const reporter = await createReporter({
       mode,
@@ -53,56 +97,108 @@ export class RunContext {
     });
     const controller = new AbortController();
     let signals = 0;
-    const onSignal = (name: NodeJS.Signals) => {
+    let firstSignal: StopSignal | undefined;
+    const onSignal = (name: StopSignal) => {
       signals++;
       if (signals === 1) {
+        firstSignal = name;
         controller.abort(name);
       } else if (signals >= 3) {
         // Third signal: the user insists. Cleanup normally takes milliseconds; this is a last resort.
-        reporter.error(`${name} received three times: exiting without cleaning up`, ExitCode.INTERRUPTED);
-        process.exit(ExitCode.INTERRUPTED);
+        reporter.error(
+          `${name} received three times: exiting without cleaning up (the next magebackup run of this store removes what is left)`,
+          STOP_SIGNALS[name],
+        );
+        process.exit(STOP_SIGNALS[name]);
       }
     };
-    const onInt = () => onSignal('SIGINT');
-    const onTerm = () => onSignal('SIGTERM');
-    this.io.signals.on('SIGINT', onInt);
-    this.io.signals.on('SIGTERM', onTerm);
+    const handlers = (Object.keys(STOP_SIGNALS) as StopSignal[]).map((name) => {
+      const h = () => onSignal(name);
+      this.io.signals.on(name, h);
+      return [name, h] as const;
+    });
+    // Safety net: if the event loop empties while the command has not finished, a promise will never settle (a
+    // bug). Without this the process would exit 0 in silence, leaving lock, flag and partial files. First abort
+    // the run (its cleanup listens to the signal); if even that does not move, give up with exit 1.
+    let stalls = 0;
+    let giveUp: (err: Error) => void = () => {};
+    const stalled = new Promise<never>((_, reject) => (giveUp = reject));
+    stalled.catch(() => {});
+    const onBeforeExit = () => {
+      stalls++;
+      if (stalls === 1 && !controller.signal.aborted) controller.abort(STALLED);
+      else giveUp(new Error('the run stopped making progress and did not clean up'));
+    };
+    this.io.signals.on('beforeExit', onBeforeExit);
     try {
-      const code = await fn({
-        reporter,
-        signal: controller.signal,
-        global,
-        root: global.root ?? this.io.cwd,
-        io: this.io,
-      });
+      const code = await Promise.race([
+        fn({
+          reporter,
+          signal: controller.signal,
+          global,
+          root: global.root ?? this.io.cwd,
+          io: this.io,
+        }),
+        stalled,
+      ]);
       this.exitCode = code ?? (reporter.warnings > 0 ? ExitCode.WARNINGS : ExitCode.OK);
+      if (firstSignal) {
+        // The signal came too late to stop anything: the run had completed, and its exit code says so.
+        reporter.onEvent({
+          type: 'info',
+          message: `${firstSignal} received when the run could no longer be stopped: it completed`,
+        });
+      }
     } catch (err) {
-      this.exitCode = this.report(err, reporter, controller.signal);
+      this.exitCode = this.report(err, reporter, controller.signal, stalls > 0);
     } finally {
       reporter.close();
-      this.io.signals.off('SIGINT', onInt);
-      this.io.signals.off('SIGTERM', onTerm);
+      for (const [name, h] of handlers) this.io.signals.off(name, h);
+      this.io.signals.off('beforeExit', onBeforeExit);
     }
   }
 
-  report(err: unknown, reporter: Reporter, signal?: AbortSignal): number {
-    if (signal?.aborted && !(err instanceof CliError && !(err instanceof InterruptedError))) {
-      const why = typeof signal.reason === 'string' ? signal.reason : 'a signal';
+  report(err: unknown, reporter: Reporter, signal?: AbortSignal, stalled = false): number {
+    const outcome = err instanceof CliError ? err.outcome : undefined;
+    const state = outcome ? `: ${describeOutcome(outcome)}` : '';
+    if (stalled) {
+      const e = err instanceof InternalError && err.cause instanceof Error ? err.cause : err;
       reporter.error(
-        `Interrupted by ${why}: the run was undone, nothing was left behind`,
-        ExitCode.INTERRUPTED,
+        `Internal error (a bug in magebackup, please report it): the run stopped making progress${
+          outcome
+            ? state
+            : ' and could not clean up: check var/backups for a .lock, .partial and .running file and var/.maintenance.flag'
+        }`,
+        ExitCode.FAILURE,
+        e instanceof Error ? e.stack : undefined,
       );
-      return ExitCode.INTERRUPTED;
+      return ExitCode.FAILURE;
     }
-    if (err instanceof CliError) {
-      reporter.error(err.message, err.exitCode);
+    const reason: unknown = signal?.reason;
+    if (
+      signal?.aborted &&
+      typeof reason === 'string' &&
+      reason in STOP_SIGNALS &&
+      (err instanceof InterruptedError || !(err instanceof CliError))
+    ) {
+      const code = STOP_SIGNALS[reason as StopSignal];
+      reporter.error(`Interrupted by ${reason}${state}`, code);
+      return code;
+    }
+    if (err instanceof CliError && !(err instanceof InternalError)) {
+      // Only what a reader needs beyond the message: a failure that left nothing and changed nothing says no more.
+      const plain =
+        !outcome ||
+        (outcome.live === 'unchanged' && outcome.maintenance === 'as-before' && !outcome.leftovers.length);
+      reporter.error(plain ? err.message : `${err.message}${state}`, err.exitCode);
       return err.exitCode;
     }
-    const e = err instanceof Error ? err : new Error(String(err));
+    const e = err instanceof InternalError && err.cause instanceof Error ? err.cause : err;
+    const bug = e instanceof Error ? e : new Error(String(e));
     reporter.error(
-      `Internal error (a bug in magebackup, please report it): ${e.message}`,
+      `Internal error (a bug in magebackup, please report it): ${bug.message}${state}`,
       ExitCode.FAILURE,
-      e.stack,
+      bug.stack,
     );
     return ExitCode.FAILURE;
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { CommanderError } from 'commander';
 import { ExitCode } from '../errors.js';
-import { RunContext, type Io } from './context.js';
+import { RunContext, tolerateClosedOutput, type Io } from './context.js';
 import { buildProgram } from './program.js';
 
 function packageVersion(): string {
@@ -24,6 +24,8 @@ export function processIo(): Io {
 
 /** Parse argv, run the command, and return the exit code. Never calls process.exit (bin/ does). */
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  tolerateClosedOutput(io.stdout);
+  tolerateClosedOutput(io.stderr);
   const ctx = new RunContext(io);
   const json = argv.includes('--json');
   const program = buildProgram(ctx, packageVersion(), {

@@ -9,7 +9,8 @@ Exit codes:
   3    completed with warnings (e.g. unreadable files were skipped; each one was named)
   11   another magebackup run holds the lock of this store
   12   the database server refused the credentials
-  130  interrupted (SIGINT/SIGTERM): the run was undone, maintenance mode restored`;
+  129  interrupted by SIGHUP (terminal or SSH session closed); otherwise as 130
+  130  interrupted (SIGINT/SIGTERM, Ctrl-C): the message says what state the store is left in`;
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

@@ -44,6 +44,18 @@ export function connectionOptions(cfg: DbConnectionConfig, o: OpenConnectionOpti
   };
 }
 
+/**
+ * The server went away under an open connection (killed, restarted, network cut). mysql2 reports it as
+ * PROTOCOL_CONNECTION_LOST, a `fatal` socket error, or — for a command queued after that — a plain Error about
+ * the "closed state".
+ */
+export function isConnectionLost(err: unknown): boolean {
+  const e = err as { code?: unknown; fatal?: unknown; message?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  if (e.code === 'PROTOCOL_CONNECTION_LOST' || e.fatal === true) return true;
+  return typeof e.message === 'string' && /connection is in closed state/i.test(e.message);
+}
+
 /** Replace the password wherever it might appear (it should not, but a message is not worth a leak). */
 function scrub(message: string, password: string): string {
   if (password.length < 3) return message;

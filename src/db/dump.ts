@@ -14,7 +14,7 @@ import type { Connection } from 'mysql2/promise';
 import { BACKUP_GZIP_LEVEL, ParallelGzipWriter } from '../archive/gzip-parallel.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
 import { noEvents, WarningCode, type EventSink } from '../events.js';
-import { describeServer, openConnection } from './connect.js';
+import { describeServer, isConnectionLost, openConnection } from './connect.js';
 import {
   readSchema,
   type EventDef,
@@ -535,6 +535,12 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
 
 function mapDumpError(err: unknown, cfg: DbConnectionConfig): unknown {
   if (err instanceof CliError) return err;
+  if (isConnectionLost(err)) {
+    return new CliError(
+      `Database dump of ${quoteIdent(cfg.database)} on ${describeServer(cfg)} failed: the connection to the server was lost (did it stop or restart?)`,
+      { cause: err },
+    );
+  }
   const e = err as { code?: string; sqlMessage?: string; message?: string };
   if (typeof e?.code === 'string' && (e.code.startsWith('ER_') || e.code === 'PROTOCOL_CONNECTION_LOST')) {
     return new CliError(
@@ -780,8 +786,13 @@ async function dumpRows(
       if (failed) return;
       failed = true;
       signal?.removeEventListener('abort', onAbort);
+      core.off('error', onConnectionError);
       reject(err);
     };
+    // A server that dies mid-stream is reported to the connection, not to a query without a callback: without
+    // this listener the promise never settled, the event loop emptied, and the run exited 0 leaving its state.
+    const onConnectionError = (err: Error): void => fail(err);
+    core.once('error', onConnectionError);
     // stop the SELECT at once: destroying the connection is the only way to end a streaming result early
     const onAbort = (): void => {
       core.destroy();
@@ -845,6 +856,7 @@ async function dumpRows(
     });
     query.on('end', () => {
       signal?.removeEventListener('abort', onAbort);
+      core.off('error', onConnectionError);
       if (!failed) resolve();
     });
   });

@@ -31,7 +31,14 @@ export class OraReporter extends TextReporter {
         this.spinner?.stop();
         const verb =
           e.operation === 'verify' ? `Verifying ${e.file}` : `${KIND_LABEL[e.part]} ${e.operation}`;
-        this.spinner = ora({ text: verb, stream: this.opts.stderr, color: 'cyan' }).start();
+        // discardStdin off: ora's discarder puts the terminal in raw mode, so Ctrl-C no longer raises SIGINT, and
+        // (stdin never flowing) its own Ctrl-C handler never runs either: the run could not be interrupted.
+        this.spinner = ora({
+          text: verb,
+          stream: this.opts.stderr,
+          color: 'cyan',
+          discardStdin: false,
+        }).start();
         return;
       }
       case 'progress': {

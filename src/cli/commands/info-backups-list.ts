@@ -19,10 +19,18 @@ export async function infoBackupsList(run: CommandRun): Promise<number> {
   }
   const table = renderTable(
     ['Backup Filename', 'Backup Type', 'Size', 'Created'],
-    backups.map((b) => [b.name, b.kind, formatBytes(b.size), when(b.created)]),
+    backups.map((b) => [
+      b.name,
+      b.incomplete ? `${b.kind} (incomplete)` : b.kind,
+      formatBytes(b.size),
+      when(b.created),
+    ]),
   );
+  const note = backups.some((b) => b.incomplete)
+    ? '(incomplete): a run that is still writing, or that failed or was killed; never used for a rollback (backups:prune removes it)\n'
+    : '';
   run.reporter.result(
-    `Showing backup files in ${dir} (first part of the filename is the time it was taken) ...\n${table}`,
+    `Showing backup files in ${dir} (first part of the filename is the time it was taken) ...\n${table}${note}`,
     data,
   );
   return 0;

@@ -1,0 +1,214 @@
+/**
+ * Every way a run ends, through the built binary with real processes: the database server killed mid-dump,
+ * SIGHUP, a closed output pipe, Ctrl-C on a real pseudo-terminal while the spinner runs. Each asserts the exit
+ * code, the message, that nothing is left behind, and the maintenance state as it was.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { startMariaDB } from '../../fixtures/mariadb.js';
+import { BIN, runCli } from '../helpers/cli.js';
+import { minimalStore, tempDir } from '../helpers/tmp.js';
+import {
+  assertNoLeftovers,
+  backupsOf,
+  bigCodeStore,
+  faultMidWrite,
+  flagOf,
+  lockPid,
+  signalPending,
+  stopProcess,
+  spawnCli,
+  spawnOnPty,
+  waitFor,
+} from './fault-helpers.js';
+
+void test('the database server killed mid-dump: exit 1, one line, nothing left, maintenance as it was', async () => {
+  // A server of its own, since this test kills it.
+  const server = await startMariaDB();
+  try {
+    const db = await server.createDatabase('killed');
+    const conn = await server.connect(db);
+    try {
+      await conn.query('CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(200))');
+      await conn.query("INSERT INTO big SELECT seq, REPEAT('x', 200) FROM seq_1_to_300000");
+    } finally {
+      await conn.end();
+    }
+    const serverPid = Number(readFileSync(join(dirname(server.socketPath), 'mysqld.pid'), 'utf8'));
+    const store = (wasOn: boolean) => {
+      const root = minimalStore({
+        'app/etc/env.php': `<?php return ['db' => ['connection' => ['default' => ['host' => '127.0.0.1:${server.port}', 'dbname' => '${db}', 'username' => 'root', 'password' => '${server.password}']]]];\n`,
+      });
+      if (wasOn) writeFileSync(flagOf(root), '');
+      return root;
+    };
+    // --json, maintenance off before: killed while rows stream.
+    const root = store(false);
+    const run = spawnCli(['setup:backup', '--db', '--root', root, '--json']);
+    await faultMidWrite(
+      root,
+      () => run.child.pid,
+      () => void process.kill(serverPid, 'SIGKILL'),
+    );
+    const r = await run.done;
+    assert.equal(r.code, 1, r.stderr);
+    const last = JSON.parse(r.stderr.trim().split('\n').pop()!) as {
+      type: string;
+      code: number;
+      message: string;
+    };
+    assert.deepEqual([last.type, last.code], ['error', 1]);
+    assert.match(
+      last.message,
+      /^Database dump of `killed_\w+` on 127\.0\.0\.1:\d+ failed: the connection to the server was lost/,
+    );
+    assert.equal(r.stdout, '', 'no result object for a failed run');
+    assertNoLeftovers(root);
+    assert.deepEqual(readdirSync(backupsOf(root)), []);
+    assert.equal(existsSync(flagOf(root)), false, 'maintenance off again');
+
+    // Plain, maintenance on before: the server is gone now, the run fails before it changes anything.
+    const root2 = store(true);
+    const r2 = await runCli(['setup:backup', '--db', '--root', root2]);
+    assert.equal(r2.code, 1, r2.stderr);
+    assert.match(
+      r2.stderr,
+      /^Error: Cannot reach the database server at 127\.0\.0\.1:\d+: connection refused/m,
+    );
+    assert.doesNotMatch(r2.stderr, /Internal error|    at /);
+    assertNoLeftovers(root2);
+    assert.equal(existsSync(flagOf(root2)), true, 'maintenance still on, as before');
+  } finally {
+    await server.stop();
+  }
+});
+
+for (const wasOn of [false, true]) {
+  void test(`SIGHUP mid-backup (an SSH session drops): exit 129, undone, maintenance ${wasOn ? 'still on' : 'off'}`, async () => {
+    const root = bigCodeStore(96);
+    if (wasOn) writeFileSync(flagOf(root), '');
+    const run = spawnCli(['setup:backup', '--code', '--root', root]);
+    await faultMidWrite(
+      root,
+      () => run.child.pid,
+      () => void run.child.kill('SIGHUP'),
+    );
+    const r = await run.done;
+    assert.equal(r.code, 129, r.stderr);
+    assert.match(r.stderr, /^Error: Interrupted by SIGHUP: nothing was changed; nothing was left behind$/m);
+    assert.deepEqual(assertNoLeftovers(root), []);
+    assert.equal(existsSync(flagOf(root)), wasOn);
+  });
+}
+
+void test('a closed output pipe (`2>&1 | head -1`, `| head -1`) neither crashes nor stops the run', async () => {
+  const root = bigCodeStore(24);
+  const rcFile = join(tempDir('mbk-rc-'), 'rc');
+  for (const [redirect, json] of [
+    ['2>&1', false],
+    ['', false],
+    ['2>&1', true],
+  ] as const) {
+    // head exits after the first line: every later write of magebackup meets a closed pipe (EPIPE).
+    await promisify(execFile)('bash', [
+      '-c',
+      `'${process.execPath}' '${BIN}' setup:backup --code --root '${root}' ${json ? '--json' : ''} ${redirect} | head -1 >/dev/null; echo "\${PIPESTATUS[0]}" > '${rcFile}'`,
+    ]);
+    assert.equal(readFileSync(rcFile, 'utf8').trim(), '0', `exit code with ${redirect || 'stdout'} closed`);
+  }
+  // Three complete backups (manifest each), nothing else: no lock, no partial, no marker; maintenance off.
+  const names = assertNoLeftovers(root, (n) => /^\d+_(filesystem\.tgz|manifest\.json)$/.test(n));
+  assert.equal(names.filter((n) => n.endsWith('_manifest.json')).length, 3, names.join(', '));
+  assert.equal(existsSync(flagOf(root)), false);
+});
+
+/** Ctrl-C typed on the terminal while the run is frozen mid-write: the terminal turns it into SIGINT. */
+async function ctrlCOnPty(root: string, args: string[], midway: () => boolean) {
+  const pty = spawnOnPty(args);
+  await waitFor('the spinner', () =>
+    /\u280b|\u2819|\u2839|\u2838|\u283c|\u2834|\u2826|\u2827|\u2807|\u280f/.test(pty.output()),
+  );
+  const pid = await waitFor('the run holding the lock', () => lockPid(root));
+  await waitFor('the run to be mid-way', midway);
+  await stopProcess(pid);
+  try {
+    assert.ok(midway(), 'still mid-way when frozen');
+    pty.type('\x03');
+    // The terminal's line discipline raises SIGINT (2) for the foreground job; in raw mode it would not.
+    await waitFor('SIGINT pending', () => signalPending(pid, 2), 10_000).catch((err: unknown) => {
+      const why = execSync(
+        `stty -a < /proc/${pid}/fd/2 | grep -o -- '-\\?isig'; ps -o pid,pgid,tpgid,stat,cmd -p ${pid}; grep Pnd /proc/${pid}/status`,
+      ).toString();
+      throw new Error(
+        `${(err as Error).message}; output so far: ${JSON.stringify(pty.output().slice(-300))}; ${why}`,
+      );
+    });
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  return pty.done;
+}
+
+void test('Ctrl-C on a real terminal while the spinner runs interrupts setup:backup: exit 130, nothing left', async () => {
+  const root = bigCodeStore(96);
+  const r = await ctrlCOnPty(root, ['setup:backup', '--code', '--root', root], () => !!partialName(root));
+  assert.equal(r.code, 130, r.output);
+  assert.match(r.output, /Interrupted by SIGINT: nothing was changed; nothing was left behind/);
+  assert.deepEqual(assertNoLeftovers(root), []);
+  assert.equal(existsSync(flagOf(root)), false);
+});
+
+void test('Ctrl-C on a real terminal during setup:rollback --yes verification: nothing is swapped', async () => {
+  const root = bigCodeStore(96);
+  const made = await runCli(['setup:backup', '--code', '--root', root, '--json']);
+  assert.equal(made.code, 0, made.stderr);
+  const { parts } = JSON.parse(made.stdout) as { parts: Array<{ file: string }> };
+  // A file made after the backup: a rollback that went ahead would remove it.
+  writeFileSync(join(root, 'after-backup.txt'), 'new');
+  const staging = () => readdirSync(root).some((n) => n.startsWith('.magebackup-'));
+  const r = await ctrlCOnPty(
+    root,
+    ['setup:rollback', '--yes', '-c', parts[0]!.file, '--root', root],
+    staging,
+  );
+  assert.equal(r.code, 130, r.output);
+  assert.match(r.output, /Interrupted by SIGINT/);
+  assert.equal(readFileSync(join(root, 'after-backup.txt'), 'utf8'), 'new', 'the live tree was not touched');
+  assert.equal(staging(), false, 'staging removed');
+  assertNoLeftovers(root, (n) => /^\d+_(filesystem\.tgz|manifest\.json)$/.test(n));
+  assert.equal(existsSync(flagOf(root)), false);
+});
+
+function partialName(root: string): string | undefined {
+  const dir = backupsOf(root);
+  if (!existsSync(dir)) return undefined;
+  return readdirSync(dir).find((n) => n.endsWith('.partial'));
+}
+
+void test('--root that does not exist: exit 1 naming it, for every command', async () => {
+  const missing = join(tempDir('mbk-noroot-'), 'no', 'such', 'dir');
+  for (const args of [
+    ['info:backups:list'],
+    ['snapshot:list'],
+    ['backups:verify'],
+    ['backups:prune'],
+    ['maintenance:status'],
+    ['setup:backup', '--code'],
+    ['setup:rollback', '--yes', '-c', '1_filesystem.tgz'],
+    ['snapshot:restore', '--yes', '1'],
+  ]) {
+    const r = await runCli([...args, '--root', missing]);
+    assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+    assert.match(
+      r.stderr,
+      new RegExp(`^Error: Magento root ${missing} does not exist \\(see --root\\)$`, 'm'),
+      args[0],
+    );
+    assert.equal(r.stdout, '', args[0]);
+  }
+  assert.equal(existsSync(missing), false, 'nothing was created');
+});
