@@ -89,7 +89,7 @@ void test('the database server killed mid-dump: exit 1, one line, nothing left, 
 
 for (const wasOn of [false, true]) {
   void test(`SIGHUP mid-backup (an SSH session drops): exit 129, undone, maintenance ${wasOn ? 'still on' : 'off'}`, async () => {
-    const root = bigCodeStore(96);
+    const root = bigCodeStore(32);
     if (wasOn) writeFileSync(flagOf(root), '');
     const run = spawnCli(['setup:backup', '--code', '--root', root]);
     await faultMidWrite(
@@ -154,7 +154,7 @@ async function ctrlCOnPty(root: string, args: string[], midway: () => boolean) {
 }
 
 void test('Ctrl-C on a real terminal while the spinner runs interrupts setup:backup: exit 130, nothing left', async () => {
-  const root = bigCodeStore(96);
+  const root = bigCodeStore(32);
   const r = await ctrlCOnPty(root, ['setup:backup', '--code', '--root', root], () => !!partialName(root));
   assert.equal(r.code, 130, r.output);
   assert.match(r.output, /Interrupted by SIGINT: nothing was changed; nothing was left behind/);
@@ -163,7 +163,7 @@ void test('Ctrl-C on a real terminal while the spinner runs interrupts setup:bac
 });
 
 void test('Ctrl-C on a real terminal during setup:rollback --yes verification: nothing is swapped', async () => {
-  const root = bigCodeStore(96);
+  const root = bigCodeStore(32);
   const made = await runCli(['setup:backup', '--code', '--root', root, '--json']);
   assert.equal(made.code, 0, made.stderr);
   const { parts } = JSON.parse(made.stdout) as { parts: Array<{ file: string }> };
