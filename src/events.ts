@@ -67,6 +67,7 @@ export const WarningCode = {
   OUTSIDE_MEDIA: 'OUTSIDE_MEDIA',
   LINK_TARGET_SKIPPED: 'LINK_TARGET_SKIPPED',
   OLD_TREE_LEFT: 'OLD_TREE_LEFT',
+  VERIFY_LEFTOVER: 'VERIFY_LEFTOVER',
   DEAD_RUN: 'DEAD_RUN',
   /** archives (see src/archive/extract.ts): what a restore refuses or neutralises */
   INTERNAL_PATH: 'INTERNAL_PATH',

@@ -1,19 +1,22 @@
 /**
  * Retention (`backups:prune`, `--prune`): which snapshots to keep, and removing the rest under the store's lock.
  *
- * Rules (a snapshot kept by any rule is kept; days and weeks are UTC calendar days and ISO weeks):
+ * Rules (a snapshot kept by any rule is kept; days and weeks are UTC calendar days and ISO weeks; the count rules
+ * apply to each part — code, media, database — on its own):
  *   keepWithin S  — every snapshot made in the last S seconds (default policy: 14 days)
- *   keepLast N    — the N newest
- *   keepDaily N   — the newest snapshot of each of the N most recent days that have one
- *   keepWeekly N  — the newest snapshot of each of the N most recent weeks that have one
+ *   keepLast N    — the N newest backups of each part
+ *   keepDaily N   — the newest backup of each part for each of the N most recent days that have one
+ *   keepWeekly N  — the newest backup of each part for each of the N most recent weeks that have one
  * The rules count restorable snapshots (complete ones and Magento's manifest-less ones). A corrupt snapshot is
  * kept only while keepWithin covers it. An incomplete one (a crashed or failed run) is always removed, with any
- * `.partial` file. The newest complete snapshot (and the newest restorable one) is never removed.
+ * `.partial` file. The newest complete backup of each part (and the newest restorable one) is never removed.
  */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UsageError, throwIfAborted } from '../errors.js';
-import { WarningCode, noEvents, type EventSink } from '../events.js';
+import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
+
+const PARTS: readonly Part[] = ['code', 'media', 'db'];
 import { PARTIAL_SUFFIX, ensureDir, fsyncDir } from '../fs/atomic.js';
 import { acquireLock } from '../fs/lock.js';
 import { listSnapshots, type SnapshotInfo, type SnapshotStatus } from './snapshot-list.js';
@@ -109,7 +112,13 @@ export function isoWeekOf(ts: number): string {
   return `${thursday.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
 }
 
-/** Pure: decide for every snapshot (newest first, as listSnapshots returns them). */
+/**
+ * Pure: decide for every snapshot (newest first, as listSnapshots returns them). The count rules apply per part:
+ * `keepLast: 2` keeps the 2 newest code backups, the 2 newest media backups and the 2 newest database backups,
+ * wherever they are (two database-only runs never push out the only code and media backups); a snapshot kept
+ * for any of its parts is kept whole. The newest complete (and the newest restorable) backup of each part is
+ * never removed.
+ */
 export function planPrune(
   snapshots: readonly SnapshotInfo[],
   policy: RetentionPolicy,
@@ -118,7 +127,10 @@ export function planPrune(
   assertPolicy(policy);
   const sorted = [...snapshots].sort((a, b) => b.timestamp - a.timestamp);
   const reasons = new Map<SnapshotInfo, string[]>(sorted.map((s) => [s, []]));
-  const keep = (s: SnapshotInfo, why: string) => reasons.get(s)!.push(why);
+  const keep = (s: SnapshotInfo, why: string) => {
+    const r = reasons.get(s)!;
+    if (!r.includes(why)) r.push(why);
+  };
   const restorable = sorted.filter((s) => s.status === 'complete' || s.status === 'legacy');
   const nowS = Math.floor(nowMs / 1000);
 
@@ -128,24 +140,28 @@ export function planPrune(
         keep(s, `within ${formatDuration(policy.keepWithin)}`);
     }
   }
-  if (policy.keepLast) for (const s of restorable.slice(0, policy.keepLast)) keep(s, 'last');
-  const buckets = (n: number | undefined, bucketOf: (ts: number) => string, word: string) => {
-    if (!n) return;
-    const seen = new Set<string>();
-    for (const s of restorable) {
-      const b = bucketOf(s.timestamp);
-      if (seen.has(b)) continue;
-      if (seen.size >= n) break;
-      seen.add(b);
-      keep(s, `${word} ${b}`);
-    }
-  };
-  buckets(policy.keepDaily, dayOf, 'daily');
-  buckets(policy.keepWeekly, isoWeekOf, 'weekly');
-  const newestComplete = sorted.find((s) => s.status === 'complete');
-  if (newestComplete) keep(newestComplete, 'newest complete');
-  const newestRestorable = restorable[0];
-  if (newestRestorable && newestRestorable !== newestComplete) keep(newestRestorable, 'newest restorable');
+  for (const part of PARTS) {
+    const withPart = restorable.filter((s) => s.parts.includes(part));
+    if (policy.keepLast) for (const s of withPart.slice(0, policy.keepLast)) keep(s, `last ${part}`);
+    const buckets = (n: number | undefined, bucketOf: (ts: number) => string, word: string) => {
+      if (!n) return;
+      const seen = new Set<string>();
+      for (const s of withPart) {
+        const b = bucketOf(s.timestamp);
+        if (seen.has(b)) continue;
+        if (seen.size >= n) break;
+        seen.add(b);
+        keep(s, `${word} ${part} ${b}`);
+      }
+    };
+    buckets(policy.keepDaily, dayOf, 'daily');
+    buckets(policy.keepWeekly, isoWeekOf, 'weekly');
+    const newestComplete = sorted.find((s) => s.status === 'complete' && s.parts.includes(part));
+    if (newestComplete) keep(newestComplete, `newest complete ${part}`);
+    const newestRestorable = withPart[0];
+    if (newestRestorable && newestRestorable !== newestComplete)
+      keep(newestRestorable, `newest restorable ${part}`);
+  }
 
   return sorted.map((s) => {
     const why = reasons.get(s)!;

@@ -5,18 +5,25 @@
  * directory and loads each dump into a throwaway database on the store's server (dropped afterwards).
  * Never changes the store or a backup; returns the findings, each naming its file.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { extractArchive } from '../archive/extract.js';
 import { verifyArchive } from '../archive/verify.js';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
-import { openConnection } from '../db/connect.js';
+import { describeServer, openConnection } from '../db/connect.js';
 import { restoreDatabase } from '../db/restore.js';
 import { verifyDump } from '../db/verify-dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
-import { CliError, InterruptedError, UsageError, throwIfAborted } from '../errors.js';
-import { noEvents, type EventSink, type Part } from '../events.js';
+import {
+  CliError,
+  InterruptedError,
+  UsageError,
+  throwIfAborted,
+  unchangedOutcome,
+  withOutcome,
+} from '../errors.js';
+import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
+import { openVerifyRun, type VerifyRun } from './verify-leftovers.js';
 import { hashFile, type ManifestPart } from './manifest.js';
 import { listSnapshots, parseSnapshotId, type SnapshotInfo, type SnapshotStatus } from './snapshot-list.js';
 import { assertMagentoRoot } from './store.js';
@@ -96,9 +103,28 @@ export async function verifyBackups(o: VerifyBackupsOptions): Promise<VerifyBack
   }
 
   const results: SnapshotCheck[] = [];
-  for (const s of selected) {
-    throwIfAborted(o.signal);
-    results.push(await verifySnapshot(s, dir, { ...o, onEvent, dbConfig }));
+  // --deep: its temporary directories and databases are registered in a private run directory first, so that
+  // the next command of the store removes them if this run is killed (verify-leftovers.ts).
+  const run = o.deep ? await openVerifyRun(dir) : undefined;
+  try {
+    for (const s of selected) {
+      throwIfAborted(o.signal);
+      results.push(await verifySnapshot(s, dir, { ...o, onEvent, dbConfig, run }));
+    }
+  } catch (err) {
+    const leftovers = run ? await run.close() : [];
+    throw withOutcome(err, {
+      ...unchangedOutcome(leftovers),
+      ...(leftovers.length ? { finish: 'The next magebackup command of this store removes them' } : {}),
+    });
+  }
+  const leftovers = run ? await run.close() : [];
+  if (leftovers.length > 0) {
+    onEvent({
+      type: 'warning',
+      code: WarningCode.VERIFY_LEFTOVER,
+      message: `Could not remove ${leftovers.join(', ')}: the next magebackup command of this store removes them`,
+    });
   }
   return { ok: results.every((r) => r.ok), deep: o.deep ?? false, snapshots: results };
 }
@@ -108,11 +134,7 @@ export function verifyProblems(r: VerifyBackupsResult): string[] {
   return r.snapshots.flatMap((s) => [...s.problems, ...s.files.flatMap((f) => f.problems)]);
 }
 
-async function verifySnapshot(
-  s: SnapshotInfo,
-  dir: string,
-  o: VerifyBackupsOptions & { onEvent: EventSink; dbConfig: DbConnectionConfig | undefined },
-): Promise<SnapshotCheck> {
+async function verifySnapshot(s: SnapshotInfo, dir: string, o: VerifyContext): Promise<SnapshotCheck> {
   const problems: string[] = [];
   if (s.status === 'incomplete') problems.push(`snapshot ${s.id}: ${s.problems.join('; ')}`);
   if (s.status === 'legacy') {
@@ -145,11 +167,20 @@ async function verifySnapshot(
 
 type Expected = Pick<ManifestPart, 'size' | 'sha256' | 'files' | 'bytes'>;
 
+type VerifyContext = VerifyBackupsOptions & {
+  onEvent: EventSink;
+  dbConfig: DbConnectionConfig | undefined;
+  run: VerifyRun | undefined;
+};
+
+/** The store's database user may not create databases (the usual Magento grant): --deep cannot run at all. */
+class DeepNeedsPrivilegeError extends CliError {}
+
 async function verifyFile(
   file: string,
   part: Part,
   expect: Expected | undefined,
-  o: VerifyBackupsOptions & { onEvent: EventSink; dbConfig: DbConnectionConfig | undefined },
+  o: VerifyContext,
 ): Promise<FileCheck> {
   const name = path.basename(file);
   const size = (await fsp.stat(file)).size;
@@ -159,17 +190,29 @@ async function verifyFile(
     check.problems.push(p.includes(name) ? p : `${name}: ${p}`);
   };
   const fail = (err: unknown) => {
-    if (err instanceof InterruptedError) throw err;
+    if (err instanceof InterruptedError || err instanceof DeepNeedsPrivilegeError) throw err;
     if (err instanceof CliError) problem(err.message);
     else throw err;
   };
   o.onEvent({ type: 'part-start', part, operation: 'verify', file: name, path: file });
   if (expect && size !== expect.size) problem(`${name} has ${size} bytes, its manifest says ${expect.size}`);
   const signal = o.signal ? { signal: o.signal } : {};
-  // The checksum and the structural read go over the same file at once: the second read comes from the cache.
-  const sum = expect ? hashFile(file, signal) : undefined;
-  sum?.catch(() => {});
-  const structure = (async () => {
+  // The checksum first: a file that is not the one the manifest describes (a damaged or planted one, maybe a
+  // decompression bomb) is reported without being inflated. The structural read then comes from the page cache.
+  if (check.ok && expect) {
+    try {
+      const got = await hashFile(file, signal);
+      check.sha256 = got.sha256;
+      if (got.sha256 !== expect.sha256) {
+        problem(
+          `${name}: SHA-256 ${got.sha256} does not match the manifest's ${expect.sha256} (the file changed or is corrupt)`,
+        );
+      }
+    } catch (err) {
+      fail(err);
+    }
+  }
+  if (check.ok) {
     try {
       if (part === 'db') {
         const v = await verifyDump(file, {
@@ -184,7 +227,6 @@ async function verifyFile(
           filter: part,
           onProgress: (p) =>
             o.onEvent({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
-          onWarning: (w) => o.onEvent({ type: 'warning', ...w, message: `${name}: ${w.message}` }),
         });
         check.entries = v.entries;
         // The archive holds what the manifest says was written: no member lost, none added.
@@ -198,20 +240,6 @@ async function verifyFile(
     } catch (err) {
       fail(err);
     }
-  })();
-  await structure;
-  if (sum && expect) {
-    try {
-      const got = await sum;
-      check.sha256 = got.sha256;
-      if (got.sha256 !== expect.sha256) {
-        problem(
-          `${name}: SHA-256 ${got.sha256} does not match the manifest's ${expect.sha256} (the file changed or is corrupt)`,
-        );
-      }
-    } catch (err) {
-      fail(err);
-    }
   }
   if (o.deep && check.ok) {
     try {
@@ -221,26 +249,25 @@ async function verifyFile(
       fail(err);
     }
   }
-  o.onEvent({
-    type: 'part-done',
-    part,
-    operation: 'verify',
-    file: name,
-    path: file,
-    size,
-    ...(check.entries !== undefined ? { files: check.entries } : {}),
-    ...(check.tables !== undefined ? { tables: check.tables } : {}),
-  });
+  // "<file>: OK" only once every check on it passed; a failed file is named in the command's error.
+  if (check.ok)
+    o.onEvent({
+      type: 'part-done',
+      part,
+      operation: 'verify',
+      file: name,
+      path: file,
+      size,
+      ...(check.entries !== undefined ? { files: check.entries } : {}),
+      ...(check.tables !== undefined ? { tables: check.tables } : {}),
+    });
   return check;
 }
 
 /** Extracts into a private directory beside the backups (same disk, 0700) and removes it again. */
-async function deepExtract(
-  file: string,
-  part: 'code' | 'media',
-  o: VerifyBackupsOptions & { onEvent: EventSink },
-) {
-  const tmp = await fsp.mkdtemp(path.join(path.dirname(file), '.magebackup-verify-'));
+async function deepExtract(file: string, part: 'code' | 'media', o: VerifyContext) {
+  if (!o.run) throw new Error('deepExtract without a verify run');
+  const tmp = await fsp.mkdtemp(path.join(o.run.dir, `${part}-`));
   try {
     const r = await extractArchive({
       file,
@@ -257,19 +284,34 @@ async function deepExtract(
 }
 
 /** Loads the dump into a new database on the store's server, counts its tables, and drops it. */
-async function deepLoad(
-  file: string,
-  o: { signal?: AbortSignal; onEvent: EventSink; dbConfig: DbConnectionConfig | undefined },
-) {
+async function deepLoad(file: string, o: VerifyContext) {
   if (!o.dbConfig)
     throw new UsageError('backups:verify --deep needs the database connection (app/etc/env.php or --db-*)');
-  const name = `magebackup_verify_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
-  const conn = await openConnection(o.dbConfig, { database: null });
+  if (!o.run) throw new Error('deepLoad without a verify run');
+  const config = o.dbConfig;
+  const name = await o.run.newDatabase();
+  const conn = await openConnection(config, { database: null });
   try {
-    await conn.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4`);
+    try {
+      await conn.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4`);
+    } catch (err) {
+      await o.run.databaseDropped(name);
+      const code = (err as { code?: unknown }).code;
+      if (
+        code === 'ER_DBACCESS_DENIED_ERROR' ||
+        code === 'ER_ACCESS_DENIED_ERROR' ||
+        code === 'ER_SPECIFIC_ACCESS_DENIED_ERROR'
+      ) {
+        throw new DeepNeedsPrivilegeError(
+          `backups:verify --deep loads each dump into a throwaway database and needs the CREATE and DROP privileges on new databases (GRANT CREATE, DROP ON \`magebackup\\_verify\\_%\`.* TO …); user '${config.user}' on ${describeServer(config)} has not: run it with --db-user (and MAGEBACKUP_DB_PASSWORD) of a user that has, or without --deep`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
     try {
       const r = await restoreDatabase({
-        config: { ...o.dbConfig, database: name },
+        config: { ...config, database: name },
         file,
         dropExtraTables: true,
         ...(o.signal ? { signal: o.signal } : {}),
@@ -281,8 +323,9 @@ async function deepLoad(
       return r.tables;
     } finally {
       await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
+      await o.run.databaseDropped(name);
     }
   } finally {
-    await conn.end();
+    await conn.end().catch(() => conn.destroy());
   }
 }

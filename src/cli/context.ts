@@ -1,5 +1,7 @@
 import type { Writable } from 'node:stream';
 import { CliError, ExitCode, InternalError, InterruptedError, type StoreOutcome } from '../errors.js';
+import { sweepVerifyLeftovers } from '../backup/verify-leftovers.js';
+import type { DbFlags } from '../db/config.js';
 import { createReporter, type Reporter, type ReporterMode } from '../ui/reporter.js';
 
 export interface Io {
@@ -84,7 +86,11 @@ export class RunContext {
     return 'plain';
   }
 
-  async run(global: GlobalOptions, fn: (run: CommandRun) => Promise<number | void>): Promise<void> {
+  async run(
+    global: GlobalOptions,
+    fn: (run: CommandRun) => Promise<number | void>,
+    db?: DbFlags,
+  ): Promise<void> {
     tolerateClosedOutput(this.io.stdout);
     tolerateClosedOutput(this.io.stderr);
     const mode = this.pickMode(global);
@@ -131,6 +137,13 @@ export class RunContext {
     };
     this.io.signals.on('beforeExit', onBeforeExit);
     try {
+      // What a killed `backups:verify --deep` left (directories, databases with customer data) goes first.
+      await sweepVerifyLeftovers({
+        root: global.root ?? this.io.cwd,
+        ...(db ? { flags: db } : {}),
+        env: this.io.env,
+        onEvent: (e) => reporter.onEvent(e),
+      });
       const code = await Promise.race([
         fn({
           reporter,

@@ -118,7 +118,7 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     true,
   ).action(async (opts: Record<string, unknown>, cmd: Command) => {
     const { setupBackup } = await import('./commands/setup-backup.js');
-    await ctx.run(globals(cmd), (run) => setupBackup(run, opts));
+    await ctx.run(globals(cmd), (run) => setupBackup(run, opts), dbFlags(opts));
   });
 
   addDbOptions(
@@ -140,7 +140,7 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
       ),
   ).action(async (opts: Record<string, unknown>, cmd: Command) => {
     const { setupRollback } = await import('./commands/setup-rollback.js');
-    await ctx.run(globals(cmd), (run) => setupRollback(run, opts));
+    await ctx.run(globals(cmd), (run) => setupRollback(run, opts), dbFlags(opts));
   });
 
   program
@@ -174,7 +174,7 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     true,
   ).action(async (opts: Record<string, unknown>, cmd: Command) => {
     const { snapshotCreate } = await import('./commands/snapshot-create.js');
-    await ctx.run(globals(cmd), (run) => snapshotCreate(run, opts));
+    await ctx.run(globals(cmd), (run) => snapshotCreate(run, opts), dbFlags(opts));
   });
 
   program
@@ -204,7 +204,7 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
       ),
   ).action(async (id: string, opts: Record<string, unknown>, cmd: Command) => {
     const { snapshotRestore } = await import('./commands/snapshot-restore.js');
-    await ctx.run(globals(cmd), (run) => snapshotRestore(run, id, opts));
+    await ctx.run(globals(cmd), (run) => snapshotRestore(run, id, opts), dbFlags(opts));
   });
 
   addDbOptions(
@@ -221,7 +221,7 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
       ),
   ).action(async (ids: string[], opts: Record<string, unknown>, cmd: Command) => {
     const { backupsVerify } = await import('./commands/backups-verify.js');
-    await ctx.run(globals(cmd), (run) => backupsVerify(run, ids, opts));
+    await ctx.run(globals(cmd), (run) => backupsVerify(run, ids, opts), dbFlags(opts));
   });
 
   addPolicyOptions(

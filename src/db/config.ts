@@ -126,8 +126,12 @@ export async function readEnvPhp(file: string): Promise<unknown> {
   try {
     program = parser.parseCode(code, path.basename(file)) as unknown as { children: PhpNode[] };
   } catch (err) {
-    // php-parser's message already carries "on line N"
-    throw new CliError(`Cannot parse ${file}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+    // php-parser's message quotes the tokens around the error: in env.php that can be a piece of the password.
+    // Only the line number is shown.
+    const line = /\bline (\d+)/.exec((err as Error).message)?.[1];
+    throw new CliError(
+      `Cannot parse ${file}: PHP syntax error${line ? ` on line ${line}` : ''} (its content is not shown: it holds secrets)`,
+    );
   }
   const ret = program.children.find((n) => n.kind === 'return');
   if (!ret || !ret['expr'])
@@ -146,8 +150,7 @@ function get(obj: unknown, ...keys: string[]): unknown {
 
 function parsePort(value: string | number, where: string): number {
   const n = typeof value === 'number' ? value : /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > 65535)
-    throw new UsageError(`${where}: invalid port ${JSON.stringify(String(value))}`);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`${where}: not a port number 1-65535`);
   return n;
 }
 

@@ -33,6 +33,19 @@ function snap(ts: number, status: SnapshotStatus = 'complete'): SnapshotInfo {
   };
 }
 
+function parts(ts: number, ...which: Array<'code' | 'media' | 'db'>): SnapshotInfo {
+  const files = which.map((p) => ({
+    name: `${ts}_${p === 'db' ? 'db.sql' : p === 'code' ? 'filesystem.tgz' : 'filesystem_media.tgz'}`,
+    kind: p,
+  }));
+  return {
+    ...snap(ts),
+    parts: which,
+    partFiles: Object.fromEntries(files.map((f) => [f.kind, f.name])),
+    files: files.map((f) => ({ name: f.name, path: `/x/${f.name}`, kind: f.kind, size: 10 })),
+  };
+}
+
 function kept(list: SnapshotInfo[], policy: RetentionPolicy): number[] {
   return planPrune(list, policy, NOW_S * 1000)
     .filter((d) => d.keep)
@@ -70,6 +83,35 @@ void test('each rule keeps exactly what it says, and a backup kept by any rule i
   assert.deepEqual(kept(list, { keepLast: 2, keepDaily: 2 }), [NOW_S, NOW_S - 41400, NOW_S - DAY]);
 });
 
+void test('count rules apply per part: database-only runs never push out the only code and media backups', () => {
+  const h = (n: number) => NOW_S - n * 3600;
+  // A full snapshot, then database-only runs; a code-only run before it all.
+  const list = [
+    parts(h(1), 'db'),
+    parts(h(2), 'db'),
+    parts(h(3), 'db'),
+    parts(h(4), 'code', 'media', 'db'),
+    parts(h(5), 'code'),
+  ];
+  assert.deepEqual(kept(list, { keepLast: 2 }), [h(1), h(2), h(4), h(5)]);
+  assert.deepEqual(kept(list, { keepLast: 1 }), [h(1), h(4)]);
+  const plan = planPrune(list, { keepLast: 1 }, NOW_S * 1000);
+  assert.deepEqual(plan[3]!.reasons, [
+    'last code',
+    'newest complete code',
+    'last media',
+    'newest complete media',
+  ]);
+  // daily: one per part per day (all on the same day here)
+  assert.deepEqual(kept(list, { keepDaily: 1 }), [h(1), h(4)]);
+  // The newest complete backup of each part stays even when a rule keeps nothing of it.
+  const old = NOW_S - 40 * DAY;
+  assert.deepEqual(
+    kept([parts(NOW_S, 'db'), parts(old, 'code'), parts(old - DAY, 'media')], { keepWithin: DAY }),
+    [NOW_S, old, old - DAY],
+  );
+});
+
 void test('the newest complete backup is never removed; incomplete runs always are; corrupt ones only by age', () => {
   const old = NOW_S - 40 * DAY;
   const list = [
@@ -90,7 +132,7 @@ void test('the newest complete backup is never removed; incomplete runs always a
       [old - 2 * DAY, false],
     ],
   );
-  assert.deepEqual(plan[2]!.reasons, ['newest complete']);
+  assert.deepEqual(plan[2]!.reasons, ['newest complete db']);
   assert.match(plan[0]!.reasons[0]!, /incomplete/);
   // keep-last counts restorable snapshots only: the corrupt one does not take a place.
   assert.deepEqual(kept(list, { keepLast: 2 }), [old, old - DAY]);
@@ -136,7 +178,8 @@ void test('backups:prune on disk: dry run changes nothing; a real run removes ol
   assert.deepEqual(readdirSync(dir).sort(), before, 'dry run changes nothing');
   assert.deepEqual(
     dry.removed.map((d) => d.timestamp).sort(),
-    [1500000000, NOW_S - 20 * DAY, crashTs].sort(),
+    // The Magento database backup is old, but the only database backup: the newest of its part stays.
+    [NOW_S - 20 * DAY, crashTs].sort(),
   );
   assert.deepEqual(dry.strayPartials, ['weird.partial']);
 
@@ -152,13 +195,14 @@ void test('backups:prune on disk: dry run changes nothing; a real run removes ol
     [
       [NOW_S - 1 * DAY, 'complete'],
       [NOW_S - 10 * DAY, 'complete'],
+      [1500000000, 'legacy'],
     ],
   );
   assert.deepEqual(
     readdirSync(dir)
       .filter((n) => !/^\d+_(filesystem\.tgz|manifest\.json)$/.test(n))
       .sort(),
-    ['keep-me', 'notes.txt'],
+    ['1500000000_db.sql', 'keep-me', 'notes.txt'],
     'unknown files are left alone; no lock left',
   );
 
@@ -170,7 +214,7 @@ void test('backups:prune on disk: dry run changes nothing; a real run removes ol
   });
   assert.deepEqual(
     later.kept.map((d) => d.timestamp),
-    [NOW_S - DAY],
+    [NOW_S - DAY, 1500000000],
   );
   assert.ok(existsSync(path.join(dir, `${NOW_S - DAY}_manifest.json`)));
   await assert.rejects(pruneBackups({ root, policy: {} }), /Empty retention policy/);

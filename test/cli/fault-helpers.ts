@@ -16,10 +16,14 @@ export const backupsOf = (root: string) => path.join(root, 'var', 'backups');
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` every 5 ms; throws naming `what` after `ms`. */
-export async function waitFor<T>(what: string, check: () => T | undefined | false, ms = 60_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  ms = 60_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const v = check();
+    const v = await check();
     if (v) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);

@@ -212,3 +212,54 @@ void test('--root that does not exist: exit 1 naming it, for every command', asy
   }
   assert.equal(existsSync(missing), false, 'nothing was created');
 });
+
+void test('the parts of a run that did not complete: marked in info:backups:list, refused by setup:rollback', async () => {
+  const root = minimalStore();
+  const made = await runCli(['setup:backup', '--code', '--root', root, '--json']);
+  assert.equal(made.code, 0, made.stderr);
+  const done = (JSON.parse(made.stdout) as { timestamp: number }).timestamp;
+  // What a killed run leaves: a finished part and its run marker, no manifest.
+  const killed = done + 100;
+  const dir = backupsOf(root);
+  writeFileSync(join(dir, `${killed}_filesystem.tgz`), readFileSync(join(dir, `${done}_filesystem.tgz`)));
+  writeFileSync(
+    join(dir, `${killed}_manifest.json.running`),
+    JSON.stringify({ pid: 999999, host: 'gone', command: 'setup:backup', started: '' }),
+  );
+  const list = await runCli(['info:backups:list', '--root', root]);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, new RegExp(`\\| ${killed}_filesystem\\.tgz +\\| code \\(incomplete\\) +\\|`));
+  assert.match(list.stdout, new RegExp(`\\| ${done}_filesystem\\.tgz +\\| code +\\|`));
+  const json = JSON.parse((await runCli(['info:backups:list', '--root', root, '--json'])).stdout) as {
+    backups: Array<{ name: string; incomplete: boolean }>;
+  };
+  assert.deepEqual(
+    json.backups.map((b) => [b.name, b.incomplete]),
+    [
+      [`${killed}_filesystem.tgz`, true],
+      [`${done}_filesystem.tgz`, false],
+    ],
+  );
+  writeFileSync(join(root, 'after.txt'), 'new');
+  const r = await runCli(['setup:rollback', '--yes', '-c', `${killed}_filesystem.tgz`, '--root', root]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^Error: Backup file \S+ belongs to a run that did not complete/m);
+  assert.equal(readFileSync(join(root, 'after.txt'), 'utf8'), 'new');
+  assert.equal(existsSync(flagOf(root)), false);
+});
+
+void test('a malformed env.php: one line naming the file and line, never a piece of its content', async () => {
+  const root = minimalStore({
+    'app/etc/env.php':
+      "<?php\nreturn ['db' => ['connection' => ['default' => [\n  'dbname' => 'magento',\n  'password' => 'Xq'Sup3rS3cretPw',\n]]]];\n",
+  });
+  const r = await runCli(['setup:backup', '--db', '--root', root]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    /^Error: Cannot parse \S+env\.php: PHP syntax error on line 4 \(its content is not shown/m,
+  );
+  assert.doesNotMatch(r.stderr, /Sup3r|S3cret|Xq/);
+  assert.equal(existsSync(flagOf(root)), false);
+  assertNoLeftovers(root);
+});
