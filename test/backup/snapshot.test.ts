@@ -213,14 +213,18 @@ void test('backups:verify --deep extracts every archive and loads the dump into 
   const { conn, root } = await setup();
   try {
     const a = await createSnapshot({ root, now: () => T0 });
-    const dbsBefore = (await conn.query('SHOW DATABASES'))[0];
+    const dbsBefore = (await conn.query("SHOW DATABASES LIKE 'magebackup\\_verify\\_%'"))[0];
     const v = await verifyBackups({ root, ids: [a.id], deep: true });
     assert.deepEqual(verifyProblems(v), []);
     const files = v.snapshots[0]!.files;
     assert.ok(files.find((f) => f.part === 'code')!.extracted! > 0);
     assert.ok(files.find((f) => f.part === 'media')!.extracted! > 0);
     assert.ok(files.find((f) => f.part === 'db')!.tables! > 0);
-    assert.deepEqual((await conn.query('SHOW DATABASES'))[0], dbsBefore, 'the throwaway database is dropped');
+    assert.deepEqual(
+      (await conn.query("SHOW DATABASES LIKE 'magebackup\\_verify\\_%'"))[0],
+      dbsBefore,
+      'the throwaway database is dropped',
+    );
     assert.deepEqual(
       readdirSync(path.join(root, 'var/backups')).filter((n) => n.startsWith('.magebackup')),
       [],
