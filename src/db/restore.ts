@@ -595,7 +595,8 @@ async function loadDump(
             `Database backup ${o.file} has a statement at line ${s.line} that a rollback does not run (it would change the live database or the server before the swap): ${statementExcerpt(s.raw)}`,
           );
         }
-        await pool.barrier({ raw: s.raw, line: s.line, ddl: true });
+        // e.g. DROP TABLE a, b: the names it gives are the shadow tables'
+        await pool.barrier({ raw: renameTables(s.raw, renames), shown: s.raw, line: s.line, ddl: true });
         return;
     }
   };
@@ -775,10 +776,11 @@ async function dropObject(ctx: Ctx, conn: Connection, o: ObjectRef): Promise<voi
   }
 }
 
-/** Creates saved definitions that do not exist now; views are retried in rounds (they may use each other). */
+/** `CREATE [OR REPLACE] [ALGORITHM=…] DEFINER=u@h `, the part before DEFINER captured */
 const DEFINER_RE =
-  /^CREATE\s+(?:OR\s+REPLACE\s+)?(?:ALGORITHM\s*=\s*\w+\s+)?DEFINER\s*=\s*(?:`(?:[^`]|``)*`|'[^']*'|[^\s@]+)(?:@(?:`(?:[^`]|``)*`|'[^']*'|\S+))?\s+/i;
+  /^CREATE\s+((?:OR\s+REPLACE\s+)?(?:ALGORITHM\s*=\s*\w+\s+)?)DEFINER\s*=\s*(?:`(?:[^`]|``)*`|'[^']*'|[^\s@]+)(?:@(?:`(?:[^`]|``)*`|'[^']*'|\S+))?\s+/i;
 
+/** Creates saved definitions that do not exist now; views are retried in rounds (they may use each other). */
 async function createSaved(
   ctx: Ctx,
   saved: SavedDefinition[],
@@ -800,6 +802,18 @@ async function createSaved(
       await release(ctx, ctl);
     }
     let todo = saved.filter((s) => !existing.has(objKey(s)) && (!only || only(s)));
+    // a routine of another definer is not readable by this user (SHOW CREATE gives no body): it cannot be
+    // put back, and trying for ever would keep the database from its old state for nothing
+    for (const s of todo) {
+      if (s.create.trim() === '') {
+        ctx.emit({
+          type: 'warning',
+          code: WarningCode.DB_DEFINITION,
+          message: `${describeObject(s)} of database ${ctx.live} could not be put back: user ${ctx.config.user} may not read its definition (it belongs to another definer)`,
+        });
+      }
+    }
+    todo = todo.filter((s) => s.create.trim() !== '');
     while (todo.length > 0) {
       const next: SavedDefinition[] = [];
       let lastErr = '';

@@ -112,7 +112,10 @@ for (const [step, after, decision] of steps) {
       await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [user, host, 'kill-Pw-1']);
       await conn.query(`GRANT ALL ON \`${live}\`.* TO ?@?`, [user, host]);
     }
-    const config = { ...configFor(server, live), user, password: 'kill-Pw-1' };
+    // going back puts the old routines back: root's routines are readable by root only
+    const config = decision
+      ? configFor(server, live)
+      : { ...configFor(server, live), user, password: 'kill-Pw-1' };
     try {
       await killAt(step, config);
 
