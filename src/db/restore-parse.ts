@@ -237,36 +237,6 @@ export function quoteIdent(id: string): string {
   return '`' + id.replace(/`/g, '``') + '`';
 }
 
-/**
- * Makes a statement that names the dumped database name the target instead: every `` `from`. `` (a qualified
- * name) and, in ALTER DATABASE, the database itself. Works on bytes, so the rest of the statement is untouched.
- */
-export function retargetDatabase(raw: Buffer, from: string | undefined, to: string, head?: string): Buffer {
-  if (from === undefined || from === to) return raw;
-  const fromQ = Buffer.from(quoteIdent(from), 'utf8');
-  const toQ = Buffer.from(quoteIdent(to), 'utf8');
-  const isAlterDb = head !== undefined && RE.alterDatabase.test(head);
-  const parts: Buffer[] = [];
-  let p = 0;
-  let changed = false;
-  for (;;) {
-    const j = raw.indexOf(fromQ, p);
-    if (j < 0) break;
-    const after = raw[j + fromQ.length];
-    const qualified = after === 0x2e; // '.'
-    if (qualified || isAlterDb) {
-      parts.push(raw.subarray(p, j), toQ);
-      changed = true;
-    } else {
-      parts.push(raw.subarray(p, j + fromQ.length));
-    }
-    p = j + fromQ.length;
-  }
-  if (!changed) return raw;
-  parts.push(raw.subarray(p));
-  return Buffer.concat(parts);
-}
-
 /** First ~80 characters of a statement, on one line, for error messages. */
 export function statementExcerpt(raw: Buffer, max = 80): string {
   const text = raw

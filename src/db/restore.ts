@@ -39,6 +39,7 @@ import {
   openControlConnection,
   openLoaderConnection,
   queryRaw,
+  sqlErrno,
   sqlMessage,
 } from './restore-connect.js';
 import {
@@ -209,6 +210,11 @@ interface JournalState {
   keepTriggers: string[];
   extraObjects: string[];
   saved: SavedDefinition[];
+  /**
+   * foreign keys of kept live tables that reference moved tables: a rename carries them to the old copy, so
+   * they are pointed at the new table again (kept here whole, in case a kill falls between drop and add)
+   */
+  repoint: ForeignKey[];
   /** AUTO_INCREMENT of the moved tables (InnoDB may recompute it when a table is reopened after a rename) */
   autoInc: Record<string, string>;
 }
@@ -589,7 +595,8 @@ async function loadDump(
             `Database backup ${o.file} has a statement at line ${s.line} that a rollback does not run (it would change the live database or the server before the swap): ${statementExcerpt(s.raw)}`,
           );
         }
-        await pool.barrier({ raw: s.raw, line: s.line, ddl: true });
+        // e.g. DROP TABLE a, b: the names it gives are the shadow tables'
+        await pool.barrier({ raw: renameTables(s.raw, renames), shown: s.raw, line: s.line, ddl: true });
         return;
     }
   };
@@ -769,6 +776,10 @@ async function dropObject(ctx: Ctx, conn: Connection, o: ObjectRef): Promise<voi
   }
 }
 
+/** `CREATE [OR REPLACE] [ALGORITHM=…] DEFINER=u@h `, the part before DEFINER captured */
+const DEFINER_RE =
+  /^CREATE\s+((?:OR\s+REPLACE\s+)?(?:ALGORITHM\s*=\s*\w+\s+)?)DEFINER\s*=\s*(?:`(?:[^`]|``)*`|'[^']*'|[^\s@]+)(?:@(?:`(?:[^`]|``)*`|'[^']*'|\S+))?\s+/i;
+
 /** Creates saved definitions that do not exist now; views are retried in rounds (they may use each other). */
 async function createSaved(
   ctx: Ctx,
@@ -791,6 +802,18 @@ async function createSaved(
       await release(ctx, ctl);
     }
     let todo = saved.filter((s) => !existing.has(objKey(s)) && (!only || only(s)));
+    // a routine of another definer is not readable by this user (SHOW CREATE gives no body): it cannot be
+    // put back, and trying for ever would keep the database from its old state for nothing
+    for (const s of todo) {
+      if (s.create.trim() === '') {
+        ctx.emit({
+          type: 'warning',
+          code: WarningCode.DB_DEFINITION,
+          message: `${describeObject(s)} of database ${ctx.live} could not be put back: user ${ctx.config.user} may not read its definition (it belongs to another definer)`,
+        });
+      }
+    }
+    todo = todo.filter((s) => s.create.trim() !== '');
     while (todo.length > 0) {
       const next: SavedDefinition[] = [];
       let lastErr = '';
@@ -803,7 +826,21 @@ async function createSaved(
           ]);
           if (s.timeZone) await conn.query('SET SESSION time_zone = ?', [s.timeZone]);
           const bytes = Buffer.from(s.create, /^latin1/i.test(s.charset) ? 'latin1' : 'utf8');
-          await queryRaw(conn, bytes);
+          try {
+            await queryRaw(conn, bytes);
+          } catch (err) {
+            // another user's definer needs SUPER/SET USER: the object comes back, defined by this user
+            const errno = sqlErrno(err);
+            if (errno !== 1227 && errno !== 1044 && errno !== 1142) throw err;
+            const mine = s.create.replace(DEFINER_RE, 'CREATE $1');
+            if (mine === s.create) throw err;
+            await queryRaw(conn, Buffer.from(mine, /^latin1/i.test(s.charset) ? 'latin1' : 'utf8'));
+            ctx.emit({
+              type: 'warning',
+              code: WarningCode.DB_DEFINITION,
+              message: `${describeObject(s)} was created again with user ${ctx.config.user} as its definer (its own definer needs a privilege this user lacks)`,
+            });
+          }
         } catch (err) {
           if (isServerGone(err)) throw err;
           lastErr = `${describeObject(s)}: ${sqlMessage(err)}`;
@@ -898,14 +935,45 @@ async function planCommit(
   // live foreign keys whose names the new tables will take back
   const wanted = new Set(Object.values(state.newFks));
   state.oldFks = {};
+  state.repoint = [];
   let n = 0;
-  for (const fk of await listForeignKeys(conn, state.live)) {
+  const liveFks = await listForeignKeys(conn, state.live);
+  for (const fk of liveFks) {
+    if (
+      !inDump.has(fk.table) &&
+      !state.dropTables.includes(fk.table) &&
+      !fk.table.startsWith(RESERVED_PREFIX) &&
+      fk.refDb === state.live &&
+      movedSet.has(fk.refTable)
+    ) {
+      state.repoint.push(fk);
+    }
+  }
+  for (const fk of liveFks) {
     if (!movedSet.has(fk.table) || !wanted.has(fk.name)) continue;
     (state.oldFks[fk.table] ??= {})[`${RESERVED_PREFIX}${state.id}_d${++n}`] = fk.name;
   }
 }
 
 /** Renames the foreign keys of `table` by `names` (current → wanted); those already renamed are skipped. */
+/** Makes the kept tables' foreign keys in state.repoint reference their table by its live name again. */
+async function repointForeignKeys(ctx: Ctx, conn: Connection, state: JournalState): Promise<void> {
+  if (!state.repoint?.length) return;
+  const fks = await listForeignKeys(conn, state.live);
+  for (const want of state.repoint) {
+    const cur = fks.find((f) => f.table === want.table && f.name === want.name);
+    if (cur && cur.refDb === want.refDb && cur.refTable === want.refTable) continue;
+    const what = `table ${want.table}`;
+    if (cur) await ddl(ctx, conn, `ALTER TABLE ${q(want.table)} DROP FOREIGN KEY ${q(want.name)}`, what);
+    await ddl(
+      ctx,
+      conn,
+      `ALTER TABLE ${q(want.table)} ${fkClause(state.live, want, want.name, want.refTable)}`,
+      what,
+    );
+  }
+}
+
 async function renameForeignKeys(
   ctx: Ctx,
   conn: Connection,
@@ -956,6 +1024,7 @@ async function forward(
     }
     fks = await listForeignKeys(conn, state.live);
     for (const t of state.tables) await renameForeignKeys(ctx, conn, fks, t, state.newFks, state.refs);
+    await repointForeignKeys(ctx, conn, state);
     await ctx.onStep?.('constraints-renamed');
     // definitions: the old tables' triggers and the replaced objects go, the dump's come
     for (const s of state.saved) {
@@ -1055,6 +1124,7 @@ async function undo(ctx: Ctx, state: JournalState): Promise<void> {
     for (const t of state.moved) {
       await renameForeignKeys(ctx, conn, fks, t, state.oldFks[t] ?? {}, {});
     }
+    await repointForeignKeys(ctx, conn, state);
     const autoInc = state.autoInc ?? {};
     for (const x of await rows(
       conn,
@@ -1149,6 +1219,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
     keepTriggers: [],
     extraObjects: [],
     saved: [],
+    repoint: [],
     autoInc: {},
   };
   const unwatch = watchAbort(ctx, o.signal);

@@ -11,7 +11,8 @@ import { createZoo } from '../../fixtures/db-zoo.js';
 import { describeDatabase, diffDatabases, type DbSnapshot } from '../../fixtures/db-compare.js';
 import { dumpDatabase } from '../../src/db/dump.js';
 import { recoverInterruptedRestores } from '../../src/db/restore.js';
-import { configFor, databasesLike } from './restore-helpers.js';
+import type { DbConnectionConfig } from '../../src/db/types.js';
+import { configFor, databasesLike, queryRows } from './restore-helpers.js';
 
 let server: TestServer;
 let conn: Connection;
@@ -56,9 +57,9 @@ void after(async () => {
 });
 
 /** Runs the child until it reports `at <step>`, then SIGKILLs it. */
-async function killAt(step: string, live: string): Promise<void> {
+async function killAt(step: string, config: DbConnectionConfig): Promise<void> {
   const p = spawn(process.execPath, [child, step, dump], {
-    env: { ...process.env, MBK_KILL_CFG: JSON.stringify(configFor(server, live)) },
+    env: { ...process.env, MBK_KILL_CFG: JSON.stringify(config) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -77,7 +78,7 @@ async function killAt(step: string, live: string): Promise<void> {
   assert.ok(reached, `the child never reached '${step}': ${out} ${err}`);
 }
 
-const steps: [string, 'old' | 'new'][] = [
+const steps: [string, 'old' | 'new', ('back' | undefined)?][] = [
   ['journal-created', 'old'],
   ['loading', 'old'],
   ['mid-load', 'old'],
@@ -88,10 +89,13 @@ const steps: [string, 'old' | 'new'][] = [
   ['constraints-renamed', 'new'],
   ['definitions-dropped', 'new'],
   ['definitions-created', 'new'],
+  // a caller (a multi-part rollback) may ask the recovery to go back instead
+  ['swapped', 'old', 'back'],
+  ['definitions-dropped', 'old', 'back'],
 ];
 
-for (const [step, after] of steps) {
-  void test(`SIGKILL at '${step}': the live tables are all old or all new, and the next run leaves it ${after}`, async () => {
+for (const [step, after, decision] of steps) {
+  void test(`SIGKILL at '${step}': the live tables are all old or all new, and the next run leaves it ${after}${decision ? ' (told to go back)' : ''}`, async () => {
     const live = await server.createDatabase('klive');
     const c = await server.connect(live);
     try {
@@ -101,16 +105,37 @@ for (const [step, after] of steps) {
       await c.end();
     }
     const oldSnap = await describeDatabase(conn, live);
-    await killAt(step, live);
+    // the usual Magento grant: ALL ON <db>.* and nothing else
+    const user = `mbk_k_${process.pid}_${step.replace(/-/g, '_').slice(0, 12)}${decision ? '_b' : ''}`;
+    const hosts = ['%', 'localhost', '127.0.0.1'];
+    for (const host of hosts) {
+      await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [user, host, 'kill-Pw-1']);
+      await conn.query(`GRANT ALL ON \`${live}\`.* TO ?@?`, [user, host]);
+    }
+    // going back puts the old routines back: root's routines are readable by root only
+    const config = decision
+      ? configFor(server, live)
+      : { ...configFor(server, live), user, password: 'kill-Pw-1' };
+    try {
+      await killAt(step, config);
 
-    const now = tablesOf(await describeDatabase(conn, live));
-    const isOld = diffDatabases(tablesOf(oldSnap), now).length === 0;
-    const isNew = diffDatabases(tablesOf(srcSnap), now).length === 0;
-    assert.ok(isOld || isNew, `a mix of old and new tables after a kill at '${step}'`);
+      const now = tablesOf(await describeDatabase(conn, live));
+      const isOld = diffDatabases(tablesOf(oldSnap), now).length === 0;
+      const isNew = diffDatabases(tablesOf(srcSnap), now).length === 0;
+      assert.ok(isOld || isNew, `a mix of old and new tables after a kill at '${step}'`);
 
-    await recoverInterruptedRestores(configFor(server, live));
+      await recoverInterruptedRestores(config, () => decision);
+    } finally {
+      for (const host of hosts) await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
+    }
     const want = after === 'old' ? oldSnap : srcSnap;
     assert.deepEqual(diffDatabases(want, await describeDatabase(conn, live)), []);
     assert.deepEqual(await databasesLike(conn, `${live}__mbk_`), []);
+    const [trig] = await queryRows(
+      conn,
+      'SELECT COUNT(*) AS n FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?',
+      [live],
+    );
+    assert.equal(Number(trig?.n), Object.keys(want.triggers).length, 'every trigger is present');
   });
 }

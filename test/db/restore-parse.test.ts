@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   classifyStatement,
-  retargetDatabase,
+  definitionTarget,
+  renameTables,
   statementExcerpt,
   statementHead,
 } from '../../src/db/restore-parse.js';
@@ -86,19 +87,55 @@ void test('statements are classified through executable comments', () => {
   assert.deepEqual(kind('GRANT ALL ON x.* TO y'), { kind: 'barrier' });
 });
 
-void test('retargetDatabase rewrites qualified names and ALTER DATABASE, nothing else', () => {
-  const raw = Buffer.from('CREATE VIEW v AS SELECT `shop`.`t`.`a` AS `shop` FROM `shop`.`t`');
+void test('renameTables renames table names in heads, REFERENCES and LIKE, and FK constraint names, nothing else', () => {
+  const r = {
+    table: (n: string, db: string | undefined) => (db === undefined || db === 'shop' ? `S_${n}` : undefined),
+    constraint: (n: string) => `C_${n}`,
+  };
+  const run = (sql: string): string => renameTables(Buffer.from(sql), r).toString();
   assert.equal(
-    retargetDatabase(raw, 'shop', 'new').toString(),
-    'CREATE VIEW v AS SELECT `new`.`t`.`a` AS `shop` FROM `new`.`t`',
+    run(
+      "CREATE TABLE `a` (`id` int, `b` int DEFAULT 'REFERENCES `x`', KEY `k` (`b`), CONSTRAINT `fk` FOREIGN KEY (`b`) REFERENCES `b` (`id`), CONSTRAINT `chk` CHECK (`b` > 0)) COMMENT='CONSTRAINT `y` FOREIGN KEY'",
+    ),
+    "CREATE TABLE `S_a` (`id` int, `b` int DEFAULT 'REFERENCES `x`', KEY `k` (`b`), CONSTRAINT `C_fk` FOREIGN KEY (`b`) REFERENCES `S_b` (`id`), CONSTRAINT `chk` CHECK (`b` > 0)) COMMENT='CONSTRAINT `y` FOREIGN KEY'",
   );
-  assert.equal(retargetDatabase(raw, undefined, 'new'), raw);
-  assert.equal(retargetDatabase(raw, 'shop', 'shop'), raw);
-  const alter = Buffer.from('/*!50003 ALTER DATABASE `shop` CHARACTER SET latin1 */');
+  assert.equal(run('INSERT INTO `shop`.`t` VALUES (1)'), 'INSERT INTO `S_t` VALUES (1)');
+  assert.equal(run('INSERT INTO `other`.`t` VALUES (1)'), 'INSERT INTO `other`.`t` VALUES (1)');
+  assert.equal(run('/*!40000 ALTER TABLE `t` DISABLE KEYS */'), '/*!40000 ALTER TABLE `S_t` DISABLE KEYS */');
+  assert.equal(run('DROP TABLE IF EXISTS a, `b`'), 'DROP TABLE IF EXISTS `S_a`, `S_b`');
+  assert.equal(run('SELECT SETVAL(`s`, 5, 0)'), 'SELECT SETVAL(`S_s`, 5, 0)');
+  assert.equal(run('CREATE TABLE t2 LIKE t1'), 'CREATE TABLE `S_t2` LIKE `S_t1`');
   assert.equal(
-    retargetDatabase(alter, 'shop', 'x', statementHead(alter)).toString(),
-    '/*!50003 ALTER DATABASE `x` CHARACTER SET latin1 */',
+    run(
+      'ALTER TABLE `t`\n  ADD CONSTRAINT `X` FOREIGN KEY (`s`) REFERENCES `store` (`id`) ON DELETE CASCADE',
+    ),
+    'ALTER TABLE `S_t`\n  ADD CONSTRAINT `C_X` FOREIGN KEY (`s`) REFERENCES `S_store` (`id`) ON DELETE CASCADE',
   );
+  assert.equal(run('CREATE INDEX i ON t (a)'), 'CREATE INDEX i ON `S_t` (a)');
+  assert.equal(run('CREATE TABLE `é` (x int)'), 'CREATE TABLE `S_é` (x int)');
+});
+
+void test('definitionTarget names the object of a definition, packages included', () => {
+  const t = (sql: string) => definitionTarget(statementHead(Buffer.from(sql)));
+  assert.deepEqual(t('CREATE DEFINER=`a`@`%` PACKAGE BODY `pkg` AS END'), {
+    object: 'package body',
+    name: 'pkg',
+    drop: false,
+  });
+  assert.deepEqual(t('CREATE OR REPLACE PACKAGE pkg AS END'), {
+    object: 'package',
+    name: 'pkg',
+    drop: false,
+  });
+  assert.deepEqual(kind('CREATE PACKAGE pkg AS END'), { kind: 'definition', object: 'package' });
+  assert.deepEqual(kind('CREATE PACKAGE BODY pkg AS END'), { kind: 'definition', object: 'package body' });
+  assert.deepEqual(t('/*!50001 DROP VIEW IF EXISTS `v`*/'), { object: 'view', name: 'v', drop: true });
+  assert.deepEqual(t('CREATE TRIGGER `shop`.`tr` BEFORE INSERT ON t FOR EACH ROW SET @a = 1'), {
+    object: 'trigger',
+    name: 'tr',
+    drop: false,
+  });
+  assert.equal(t('CREATE TABLE t (x int)'), undefined);
 });
 
 void test('statementExcerpt is one line of at most 80 characters', () => {
