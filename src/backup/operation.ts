@@ -158,8 +158,17 @@ export class RollbackOperation {
         stepHook?.('db-committed');
       }
     } catch (err) {
-      if (dbResult || (err as { liveDamaged?: boolean }).liveDamaged) {
-        // the database changed: the trees stay new with it (the caller keeps maintenance on if it is damaged)
+      const live = (err as { live?: string }).live;
+      if (dbResult || live === 'restored') {
+        // the database is new: the trees stay new with it
+        this.committed = true;
+        this.j.phase = 'committed';
+        await this.save();
+        throw err;
+      }
+      if (live === 'recovery-pending') {
+        // the database's own journal is finished by the next run (this journal, still 'committing', tells it
+        // to go forward, with the trees); the caller keeps maintenance on meanwhile
         this.committed = true;
         throw err;
       }

@@ -1,6 +1,7 @@
 import type { DbConnectionConfig } from '../db/types.js';
 import type { EventSink } from '../events.js';
 import { restoreDeadRunMaintenance } from '../maintenance/maintenance.js';
+import { heldLock } from '../fs/lock.js';
 import { recoverOperations } from './operation.js';
 import type { StorePaths } from './store.js';
 
@@ -17,7 +18,14 @@ export async function recoverStore(o: {
   db?: DbConnectionConfig | undefined;
   onEvent: EventSink;
 }): Promise<string[]> {
-  const done = await recoverOperations(o);
+  let done: string[];
+  try {
+    done = await recoverOperations(o);
+  } catch (err) {
+    // a killed run's "maintenance on" record must survive until the store can be made whole
+    heldLock(o.paths.backupsDir)?.keepForRecovery();
+    throw err;
+  }
   for (const r of done) o.onEvent({ type: 'info', message: `Recovered from an interrupted run: ${r}` });
   // Only once the data is whole again: a store that cannot be put back stays in maintenance.
   await restoreDeadRunMaintenance(o.paths.root, o.onEvent);

@@ -278,11 +278,14 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       }
       result = { parts, warnings, recovered };
     } catch (err) {
-      // Live data neither old nor new (an in-place load failed half-way, or an undo failed): stay offline.
-      if (err instanceof OperationIncompleteError) keepMaintenance = true;
-      // A restore that could not put the old state back leaves a journal for the next run: stay offline.
-      if ((err instanceof RestoreError || err instanceof RestoreInterruptedError) && err.liveDamaged) {
+      // Live data neither old nor new until the next run's recovery (an undo that failed, or a database restore
+      // that could not put the old state back): stay offline, and keep the lock's record for that run.
+      if (
+        err instanceof OperationIncompleteError ||
+        ((err instanceof RestoreError || err instanceof RestoreInterruptedError) && err.liveDamaged)
+      ) {
         keepMaintenance = true;
+        lock.keepForRecovery();
       }
       throw err;
     } finally {

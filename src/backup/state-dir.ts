@@ -141,8 +141,20 @@ export async function readSigned(state: StateDir, name: string): Promise<unknown
   return JSON.parse(outer.body) as unknown;
 }
 
+/**
+ * Removes a signed file. When no journal is left, the key and the directory go too (a key only has to outlive
+ * the journals signed with it): var/backups holds nothing of ours between operations.
+ */
 export async function removeSigned(state: StateDir, name: string): Promise<void> {
   await fsp.rm(path.join(state.dir, name), { force: true });
+  const left = await fsp.readdir(state.dir).catch(() => null);
+  if (!left) return; // already tidied away
+  if (left.every((n) => n === KEY_FILE)) {
+    await fsp.rm(path.join(state.dir, KEY_FILE), { force: true });
+    await fsp.rmdir(state.dir).catch(() => {});
+    await fsyncDir(path.dirname(state.dir));
+    return;
+  }
   await fsyncDir(state.dir);
 }
 

@@ -169,10 +169,8 @@ void test('discard before commit removes the staging directory and the journal, 
     describe(root, (rel) => rel.startsWith('var/backups')),
     before,
   );
-  assert.deepEqual(
-    fs.readdirSync(path.join(root, 'var/backups/.magebackup-state')).filter((n) => n.startsWith('op-')),
-    [],
-  );
+  // no journal left, and so no key and no state directory either
+  assert.equal(fs.existsSync(path.join(root, 'var/backups/.magebackup-state')), false);
   noStaging(root);
 });
 

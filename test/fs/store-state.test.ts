@@ -235,3 +235,43 @@ void test('kill -9 mid-backup when maintenance was on before: the next run leave
   assert.equal(names.filter((n) => n.endsWith('.partial')).length, 0, names.join(' '));
   assert.equal(os.hostname().length > 0, true);
 });
+
+void test('a killed run left maintenance on and recovery cannot finish: it stays on, and the run after the fix turns it off', async () => {
+  const root = minimalStore();
+  const dir = path.join(root, 'var', 'backups');
+  const state = path.join(dir, '.magebackup-state');
+  fs.mkdirSync(state, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dir, 0o700);
+  fs.writeFileSync(path.join(state, 'op-1-garbage.json'), '{"body":"{}","hmac":"00"}', { mode: 0o600 });
+  const dead = spawnSyncPid();
+  fs.writeFileSync(
+    path.join(dir, '.lock'),
+    JSON.stringify({
+      pid: dead,
+      host: os.hostname(),
+      started: '2020-01-01T00:00:00Z',
+      command: 'setup:rollback',
+      maintenance: { found: false, changed: true },
+    }),
+  );
+  const flag = path.join(root, 'var', '.maintenance.flag');
+  fs.writeFileSync(flag, '');
+  const r = await runCli(['backups:prune', '--dry-run', '--root', root]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /Untrusted journal .*op-1-garbage\.json/);
+  assert.equal(fs.existsSync(flag), true, 'maintenance stays on while the store cannot be made whole');
+  assert.equal(fs.existsSync(path.join(dir, '.lock')), true, 'the record is kept for the next run');
+  fs.rmSync(path.join(state, 'op-1-garbage.json'));
+  const ok = await runCli(['backups:prune', '--dry-run', '--root', root]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stderr, /turned it off again/);
+  assert.equal(fs.existsSync(flag), false);
+  assert.equal(fs.existsSync(path.join(dir, '.lock')), false);
+});
+
+/** A pid that certainly is dead: a child that has exited. */
+function spawnSyncPid(): number {
+  return Number(
+    execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).toString(),
+  );
+}
