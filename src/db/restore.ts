@@ -194,6 +194,8 @@ interface JournalState {
   newFks: Record<string, string>;
   /** objects the dump's definitions create */
   dumpObjects: ObjectRef[];
+  /** dropExtraTables as asked: a recovery that commits a prepared restore honours it too */
+  dropExtra?: boolean;
   // --- set when the commit starts
   /** dump tables that existed live (moved to their old name) */
   moved: string[];
@@ -1137,6 +1139,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
     phase: 'loading',
     live: ctx.live,
     file: o.file,
+    dropExtra: o.dropExtraTables ?? false,
     tables: [],
     refs: {},
     newFks: {},
@@ -1452,7 +1455,7 @@ export async function recoverInterruptedRestores(
       }
       const c2 = await control(ctx);
       try {
-        await planCommit(ctx, c2, state, false);
+        await planCommit(ctx, c2, state, state.dropExtra ?? false);
         state.phase = 'committing';
         await writeState(c2, state);
       } finally {

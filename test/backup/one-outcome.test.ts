@@ -121,6 +121,10 @@ async function leftovers(root: string, conn: Connection, dbname: string): Promis
   if (fs.existsSync(path.join(root, 'var/backups/.lock'))) out.push('var/backups/.lock');
   const [rows] = (await conn.query('SHOW DATABASES')) as unknown as [Array<{ Database: string }>];
   out.push(...rows.map((r) => r.Database).filter((d) => d.startsWith(dbname) && d !== dbname));
+  const [own] = (await conn.query(`SHOW TABLES FROM \`${dbname}\` LIKE '\\_\\_mbk\\_%'`)) as unknown as [
+    Array<Record<string, string>>,
+  ];
+  out.push(...own.map((r) => Object.values(r)[0]!));
   return out;
 }
 
@@ -149,7 +153,10 @@ void test('a code + media + database rollback SIGKILLed at every step ends all o
       assert.equal(r.signal, 'SIGKILL', `killed at ${point}: ${r.stderr}`);
       const messages = await nextRun(root);
       const side = sideOf(await snap(), stateA, stateB);
-      assert.ok(side === 'A' || side === 'B', `killed at ${point}: ${side}`);
+      assert.ok(
+        side === 'A' || side === 'B',
+        `killed at ${point}: ${side}; the next run said: ${messages.join(' | ')}`,
+      );
       assert.deepEqual(await leftovers(root, conn, dbname), [], `after a kill at ${point}`);
       // the next run says which side every part went to
       assert.match(

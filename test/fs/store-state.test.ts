@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { acquireLock } from '../../src/fs/lock.js';
-import { ensureDir } from '../../src/fs/atomic.js';
+import { ensureDir, mapCreateError } from '../../src/fs/atomic.js';
 import { CliError, LockedError } from '../../src/errors.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { minimalStore, tempDir } from '../helpers/tmp.js';
@@ -275,3 +275,22 @@ function spawnSyncPid(): number {
     execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).toString(),
   );
 }
+
+void test('creating a file in var/backups: full, quota, read-only, immutable each become one line naming the file', () => {
+  const file = '/store/var/backups/.lock';
+  const err = (code: string) => Object.assign(new Error(code), { code });
+  const cases: Array<[string, RegExp]> = [
+    ['ENOSPC', /^Disk full: cannot write \/store\/var\/backups\/\.lock$/],
+    ['EDQUOT', /^Disk quota exceeded: cannot write/],
+    ['EROFS', /var\/backups is on a read-only filesystem/],
+    ['EPERM', /immutable or read-only\? lsattr -d \/store\/var\/backups/],
+    ['ELOOP', /refusing to write through it/],
+  ];
+  for (const [code, re] of cases) {
+    const mapped = mapCreateError(err(code), file);
+    assert.ok(mapped instanceof CliError, code);
+    assert.match(mapped.message, re, code);
+  }
+  const other = err('EIO');
+  assert.equal(mapCreateError(other, file), other);
+});
