@@ -2,7 +2,13 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
-import { RestoreError, RestoreInterruptedError, restoreDatabase } from '../db/restore.js';
+import {
+  RestoreError,
+  RestoreInterruptedError,
+  prepareDatabaseRestore,
+  type PreparedRestore,
+  type RestoreStep,
+} from '../db/restore.js';
 import { verifyDump } from '../db/verify-dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, UsageError, throwIfAborted, errnoCode, withOutcome } from '../errors.js';
@@ -10,7 +16,8 @@ import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
 import { ensureDir } from '../fs/atomic.js';
 import { acquireLock } from '../fs/lock.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
-import { commitStagedTree, discardStagedTree, stageTree, type StagedTree } from './tree-swap.js';
+import { OperationIncompleteError, RollbackOperation } from './operation.js';
+import type { StagedTree } from './tree-swap.js';
 import { parseBackupName, type BackupKind } from './backup-name.js';
 import { recoverStore } from './recover.js';
 import { assertMagentoRoot, type StorePaths } from './store.js';
@@ -36,6 +43,8 @@ export interface RunRollbackOptions {
   signal?: AbortSignal;
   onEvent?: EventSink;
   command?: string;
+  /** tests only: the database restore's steps (a crash test SIGKILLs itself at one) */
+  onStep?: (step: RestoreStep) => void | Promise<void>;
 }
 
 export interface RollbackPartResult {
@@ -154,20 +163,22 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
 
     const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
     let keepMaintenance = false;
-    // Once a part is being swapped in, a failure may leave live data neither old nor new (the error says so).
-    let liveChanged = false;
-    const staged: StagedTree[] = [];
-    const cleanups: Array<() => Promise<void>> = [];
     let result: RunRollbackResult;
+    let op: RollbackOperation | undefined;
+    let prepared: PreparedRestore | undefined;
+    let cleanup: (() => Promise<void>) | undefined;
     try {
+      // One journaled operation: every part ends new, or every part old (operation.ts).
+      op = await RollbackOperation.begin(paths);
       const parts: RollbackPartResult[] = [];
+      const staged: StagedTree[] = [];
       // 1. Stage: extracting into a staging directory IS the full verification of an archive.
       for (const part of ['code', 'media'] as const) {
         const file = files[part];
         if (!file) continue;
         const name = path.basename(file);
         emit({ type: 'part-start', part, operation: 'verify', file: name, path: file });
-        const s = await stageTree({
+        const s = await op.stage({
           root: paths.root,
           target: part,
           archive: file,
@@ -209,52 +220,41 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       }
       throwIfAborted(o.signal);
 
-      // 2. The database first: its load is the long, fallible step, and in shadow mode the live database is
-      //    untouched until one atomic RENAME TABLE. If it fails, the staged trees are discarded: nothing changed.
+      // 2. The database is loaded into its shadow (the long, fallible step): the live database is untouched.
       if (files.db && dbConfig) {
         const name = path.basename(files.db);
         emit({ type: 'part-start', part: 'db', operation: 'rollback', file: name, path: files.db });
-        try {
-          const r = await restoreDatabase({
-            config: dbConfig,
-            file: files.db,
-            dropExtraTables: o.dropExtraTables ?? false,
-            ...(o.signal ? { signal: o.signal } : {}),
-            onEvent: emit,
-          });
-          liveChanged = true;
-          const size = (await fsp.stat(files.db)).size;
-          emit({
-            type: 'part-done',
-            part: 'db',
-            operation: 'rollback',
-            file: name,
-            path: files.db,
-            size,
-            tables: r.tables,
-          });
-          parts.push({ part: 'db', file: name, path: files.db, tables: r.tables, mode: r.mode });
-        } catch (err) {
-          // A restore that could not put the old state back leaves a journal for the next run: stay offline.
-          if ((err instanceof RestoreError || err instanceof RestoreInterruptedError) && err.liveDamaged)
-            keepMaintenance = true;
-          throw err;
-        }
+        prepared = await prepareDatabaseRestore({
+          config: dbConfig,
+          file: files.db,
+          dropExtraTables: o.dropExtraTables ?? false,
+          ...(o.signal ? { signal: o.signal } : {}),
+          onEvent: emit,
+          ...(o.onStep ? { onStep: o.onStep } : {}),
+        });
+        await op.setDb(prepared);
       }
+      throwIfAborted(o.signal);
 
-      // 3. Trees: renames only, journaled, so a kill leaves old-or-new and the next run finishes it.
-      for (const s of staged.splice(0)) {
-        const part = s.target;
-        const file = files[part]!;
-        emit({ type: 'part-start', part, operation: 'rollback', file: path.basename(file), path: file });
-        // The old tree (100k files take long to delete) goes after maintenance is off: the store is back sooner.
-        liveChanged = true;
-        const { cleanup } = await commitStagedTree(s, { removeOld: 'later' });
-        cleanups.push(cleanup);
+      // 3. Commit: tree renames, then one RENAME TABLE; a refused rename undoes everything.
+      for (const s of staged) {
+        const file = files[s.target]!;
+        emit({
+          type: 'part-start',
+          part: s.target,
+          operation: 'rollback',
+          file: path.basename(file),
+          path: file,
+        });
+      }
+      const outcome = await op.commit(prepared);
+      cleanup = outcome.cleanup;
+      for (const s of staged) {
+        const file = files[s.target]!;
         const size = (await fsp.stat(file)).size;
         emit({
           type: 'part-done',
-          part,
+          part: s.target,
           operation: 'rollback',
           file: path.basename(file),
           path: file,
@@ -262,40 +262,68 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           files: s.entries,
         });
       }
+      if (files.db && outcome.db) {
+        const name = path.basename(files.db);
+        const size = (await fsp.stat(files.db)).size;
+        emit({
+          type: 'part-done',
+          part: 'db',
+          operation: 'rollback',
+          file: name,
+          path: files.db,
+          size,
+          tables: outcome.db.tables,
+        });
+        parts.push({
+          part: 'db',
+          file: name,
+          path: files.db,
+          tables: outcome.db.tables,
+          mode: outcome.db.mode,
+        });
+      }
       result = { parts, warnings, recovered };
     } catch (err) {
-      // A database load that failed changed nothing live, unless it says so (keepMaintenance); a part swapped in
-      // before the failure leaves the store neither old nor new.
-      const mixed = keepMaintenance || liveChanged;
+      // Live data neither old nor new until the next run's recovery (an undo that failed, or a database restore
+      // that could not put the old state back): stay offline, and keep the lock's record for that run.
+      if (
+        err instanceof OperationIncompleteError ||
+        ((err instanceof RestoreError || err instanceof RestoreInterruptedError) && err.liveDamaged)
+      ) {
+        keepMaintenance = true;
+        lock.keepForRecovery();
+      }
+      // On a failed commit the operation puts every part back: live data is old unless that undo failed.
       throw withOutcome(err, {
-        live: mixed ? 'mixed' : 'unchanged',
+        live: keepMaintenance ? 'mixed' : 'unchanged',
         maintenance: keepMaintenance ? 'left-on' : 'as-before',
         leftovers: [],
-        ...(mixed ? { finish: 'Run the same setup:rollback again to finish' } : {}),
+        ...(keepMaintenance ? { finish: 'Run the same setup:rollback again to finish' } : {}),
       });
     } finally {
-      for (const s of staged) await discardStagedTree(s);
+      if (op?.phase === 'staging') {
+        await prepared?.discard().catch(() => {});
+        await op.discard();
+      }
       if (keepMaintenance) {
         emit({
           type: 'warning',
           code: WarningCode.DB_HALF_RESTORED,
           message:
-            'Maintenance mode stays ON: the database was partly restored in place; fix the error and run the rollback again',
+            'Maintenance mode stays ON: the store was partly restored; fix the error and run the rollback again',
         });
       } else {
         await maintenance.restore();
       }
       // Still under the lock: a later run must not see half-deleted old trees as its own business. The swap is
       // done by now: a failure here is a warning (the next run's recovery removes what is left), not a failure.
-      for (const cleanup of cleanups) {
-        await cleanup().catch((err: unknown) =>
-          emit({
-            type: 'warning',
-            code: WarningCode.OLD_TREE_LEFT,
-            message: `The replaced files could not all be deleted (${err instanceof Error ? err.message : String(err)}); the next magebackup run removes them`,
-          }),
-        );
-      }
+      await cleanup?.().catch((err: unknown) =>
+        emit({
+          type: 'warning',
+          code: WarningCode.OLD_TREE_LEFT,
+          message: `The replaced files could not all be deleted (${err instanceof Error ? err.message : String(err)}); the next magebackup run removes them`,
+        }),
+      );
     }
     return { ...result, warnings };
   } finally {

@@ -2,21 +2,25 @@
  * Atomic, crash-safe replacement of the code tree or pub/media by the content of an archive.
  *
  * 1. stageTree: extract into `<dir>/.magebackup-staging-<ts>-<target>/new` on the same filesystem as the
- *    target. The extraction reads the whole archive, so it is the verification: on any fault the staging
- *    directory is removed and nothing live was touched.
- * 2. commitStagedTree: flush the staged files (syncfs), write+fsync a journal listing every rename, then for each
- *    swap unit rename live → `<staging>/old/…` and staged → live, fsync the parent directories, drop the journal,
- *    delete the staging directory (old content included).
+ *    target (renames must stay atomic). The extraction reads the whole archive, so it is the verification: on
+ *    any fault the staging directory is removed and nothing live was touched. It ends with the swap plan (a
+ *    TreeJournal): the swap units, and the attributes of the directories that are kept.
  *    Units: media = the media directory itself (or its children when it is a mount point); code = the top-most
  *    paths that contain nothing a code rollback must keep (var, pub/media, pub/static, update, node_modules,
  *    .git, ...): every root child but var/pub/update, inside pub every child but media/static, and so on.
- * 3. recoverInterruptedSwaps: a run killed (even SIGKILL) before the journal was durable left the live store
- *    untouched: its staging dir is deleted. After that point the journal makes the swap idempotent: the next
- *    run rolls it forward (every unit's state is visible from which of live/new exists), then deletes it.
+ * 2. swapForward: for each unit rename live → `<staging>/old/…` and staged → live; swapBack undoes it. Both are
+ *    idempotent (every unit's state is visible from which of live/new/old exists), so a killed swap is finished
+ *    or undone by running either again from its journal.
+ *
+ * The journal is not kept here: the staging directories sit beside trees the web server user can write, so a
+ * journal found there could be anyone's. operation.ts keeps it, signed, in the private state directory. A swap
+ * never enters a symlink: the parents of every unit are checked to be real directories, and where the archive
+ * has a symlink (or file) at a directory that holds kept paths, nothing below it is read or renamed: the live
+ * directory is kept (with a warning). A code archive whose `pub` is not a directory is refused by extraction.
  */
 import fs, { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CliError, errnoCode, throwIfAborted } from '../errors.js';
 import {
@@ -30,35 +34,16 @@ import { INTERNAL_PREFIX, ROOT_EXCLUDES, isCodeExcludedName } from '../archive/e
 const execFileP = promisify(execFile);
 
 export const STAGING_PREFIX = `${INTERNAL_PREFIX}staging-`;
-const JOURNAL = 'journal.json';
+export const STAGING_NAME_RE = /^\.magebackup-staging-\d+-(code|media)$/;
 
-export interface StagedTree {
-  root: string;
-  target: 'code' | 'media';
-  /** `<…>/.magebackup-staging-<ts>-<target>`: holds new/ (the extracted archive), old/, journal.json */
-  stagingDir: string;
-  /** the directory whose content is replaced: the store root (code) or the real media directory */
-  liveDir: string;
-  /** 'whole': liveDir itself is renamed (media); 'children': its children are (code, media mount point) */
-  mode: 'whole' | 'children';
-  archive: string;
-  entries: number;
-  files: number;
-  dirs: number;
-  symlinks: number;
-  bytes: number;
-  stats: ExtractResult;
-  onWarning?: (w: ArchiveWarning) => void;
-}
-
-interface JournalUnit {
+export interface JournalUnit {
   /** relative to liveDir ('' = liveDir itself) */
   rel: string;
   /** the staged tree has this path: it is moved in */
   hasNew: boolean;
 }
 
-interface DirFix {
+export interface DirFix {
   rel: string;
   mode: number;
   uid: number;
@@ -66,14 +51,37 @@ interface DirFix {
   mtime: number;
 }
 
-interface Journal {
-  version: 1;
+/** Everything needed to perform, finish or undo one tree's swap; kept in the operation's signed journal. */
+export interface TreeJournal {
   target: 'code' | 'media';
+  /** `<…>/.magebackup-staging-<ts>-<target>`: holds new/ (the extracted archive) and old/ */
   stagingDir: string;
+  /** the staging directory's inode: a directory swapped in at its path is not ours */
+  stagingIno: number;
+  /** the directory whose content is replaced: the store root (code) or the real media directory */
   liveDir: string;
+  /** 'whole': liveDir itself is renamed (media); 'children': its children are (code, media mount point) */
+  mode: 'whole' | 'children';
   units: JournalUnit[];
   /** directories kept (not swapped) that get the staged attributes once their children are swapped */
   fixes: DirFix[];
+  /** the same directories' attributes before the swap (put back by swapBack) */
+  oldFixes: DirFix[];
+}
+
+export interface StagedTree {
+  root: string;
+  target: 'code' | 'media';
+  stagingDir: string;
+  liveDir: string;
+  archive: string;
+  entries: number;
+  files: number;
+  dirs: number;
+  symlinks: number;
+  bytes: number;
+  stats: ExtractResult;
+  journal: TreeJournal;
 }
 
 export interface StageTreeOptions {
@@ -86,6 +94,8 @@ export interface StageTreeOptions {
   /** extraction policy (see extract.ts): keep set-id bits and world-writable modes; restore outside symlinks */
   keepModes?: boolean;
   allowOutsideLinks?: boolean;
+  /** called with the staging directory's path before it is created (the operation journals it first) */
+  register?: (stagingDir: string) => Promise<void>;
   /** for tests: the timestamp in the staging directory's name */
   now?: number;
 }
@@ -103,13 +113,13 @@ function lstatSyncOrNull(p: string): fs.Stats | null {
   try {
     return fs.lstatSync(p);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return null;
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return null;
     throw err;
   }
 }
 
 /** Where a target lives and where its staging directory goes (same filesystem, so renames are atomic). */
-async function locate(
+export async function locate(
   root: string,
   target: 'code' | 'media',
 ): Promise<{ liveDir: string; stagingParent: string; mode: 'whole' | 'children' }> {
@@ -146,8 +156,10 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
   const root = path.resolve(o.root);
   const { liveDir, stagingParent, mode } = await locate(root, o.target);
   const stagingDir = path.join(stagingParent, `${STAGING_PREFIX}${o.now ?? Date.now()}-${o.target}`);
+  await o.register?.(stagingDir);
   await fsp.mkdir(stagingDir, { mode: 0o700 });
   try {
+    const stagingIno = (await fsp.lstat(stagingDir)).ino;
     const newDir = path.join(stagingDir, 'new');
     await fsp.mkdir(newDir, { mode: 0o700 });
     const flusher = startFlusher(newDir);
@@ -174,20 +186,52 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
       // current media directory's, else 0755
       const ra = stats.rootAttrs;
       const live = await fsp.stat(liveDir).catch(() => null);
-      const mode = ra ? ra.mode & 0o7777 : live ? live.mode & 0o7777 : 0o755;
+      const m = ra ? ra.mode & 0o7777 : live ? live.mode & 0o7777 : 0o755;
       if (process.getuid?.() === 0) {
         if (ra) await fsp.chown(newDir, ra.uid, ra.gid);
         else if (live) await fsp.chown(newDir, live.uid, live.gid);
       }
-      await fsp.chmod(newDir, mode);
+      await fsp.chmod(newDir, m);
       if (ra) await fsp.utimes(newDir, ra.mtime, ra.mtime);
+    }
+    const journal: TreeJournal = {
+      target: o.target,
+      stagingDir,
+      stagingIno,
+      liveDir,
+      mode,
+      units: [{ rel: '', hasNew: true }],
+      fixes: [],
+      oldFixes: [],
+    };
+    if (mode === 'children') {
+      const plan = planChildren(liveDir, newDir, o.target === 'code', (rel, message) =>
+        o.onWarning?.({ code: 'KEPT_PATH', path: rel, message }),
+      );
+      journal.units = plan.units;
+      journal.fixes = plan.fixes;
+      journal.oldFixes = plan.oldFixes;
+      if (o.target === 'media') {
+        journal.fixes.push(attrs('', await fsp.stat(newDir)));
+        journal.oldFixes.push(attrs('', await fsp.stat(liveDir)));
+      }
+    }
+    // Everything a rename could trip over is checked before the first one.
+    for (const u of journal.units) {
+      const live = path.join(liveDir, u.rel);
+      const st = await lstatOrNull(live);
+      const stagingDev = (await fsp.stat(stagingDir)).dev;
+      if (st && st.dev !== stagingDev) {
+        throw new CliError(
+          `Cannot swap ${live} atomically: it is on another filesystem (a mount point?) than ${stagingDir}`,
+        );
+      }
     }
     return {
       root,
       target: o.target,
       stagingDir,
       liveDir,
-      mode,
       archive: o.archive,
       entries: stats.entries,
       files: stats.files,
@@ -195,157 +239,31 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
       symlinks: stats.symlinks,
       bytes: stats.bytes,
       stats,
-      ...(o.onWarning ? { onWarning: o.onWarning } : {}),
+      journal,
     };
   } catch (err) {
-    await fsp.rm(stagingDir, { recursive: true, force: true });
+    await removeTree(stagingDir);
     throw err;
   }
 }
 
-/** Removes a staged tree that will not be committed. Leaves it alone once a commit wrote its journal. */
-export async function discardStagedTree(s: StagedTree): Promise<void> {
-  if (await lstatOrNull(path.join(s.stagingDir, JOURNAL))) return; // recoverInterruptedSwaps finishes it
-  await removeTree(s.stagingDir);
-}
-
-export interface CommitOptions {
-  /**
-   * 'now' (default): delete the old content before returning. 'background': return once the swap is durable and
-   * let a detached `rm -rf` delete the staging directory (old content included); on a busy disk deleting 100k
-   * files can take as long as extracting them. A leftover is removed by the next recoverInterruptedSwaps.
-   * 'later': return once the swap is durable; the caller runs the returned `cleanup()` when it likes (e.g. after
-   * leaving maintenance mode, still under the lock), so the store is back online sooner.
-   */
-  removeOld?: 'now' | 'background' | 'later';
-}
-
-export interface CommitResult {
-  /** deletes the old content (a no-op unless removeOld was 'later'); never throws for a missing directory */
-  cleanup: () => Promise<void>;
-}
-
-export async function commitStagedTree(s: StagedTree, o: CommitOptions = {}): Promise<CommitResult> {
-  const newDir = path.join(s.stagingDir, 'new');
-  const stagingDev = (await fsp.stat(s.stagingDir)).dev;
-  let units: JournalUnit[];
-  let fixes: DirFix[] = [];
-  if (s.mode === 'whole') {
-    units = [{ rel: '', hasNew: true }];
-  } else {
-    const plan = planChildren(s.liveDir, newDir, s.target === 'code', (rel, message) =>
-      s.onWarning?.({ code: 'KEPT_PATH', path: rel, message }),
-    );
-    units = plan.units;
-    fixes = plan.fixes;
-    if (s.target === 'media') {
-      const st = await fsp.stat(newDir);
-      fixes.push({ rel: '', mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtimeMs / 1000 });
-    }
-  }
-  // Everything a rename could trip over is checked before the first one.
-  for (const u of units) {
-    const live = path.join(s.liveDir, u.rel);
-    const st = await lstatOrNull(live);
-    if (st && st.dev !== stagingDev) {
-      throw new CliError(
-        `Cannot swap ${live} atomically: it is on another filesystem (a mount point?) than ${s.stagingDir}`,
-      );
-    }
-  }
-  await syncFilesystem(newDir);
-  await fsp.mkdir(path.join(s.stagingDir, 'old'), { mode: 0o700 });
-  const journal: Journal = {
-    version: 1,
-    target: s.target,
-    stagingDir: s.stagingDir,
-    liveDir: s.liveDir,
-    units,
-    fixes,
-  };
-  await writeJournal(s.stagingDir, journal);
-  try {
-    await replay(journal);
-  } catch (err) {
-    throw new CliError(
-      `The ${s.target} rollback failed half-way through its swap (${(err as Error).message}); ` +
-        `run magebackup again to finish it from the journal in ${s.stagingDir}`,
-      { cause: err },
-    );
-  }
-  await fsp.rm(path.join(s.stagingDir, JOURNAL));
-  await fsyncDir(s.stagingDir);
-  const noop = { cleanup: () => Promise.resolve() };
-  if (o.removeOld === 'later') return { cleanup: () => removeTree(s.stagingDir) };
-  if (o.removeOld === 'background') {
-    const child = spawn('rm', ['-rf', '--', s.stagingDir], { detached: true, stdio: 'ignore' });
-    child.on('error', () => {}); // no rm: the next run's recovery removes it
-    child.unref();
-    return noop;
-  }
-  await removeTree(s.stagingDir);
-  return noop;
-}
-
-/**
- * Finishes (rolls forward) or removes what interrupted runs left: staging directories in the store root, beside
- * and inside the real media directory. Call it under the store lock, before staging anything.
- * Returns one line per staging directory handled.
- */
-export async function recoverInterruptedSwaps(root: string): Promise<string[]> {
-  root = path.resolve(root);
-  const dirs = new Set<string>([root]);
-  const media = await fsp.realpath(path.join(root, 'pub', 'media')).catch(() => null);
-  if (media) {
-    dirs.add(media);
-    dirs.add(path.dirname(media));
-  }
-  const done: string[] = [];
-  for (const dir of dirs) {
-    let names: string[];
-    try {
-      names = await fsp.readdir(dir);
-    } catch {
-      continue;
-    }
-    for (const name of names.sort()) {
-      if (!name.startsWith(STAGING_PREFIX)) continue;
-      const stagingDir = path.join(dir, name);
-      const journal = await readJournal(stagingDir);
-      if (journal) {
-        try {
-          await replay(journal);
-        } catch (err) {
-          throw new CliError(
-            `Could not finish the interrupted ${journal.target} rollback journaled in ${stagingDir}: ${(err as Error).message}`,
-            { cause: err },
-          );
-        }
-        await fsp.rm(path.join(stagingDir, JOURNAL));
-        await fsyncDir(stagingDir);
-        await removeTree(stagingDir);
-        done.push(`finished the interrupted ${journal.target} rollback swap (${stagingDir})`);
-      } else {
-        await removeTree(stagingDir);
-        done.push(`removed the unused staging directory ${stagingDir}`);
-      }
-    }
-  }
-  return done;
+function attrs(rel: string, st: fs.Stats): DirFix {
+  return { rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtimeMs / 1000 };
 }
 
 /**
  * The swap units of a 'children' swap: walk down from liveDir only through directories that hold something
- * that must be kept; everything else is swapped whole.
+ * that must be kept; everything else is swapped whole. Neither side is ever entered through a symlink.
  */
 function planChildren(
   liveDir: string,
   newDir: string,
   code: boolean,
   warn: (rel: string, message: string) => void,
-): { units: JournalUnit[]; fixes: DirFix[] } {
+): { units: JournalUnit[]; fixes: DirFix[]; oldFixes: DirFix[] } {
   const units: JournalUnit[] = [];
   const fixes: DirFix[] = [];
+  const oldFixes: DirFix[] = [];
   const keep = (rel: string, name: string): boolean =>
     name.startsWith(INTERNAL_PREFIX) || (code && isCodeExcludedName(rel, name));
   // `staged`: newDir/rel is a real directory. When the backup has a symlink (or file) there, nothing below it is
@@ -371,15 +289,8 @@ function planChildren(
             `${childRel} is not a directory in the backup, but holds paths a code rollback keeps: kept as a directory`,
           );
         }
-        if (newSt?.isDirectory()) {
-          fixes.push({
-            rel: childRel,
-            mode: newSt.mode & 0o7777,
-            uid: newSt.uid,
-            gid: newSt.gid,
-            mtime: newSt.mtimeMs / 1000,
-          });
-        }
+        if (newSt?.isDirectory()) fixes.push(attrs(childRel, newSt));
+        oldFixes.push(attrs(childRel, liveSt));
         visit(childRel, newSt?.isDirectory() ?? false);
         continue;
       }
@@ -387,7 +298,7 @@ function planChildren(
     }
   };
   visit('', true);
-  return { units, fixes };
+  return { units, fixes, oldFixes };
 }
 
 /** Does the live directory hold, at any depth, a path a code rollback keeps? */
@@ -418,15 +329,53 @@ function readdirOrEmpty(dir: string): string[] {
   }
 }
 
-/** Idempotent: every unit's progress is visible on disk, so this both performs and finishes a swap. */
-async function replay(j: Journal): Promise<void> {
-  const newDir = path.join(j.stagingDir, 'new');
-  const oldDir = path.join(j.stagingDir, 'old');
+/**
+ * Is the staging directory still the one we made (same inode, a real directory)? false when it is gone (the
+ * swap was finished and cleaned up); a CliError when something else sits at its path.
+ */
+async function stagingPresent(t: TreeJournal): Promise<boolean> {
+  const st = await lstatOrNull(t.stagingDir);
+  if (!st) return false;
+  if (!st.isDirectory() || st.ino !== t.stagingIno) {
+    throw new CliError(
+      `${t.stagingDir} is not the staging directory magebackup made (replaced by someone else?): the ${t.target} swap was not touched`,
+    );
+  }
+  return true;
+}
+
+/** The parents of a unit below liveDir must be real directories: a swap never enters a symlink. */
+async function assertNoLinkBetween(liveDir: string, rel: string, checked: Set<string>): Promise<void> {
+  const parts = rel.split('/').slice(0, -1);
+  let cur = liveDir;
+  for (const p of parts) {
+    cur = path.join(cur, p);
+    if (checked.has(cur)) continue;
+    const st = await lstatOrNull(cur);
+    if (st && !st.isDirectory()) {
+      throw new CliError(`${cur} is not a real directory (a symlink?): the swap does not go through it`);
+    }
+    checked.add(cur);
+  }
+}
+
+function unitPaths(t: TreeJournal, u: JournalUnit): { live: string; staged: string; old: string } {
+  const newDir = path.join(t.stagingDir, 'new');
+  const oldDir = path.join(t.stagingDir, 'old');
+  return u.rel === ''
+    ? { live: t.liveDir, staged: newDir, old: path.join(oldDir, 'tree') }
+    : { live: path.join(t.liveDir, u.rel), staged: path.join(newDir, u.rel), old: path.join(oldDir, u.rel) };
+}
+
+/** Performs or finishes a swap: idempotent, every unit's progress is visible on disk. */
+export async function swapForward(t: TreeJournal): Promise<void> {
+  if (!(await stagingPresent(t))) return;
+  await fsp.mkdir(path.join(t.stagingDir, 'old'), { recursive: true, mode: 0o700 });
   const touched = new Set<string>();
-  for (const u of j.units) {
-    const live = u.rel === '' ? j.liveDir : path.join(j.liveDir, u.rel);
-    const staged = u.rel === '' ? newDir : path.join(newDir, u.rel);
-    const old = u.rel === '' ? path.join(oldDir, 'tree') : path.join(oldDir, u.rel);
+  const checked = new Set<string>();
+  for (const u of t.units) {
+    const { live, staged, old } = unitPaths(t, u);
+    await assertNoLinkBetween(t.liveDir, u.rel, checked);
     if (u.hasNew) {
       if (!(await lstatOrNull(staged))) continue; // already moved in
       if (await lstatOrNull(live)) await moveAside(live, old);
@@ -436,19 +385,51 @@ async function replay(j: Journal): Promise<void> {
     }
     touched.add(path.dirname(live));
   }
-  for (const f of j.fixes) {
-    const p = f.rel === '' ? j.liveDir : path.join(j.liveDir, f.rel);
-    if (process.getuid?.() === 0) await fsp.chown(p, f.uid, f.gid).catch(() => {});
+  await applyFixes(t, t.fixes, touched);
+  for (const d of touched) await fsyncDir(d).catch(() => {});
+}
+
+/** Undoes a swap, complete or partial: idempotent, the mirror of swapForward. */
+export async function swapBack(t: TreeJournal): Promise<void> {
+  if (!(await stagingPresent(t))) return;
+  const touched = new Set<string>();
+  const checked = new Set<string>();
+  for (const u of [...t.units].reverse()) {
+    const { live, staged, old } = unitPaths(t, u);
+    await assertNoLinkBetween(t.liveDir, u.rel, checked);
+    const liveSt = await lstatOrNull(live);
+    if (u.hasNew && liveSt && !(await lstatOrNull(staged))) {
+      // the live path is the staged one: move it back into the staging directory
+      await fsp.mkdir(path.dirname(staged), { recursive: true, mode: 0o700 });
+      await rename(live, staged);
+    }
+    if ((await lstatOrNull(old)) && !(await lstatOrNull(live))) await rename(old, live);
+    touched.add(path.dirname(live));
+  }
+  await applyFixes(t, t.oldFixes, touched);
+  for (const d of touched) await fsyncDir(d).catch(() => {});
+}
+
+async function applyFixes(t: TreeJournal, fixes: DirFix[], touched: Set<string>): Promise<void> {
+  for (const f of fixes) {
+    const p = f.rel === '' ? t.liveDir : path.join(t.liveDir, f.rel);
+    const st = await lstatOrNull(p);
+    if (!st?.isDirectory()) continue; // never through a link
+    if (process.getuid?.() === 0) await fsp.lchown(p, f.uid, f.gid).catch(() => {});
     await fsp.chmod(p, f.mode);
-    await fsp.utimes(p, f.mtime, f.mtime);
+    await fsp.lutimes(p, f.mtime, f.mtime);
     touched.add(p);
   }
-  for (const d of touched) await fsyncDir(d).catch(() => {});
+}
+
+/** Removes a staging directory (the old content after a swap, the new one after an undo). */
+export async function removeStaging(t: TreeJournal): Promise<void> {
+  if (await stagingPresent(t).catch(() => false)) await removeTree(t.stagingDir);
 }
 
 let renameHook: ((n: number) => void) | undefined;
 let renames = 0;
-/** Tests only: called after every rename of a swap (a crash test SIGKILLs itself in it). */
+/** Tests only: called after every rename of a swap (a crash test SIGKILLs itself in it, or throws). */
 export function setSwapTestHook(fn: ((n: number) => void) | undefined): void {
   renameHook = fn;
   renames = 0;
@@ -464,50 +445,6 @@ async function moveAside(live: string, old: string): Promise<void> {
   await rename(live, old);
 }
 
-async function writeJournal(stagingDir: string, j: Journal): Promise<void> {
-  const tmp = path.join(stagingDir, `${JOURNAL}.tmp`);
-  const fh = await fsp.open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(JSON.stringify(j));
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, path.join(stagingDir, JOURNAL));
-  await fsyncDir(stagingDir);
-}
-
-async function readJournal(stagingDir: string): Promise<Journal | null> {
-  let text: string;
-  try {
-    text = await fsp.readFile(path.join(stagingDir, JOURNAL), 'utf8');
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return null;
-    throw err;
-  }
-  let j: Journal;
-  try {
-    j = JSON.parse(text) as Journal;
-  } catch (err) {
-    // written to a temp file, fsynced and renamed: a torn journal means someone else wrote it
-    throw new CliError(
-      `Unreadable swap journal ${path.join(stagingDir, JOURNAL)}: move it away after checking the store`,
-      {
-        cause: err,
-      },
-    );
-  }
-  const same = async (a: string, b: string): Promise<boolean> =>
-    (await fsp.realpath(a).catch(() => path.resolve(a))) ===
-    (await fsp.realpath(b).catch(() => path.resolve(b)));
-  if (j.version !== 1 || !Array.isArray(j.units) || !(await same(j.stagingDir, stagingDir))) {
-    throw new CliError(
-      `Unexpected swap journal ${path.join(stagingDir, JOURNAL)}: move it away after checking the store`,
-    );
-  }
-  return j;
-}
-
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await fsp.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
@@ -515,6 +452,11 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** Flushes a staged tree before its journal says "committing": one syncfs(2) instead of an fsync per file. */
+export async function flushStaged(t: TreeJournal): Promise<void> {
+  await syncFilesystem(path.join(t.stagingDir, 'new'));
 }
 
 /**
@@ -552,7 +494,7 @@ async function syncFilesystem(dir: string): Promise<void> {
 }
 
 /** rm -rf: GNU rm is several times faster than fs.rm on 100k-file trees, and does not follow symlinks. */
-async function removeTree(dir: string): Promise<void> {
+export async function removeTree(dir: string): Promise<void> {
   try {
     await execFileP('rm', ['-rf', '--', dir]);
   } catch {

@@ -195,6 +195,8 @@ interface JournalState {
   newFks: Record<string, string>;
   /** objects the dump's definitions create */
   dumpObjects: ObjectRef[];
+  /** dropExtraTables as asked: a recovery that commits a prepared restore honours it too */
+  dropExtra?: boolean;
   // --- set when the commit starts
   /** dump tables that existed live (moved to their old name) */
   moved: string[];
@@ -1207,6 +1209,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
     phase: 'loading',
     live: ctx.live,
     file: o.file,
+    dropExtra: o.dropExtraTables ?? false,
     tables: [],
     refs: {},
     newFks: {},
@@ -1523,7 +1526,7 @@ export async function recoverInterruptedRestores(
       }
       const c2 = await control(ctx);
       try {
-        await planCommit(ctx, c2, state, false);
+        await planCommit(ctx, c2, state, state.dropExtra ?? false);
         state.phase = 'committing';
         await writeState(c2, state);
       } finally {

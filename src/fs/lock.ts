@@ -29,6 +29,12 @@ export interface Lock {
   readonly takenOver: LockInfo | null;
   /** rewrite the lock with this run's maintenance record (atomically: temp file, rename) */
   recordMaintenance(m: LockMaintenance | undefined): Promise<void>;
+  /**
+   * The store could not be made whole and a journal will let the next run do it: keep the lock (with its record
+   * "maintenance turned on, not put back") at release, so that run takes it over like a dead run's and turns
+   * maintenance off once it has recovered.
+   */
+  keepForRecovery(): void;
   release(): Promise<void>;
 }
 
@@ -159,7 +165,11 @@ export async function acquireLock(
       if (st && Date.now() - st.mtimeMs < 60_000) {
         throw new LockedError(`Another magebackup run holds the lock ${file} (unreadable lock file)`);
       }
-    } else if (holder.host !== info.host || isAlive(holder.pid)) {
+    } else if (
+      holder.host !== info.host ||
+      // a lock this process left behind on purpose (see release) is as stale as a dead run's
+      (isAlive(holder.pid) && !(holder.pid === process.pid && !held.has(path.resolve(dir))))
+    ) {
       throw new LockedError(`Another magebackup run holds the lock ${file}: ${describe(holder)}`);
     } else {
       options.onStale?.(holder);
@@ -189,6 +199,7 @@ export async function acquireLock(
 
 function makeLock(file: string, info: LockInfo, takenOver: LockInfo | null): Lock {
   let released = false;
+  let keep = false;
   let current: LockInfo = info;
   const dir = path.dirname(file);
   const write = async (next: LockInfo) => {
@@ -213,13 +224,18 @@ function makeLock(file: string, info: LockInfo, takenOver: LockInfo | null): Loc
       pending = write(m ? { ...rest, maintenance: m } : rest);
       await pending;
     },
+    keepForRecovery() {
+      keep = true;
+    },
     async release() {
       if (released) return;
       released = true;
       await pending.catch(() => {});
       held.delete(path.resolve(dir));
       const now = await readLock(file);
-      if (now && now.pid === info.pid && now.host === info.host) await fsp.rm(file, { force: true });
+      if (!now || now.pid !== info.pid || now.host !== info.host) return;
+      if (keep && now.maintenance?.changed && !now.maintenance.found) return;
+      await fsp.rm(file, { force: true });
     },
   };
 }

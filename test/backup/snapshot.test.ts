@@ -213,18 +213,16 @@ void test('backups:verify --deep extracts every archive and loads the dump into 
   const { conn, root } = await setup();
   try {
     const a = await createSnapshot({ root, now: () => T0 });
-    const dbsBefore = (await conn.query("SHOW DATABASES LIKE 'magebackup\\_verify\\_%'"))[0];
+    // only verify's own throwaway databases: other test files create and drop theirs on the same server meanwhile
+    const verifyDbs = async () => (await conn.query("SHOW DATABASES LIKE 'magebackup\\_verify%'"))[0];
+    const dbsBefore = await verifyDbs();
     const v = await verifyBackups({ root, ids: [a.id], deep: true });
     assert.deepEqual(verifyProblems(v), []);
     const files = v.snapshots[0]!.files;
     assert.ok(files.find((f) => f.part === 'code')!.extracted! > 0);
     assert.ok(files.find((f) => f.part === 'media')!.extracted! > 0);
     assert.ok(files.find((f) => f.part === 'db')!.tables! > 0);
-    assert.deepEqual(
-      (await conn.query("SHOW DATABASES LIKE 'magebackup\\_verify\\_%'"))[0],
-      dbsBefore,
-      'the throwaway database is dropped',
-    );
+    assert.deepEqual(await verifyDbs(), dbsBefore, 'the throwaway database is dropped');
     assert.deepEqual(
       readdirSync(path.join(root, 'var/backups')).filter((n) => n.startsWith('.magebackup')),
       [],

@@ -1,6 +1,9 @@
-// Child process for the crash tests of tree-swap.test.ts: stages and commits, and SIGKILLs itself at a chosen
-// point. argv: root target archive killAt ('stage' = while staging, N = right after the N-th rename, 'never').
-import { stageTree, commitStagedTree, setSwapTestHook } from '../../src/backup/tree-swap.js';
+// Child process for the crash tests of tree-swap.test.ts: stages and commits one tree as an operation, and
+// SIGKILLs itself at a chosen point. argv: root target archive killAt ('stage' = while staging, N = right after
+// the N-th rename, 'never').
+import { RollbackOperation } from '../../src/backup/operation.js';
+import { storePaths } from '../../src/backup/store.js';
+import { setSwapTestHook } from '../../src/backup/tree-swap.js';
 
 const [root, target, archive, killAt] = process.argv.slice(2) as [string, 'code' | 'media', string, string];
 let renames = 0;
@@ -8,7 +11,8 @@ setSwapTestHook((n) => {
   renames = n;
   if (String(n) === killAt) process.kill(process.pid, 'SIGKILL');
 });
-const s = await stageTree({
+const op = await RollbackOperation.begin(storePaths(root));
+await op.stage({
   root,
   target,
   archive,
@@ -16,5 +20,6 @@ const s = await stageTree({
     if (killAt === 'stage') process.kill(process.pid, 'SIGKILL');
   },
 });
-await commitStagedTree(s);
+const r = await op.commit();
+await r.cleanup();
 process.stdout.write(JSON.stringify({ renames }) + '\n');

@@ -4,14 +4,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import {
-  stageTree,
-  commitStagedTree,
-  discardStagedTree,
-  recoverInterruptedSwaps,
-  STAGING_PREFIX,
-} from '../../src/backup/tree-swap.js';
+import { STAGING_PREFIX, stageTree, type StagedTree } from '../../src/backup/tree-swap.js';
+import { RollbackOperation, recoverOperations } from '../../src/backup/operation.js';
+import { storePaths } from '../../src/backup/store.js';
 import { CliError } from '../../src/errors.js';
+import { noEvents } from '../../src/events.js';
 import { tempDir } from '../helpers/tmp.js';
 import { describe } from '../archive/extract-crafted.js';
 
@@ -53,6 +50,7 @@ function storeWithCodeBackup(): { root: string; archive: string; expected: Retur
   write(root, 'update/u.txt', 'update v1');
   write(root, '.git/HEAD', 'ref v1');
   fs.mkdirSync(path.join(root, 'generated/empty'), { recursive: true });
+  fs.mkdirSync(path.join(root, 'var/backups'), { mode: 0o700 });
   fs.symlinkSync('app/etc/env.php', path.join(root, 'env-link'));
   for (const rel of ['index.php', 'app', 'app/code', 'pub', 'generated/empty', 'generated']) {
     fs.utimesSync(path.join(root, rel), 1_600_000_000, 1_600_000_000);
@@ -79,6 +77,29 @@ function storeWithCodeBackup(): { root: string; archive: string; expected: Retur
   return { root, archive, expected };
 }
 
+/** One tree's rollback as an operation: staged, then committed (and the old content removed unless 'later'). */
+async function swapIn(
+  root: string,
+  target: 'code' | 'media',
+  archive: string,
+  o: {
+    later?: boolean;
+    onWarning?: (w: { code: string }) => void;
+    afterStage?: (s: StagedTree) => void;
+  } = {},
+): Promise<{ s: StagedTree; cleanup: () => Promise<void> }> {
+  const op = await RollbackOperation.begin(storePaths(root));
+  const s = await op.stage({ root, target, archive, ...(o.onWarning ? { onWarning: o.onWarning } : {}) });
+  o.afterStage?.(s);
+  const r = await op.commit();
+  if (!o.later) await r.cleanup();
+  return { s, cleanup: r.cleanup };
+}
+
+function recoverInterruptedSwaps(root: string): Promise<string[]> {
+  return recoverOperations({ paths: storePaths(root), onEvent: noEvents });
+}
+
 function noStaging(dir: string): void {
   assert.deepEqual(
     fs.readdirSync(dir).filter((n) => n.startsWith(STAGING_PREFIX)),
@@ -91,19 +112,26 @@ void test('code rollback: the tree equals the backup, kept paths untouched, no s
   const { root, archive, expected } = storeWithCodeBackup();
   const keptBefore = describe(
     root,
-    (rel) => !KEPT(rel) && !/^(pub|app|app\/code|app\/code\/V|app\/code\/V\/M)$/.test(rel),
+    (rel) =>
+      (!KEPT(rel) && !/^(pub|app|app\/code|app\/code\/V|app\/code\/V\/M)$/.test(rel)) ||
+      rel.startsWith('var/backups'),
   );
   const warnings: string[] = [];
-  const s = await stageTree({ root, target: 'code', archive, onWarning: (w) => warnings.push(w.code) });
-  assert.ok(s.stagingDir.startsWith(root + path.sep + STAGING_PREFIX));
-  assert.equal(fs.statSync(s.stagingDir).mode & 0o777, 0o700);
-  // nothing live changed by staging
-  assert.equal(fs.readFileSync(path.join(root, 'index.php'), 'utf8'), '<?php // v2');
-  await commitStagedTree(s);
+  await swapIn(root, 'code', archive, {
+    onWarning: (w) => warnings.push(w.code),
+    afterStage: (s) => {
+      assert.ok(s.stagingDir.startsWith(root + path.sep + STAGING_PREFIX));
+      assert.equal(fs.statSync(s.stagingDir).mode & 0o777, 0o700);
+      // nothing live changed by staging
+      assert.equal(fs.readFileSync(path.join(root, 'index.php'), 'utf8'), '<?php // v2');
+    },
+  });
   assert.deepEqual(describe(root, KEPT), expected);
   const keptAfter = describe(
     root,
-    (rel) => !KEPT(rel) && !/^(pub|app|app\/code|app\/code\/V|app\/code\/V\/M)$/.test(rel),
+    (rel) =>
+      (!KEPT(rel) && !/^(pub|app|app\/code|app\/code\/V|app\/code\/V\/M)$/.test(rel)) ||
+      rel.startsWith('var/backups'),
   );
   for (const [rel, d] of Object.entries(keptBefore)) {
     if (KEPT(rel)) assert.deepEqual(keptAfter[rel], d, rel);
@@ -131,12 +159,18 @@ void test('a damaged archive: staging removed, the live tree untouched', async (
   noStaging(root);
 });
 
-void test('discardStagedTree removes the staging directory and changes nothing', async () => {
+void test('discard before commit removes the staging directory and the journal, and changes nothing', async () => {
   const { root, archive } = storeWithCodeBackup();
-  const before = describe(root);
-  const s = await stageTree({ root, target: 'code', archive });
-  await discardStagedTree(s);
-  assert.deepEqual(describe(root), before);
+  const before = describe(root, (rel) => rel.startsWith('var/backups'));
+  const op = await RollbackOperation.begin(storePaths(root));
+  await op.stage({ root, target: 'code', archive });
+  await op.discard();
+  assert.deepEqual(
+    describe(root, (rel) => rel.startsWith('var/backups')),
+    before,
+  );
+  // no journal left, and so no key and no state directory either
+  assert.equal(fs.existsSync(path.join(root, 'var/backups/.magebackup-state')), false);
   noStaging(root);
 });
 
@@ -167,8 +201,7 @@ void test('media rollback into a symlinked pub/media restores into its target an
   fs.symlinkSync(shared, path.join(root, 'pub/media'));
   write(root, 'index.php', 'code');
   const archive = mediaArchive(base, false);
-  const s = await stageTree({ root, target: 'media', archive });
-  await commitStagedTree(s);
+  await swapIn(root, 'media', archive);
   assert.equal(fs.readlinkSync(path.join(root, 'pub/media')), shared);
   assert.deepEqual(describe(shared), describe(path.join(base, 'media-src')));
   noStaging(root);
@@ -181,8 +214,7 @@ void test('media rollback of a root-relative archive (Magento) into a store with
   const root = path.join(base, 'store');
   write(root, 'index.php', 'code');
   const archive = mediaArchive(base, true);
-  const s = await stageTree({ root, target: 'media', archive });
-  await commitStagedTree(s);
+  await swapIn(root, 'media', archive);
   assert.deepEqual(describe(path.join(root, 'pub/media')), describe(path.join(base, 'media-src')));
   noStaging(root);
 });
@@ -201,17 +233,18 @@ function runChild(
 
 void test('SIGKILL while staging: the store is fully old, the next run removes the staging directory', async () => {
   const { root, archive } = storeWithCodeBackup();
-  const before = describe(root);
+  const before = describe(root, (rel) => rel.startsWith('var/backups'));
   assert.equal(runChild(root, 'code', archive, 'stage').killed, true);
   assert.equal(fs.readdirSync(root).filter((n) => n.startsWith(STAGING_PREFIX)).length, 1);
+  const notState = (rel: string) => rel.startsWith('var/backups');
   assert.deepEqual(
-    describe(root, (rel) => rel.startsWith(STAGING_PREFIX)),
+    describe(root, (rel) => rel.startsWith(STAGING_PREFIX) || notState(rel)),
     before,
   );
   const done = await recoverInterruptedSwaps(root);
   assert.equal(done.length, 1);
-  assert.match(done[0]!, /removed/);
-  assert.deepEqual(describe(root), before);
+  assert.match(done[0]!, /undid the interrupted rollback of code: all of it is as it was before/);
+  assert.deepEqual(describe(root, notState), before);
 });
 
 void test('SIGKILL after any rename of the swap: the next run finishes it (roll forward)', async () => {
@@ -220,13 +253,13 @@ void test('SIGKILL after any rename of the swap: the next run finishes it (roll 
   assert.ok(total >= 10, `renames: ${total}`);
   for (let n = 1; n <= total; n++) {
     const { root, archive, expected } = storeWithCodeBackup();
-    const keptBefore = describe(root, (rel) => !KEPT(rel));
+    const keptBefore = describe(root, (rel) => !KEPT(rel) || rel.startsWith('var/backups'));
     assert.equal(runChild(root, 'code', archive, String(n)).killed, true, `killed at rename ${n}`);
     const done = await recoverInterruptedSwaps(root);
     assert.equal(done.length, 1);
     assert.match(done[0]!, /finished/);
     assert.deepEqual(describe(root, KEPT), expected, `after a kill at rename ${n}`);
-    const keptAfter = describe(root, (rel) => !KEPT(rel));
+    const keptAfter = describe(root, (rel) => !KEPT(rel) || rel.startsWith('var/backups'));
     for (const [rel, d] of Object.entries(keptBefore))
       if (KEPT(rel)) assert.deepEqual(keptAfter[rel], d, rel);
     noStaging(root);
@@ -250,29 +283,19 @@ void test('SIGKILL during a media swap (symlinked pub/media): finished by the ne
   }
 });
 
-void test("removeOld: 'background' returns once the swap is durable; recovery removes any leftover", async () => {
+void test('commit leaves the old content until cleanup(); a kill before it: the next run removes it', async () => {
   const { root, archive, expected } = storeWithCodeBackup();
-  const s = await stageTree({ root, target: 'code', archive });
-  await commitStagedTree(s, { removeOld: 'background' });
-  assert.deepEqual(
-    describe(root, (rel) => KEPT(rel) || rel.startsWith(STAGING_PREFIX)),
-    expected,
-  );
-  await recoverInterruptedSwaps(root);
-  noStaging(root);
-  assert.deepEqual(describe(root, KEPT), expected);
-});
-
-void test("removeOld: 'later' leaves the old content until cleanup()", async () => {
-  const { root, archive, expected } = storeWithCodeBackup();
-  const s = await stageTree({ root, target: 'code', archive });
-  const r = await commitStagedTree(s, { removeOld: 'later' });
+  const { s, cleanup } = await swapIn(root, 'code', archive, { later: true });
   assert.deepEqual(
     describe(root, (rel) => KEPT(rel) || rel.startsWith(STAGING_PREFIX)),
     expected,
   );
   assert.equal(fs.existsSync(s.stagingDir), true);
-  await r.cleanup();
+  assert.match(
+    (await recoverInterruptedSwaps(root))[0]!,
+    /removed the content replaced by a finished rollback/,
+  );
   noStaging(root);
+  await cleanup();
   assert.deepEqual(describe(root, KEPT), expected);
 });

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { acquireLock } from '../../src/fs/lock.js';
-import { ensureDir } from '../../src/fs/atomic.js';
+import { ensureDir, mapCreateError } from '../../src/fs/atomic.js';
 import { CliError, LockedError } from '../../src/errors.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { minimalStore, tempDir } from '../helpers/tmp.js';
@@ -234,4 +234,63 @@ void test('kill -9 mid-backup when maintenance was on before: the next run leave
   const names = fs.readdirSync(path.join(root, 'var', 'backups'));
   assert.equal(names.filter((n) => n.endsWith('.partial')).length, 0, names.join(' '));
   assert.equal(os.hostname().length > 0, true);
+});
+
+void test('a killed run left maintenance on and recovery cannot finish: it stays on, and the run after the fix turns it off', async () => {
+  const root = minimalStore();
+  const dir = path.join(root, 'var', 'backups');
+  const state = path.join(dir, '.magebackup-state');
+  fs.mkdirSync(state, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dir, 0o700);
+  fs.writeFileSync(path.join(state, 'op-1-garbage.json'), '{"body":"{}","hmac":"00"}', { mode: 0o600 });
+  const dead = spawnSyncPid();
+  fs.writeFileSync(
+    path.join(dir, '.lock'),
+    JSON.stringify({
+      pid: dead,
+      host: os.hostname(),
+      started: '2020-01-01T00:00:00Z',
+      command: 'setup:rollback',
+      maintenance: { found: false, changed: true },
+    }),
+  );
+  const flag = path.join(root, 'var', '.maintenance.flag');
+  fs.writeFileSync(flag, '');
+  const r = await runCli(['backups:prune', '--dry-run', '--root', root]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /Untrusted journal .*op-1-garbage\.json/);
+  assert.equal(fs.existsSync(flag), true, 'maintenance stays on while the store cannot be made whole');
+  assert.equal(fs.existsSync(path.join(dir, '.lock')), true, 'the record is kept for the next run');
+  fs.rmSync(path.join(state, 'op-1-garbage.json'));
+  const ok = await runCli(['backups:prune', '--dry-run', '--root', root]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stderr, /turned it off again/);
+  assert.equal(fs.existsSync(flag), false);
+  assert.equal(fs.existsSync(path.join(dir, '.lock')), false);
+});
+
+/** A pid that certainly is dead: a child that has exited. */
+function spawnSyncPid(): number {
+  return Number(
+    execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).toString(),
+  );
+}
+
+void test('creating a file in var/backups: full, quota, read-only, immutable each become one line naming the file', () => {
+  const file = '/store/var/backups/.lock';
+  const err = (code: string) => Object.assign(new Error(code), { code });
+  const cases: Array<[string, RegExp]> = [
+    ['ENOSPC', /^Disk full: cannot write \/store\/var\/backups\/\.lock$/],
+    ['EDQUOT', /^Disk quota exceeded: cannot write/],
+    ['EROFS', /var\/backups is on a read-only filesystem/],
+    ['EPERM', /immutable or read-only\? lsattr -d \/store\/var\/backups/],
+    ['ELOOP', /refusing to write through it/],
+  ];
+  for (const [code, re] of cases) {
+    const mapped = mapCreateError(err(code), file);
+    assert.ok(mapped instanceof CliError, code);
+    assert.match(mapped.message, re, code);
+  }
+  const other = err('EIO');
+  assert.equal(mapCreateError(other, file), other);
 });
