@@ -12,7 +12,7 @@
 // cleaned up by a test: it is listed (with its size) and removed. It does not fail the run yet: five branches land
 // tonight, and a new rule must not block them at the deadline; make it fail (LEFTOVERS_FAIL) once main is clean.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,6 +103,8 @@ if (process.stdout.isTTY && env.NO_COLOR === undefined) env.FORCE_COLOR ??= '1';
 
 // The tests' own TMPDIR (see the top of this file). Created after the shared server, which lives outside it.
 const testTmp = mkdtempSync(join(tmpdir(), 'mbk-tests-'));
+// Like /tmp (1777): tests that run as an unprivileged user must reach their files in it.
+chmodSync(testTmp, 0o1777);
 env.TMPDIR = testTmp;
 env.TMP = testTmp;
 env.TEMP = testTmp;
