@@ -17,7 +17,7 @@ const opt = (name, def) => {
 const size = opt('--size', 'small');
 const dir = path.resolve(opt('--dir', path.join(top, 'demo-store')));
 
-const { startMariaDB } = await import(path.join(top, 'dist/fixtures/mariadb.js'));
+const { startMariaDB, ensureServerInstalled } = await import(path.join(top, 'dist/fixtures/mariadb.js'));
 const { generateStore } = await import(path.join(top, 'dist/fixtures/store.js'));
 const { generateStoreDatabase } = await import(path.join(top, 'dist/fixtures/store-db.js'));
 
@@ -34,7 +34,15 @@ function magebackup(...cliArgs) {
 }
 
 step('Starting a throwaway MariaDB server');
-const server = await startMariaDB();
+let server;
+try {
+  // No server binary: installed with apt-get when running as root, else stop with the command to run.
+  ensureServerInstalled('demo');
+  server = await startMariaDB();
+} catch (err) {
+  console.error(`demo: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}
 try {
   console.log(`MariaDB on 127.0.0.1:${server.port}`);
   step(`Generating a ${size} demo store in ${dir}`);
@@ -48,8 +56,15 @@ try {
     size,
     db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
   });
+  const n = (x) => x.toLocaleString('en-US');
   console.log(
-    `${tree.files} code files, ${tree.mediaFiles} media files; ${db.tables} tables, ${db.rows} rows`,
+    `${n(tree.files)} files outside pub/media, of which ${n(tree.codeFiles)} belong in a code backup ` +
+      `(var/, pub/static/, .git/, node_modules/ … are left out); ${n(tree.mediaFiles)} media files; ` +
+      `${n(db.tables)} tables, ${n(db.rows)} rows`,
+  );
+  console.log(
+    'Counts below: a backup counts the files it archived; a rollback and a verification count archive entries ' +
+      '(files, directories and links), so they show a larger number for the same archive.',
   );
 
   step('Back up everything (code, media, database)');
@@ -86,3 +101,14 @@ try {
 } finally {
   await server.stop();
 }
+
+step('Done');
+const shown = path.relative(process.cwd(), dir).startsWith('..')
+  ? dir
+  : path.relative(process.cwd(), dir) || '.';
+console.log(
+  `The demo store stays in ${shown}, but the MariaDB server it used has been ` +
+    'stopped (with its data): magebackup commands that need the database fail there now. ' +
+    'Run `npm run demo` again to get a working store and server; code and media commands work as they are, e.g.:',
+);
+console.log(`  node bin/magebackup.js info:backups:list --root ${shown}`);

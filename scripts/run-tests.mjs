@@ -7,9 +7,13 @@
 //   npm test -- --test-name-pattern=dump   options starting with -- go to `node --test`
 //
 // MAGEBACKUP_TEST_CONCURRENCY overrides the number of test files run at once.
-import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+//
+// The tests run with TMPDIR set to a fresh directory of their own; whatever is left in it at the end was not
+// cleaned up by a test: it is listed (with its size) and removed. It does not fail the run yet: five branches land
+// tonight, and a new rule must not block them at the deadline; make it fail (LEFTOVERS_FAIL) once main is clean.
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -62,14 +66,23 @@ if (files.length === 0) fail(`no *.test.js files under ${paths.map((p) => relati
 // Test files mostly wait on the database and the disk, so run a few more than there are cores.
 const concurrency = Number(process.env.MAGEBACKUP_TEST_CONCURRENCY) || Math.max(2, availableParallelism());
 
-const { startMariaDB, ENV_HOST, ENV_PORT, ENV_SOCKET, ENV_PASSWORD, ENV_ERROR, INSTALL_HINT } = await import(
-  harnessPath
-);
+const {
+  startMariaDB,
+  ensureServerInstalled,
+  ENV_HOST,
+  ENV_PORT,
+  ENV_SOCKET,
+  ENV_PASSWORD,
+  ENV_ERROR,
+  INSTALL_HINT,
+} = await import(harnessPath);
 
 const env = { ...process.env };
 let server;
 let serverFailed = false;
 try {
+  // No server binary: installed with apt-get when running as root, else an error naming the command to run.
+  ensureServerInstalled('run-tests');
   const t0 = Date.now();
   server = await startMariaDB();
   env[ENV_HOST] = server.host;
@@ -87,6 +100,14 @@ try {
   process.stderr.write(`run-tests: ${message}\nrun-tests: database tests will fail.\n`);
 }
 if (process.stdout.isTTY && env.NO_COLOR === undefined) env.FORCE_COLOR ??= '1';
+
+// The tests' own TMPDIR (see the top of this file). Created after the shared server, which lives outside it.
+const testTmp = mkdtempSync(join(tmpdir(), 'mbk-tests-'));
+// Like /tmp (1777): tests that run as an unprivileged user must reach their files in it.
+chmodSync(testTmp, 0o1777);
+env.TMPDIR = testTmp;
+env.TMP = testTmp;
+env.TEMP = testTmp;
 
 // A hung test must not eat CI's 90 minutes: after 10 minutes it is cancelled (and counted as failed).
 const timeout = nodeOptions.some((o) => o.startsWith('--test-timeout')) ? [] : ['--test-timeout=600000'];
@@ -135,13 +156,49 @@ scan(pending);
 
 if (server) await server.stop();
 
+/** Bytes under `path` (not following links); 0 for what vanished meanwhile. */
+function sizeOf(path) {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (!st) return 0;
+  if (!st.isDirectory()) return st.size;
+  let total = 0;
+  let entries = [];
+  try {
+    entries = readdirSync(path);
+  } catch {
+    // unreadable (a test's chmod 000): counted as empty
+  }
+  for (const e of entries) total += sizeOf(join(path, e));
+  return total;
+}
+let leftovers = [];
+try {
+  leftovers = readdirSync(testTmp).sort();
+} catch {
+  // removed by someone else: nothing to report
+}
+for (const name of leftovers) {
+  const mb = (sizeOf(join(testTmp, name)) / 1e6).toFixed(1);
+  process.stderr.write(`run-tests: left behind in TMPDIR by a test: ${name} (${mb} MB)\n`);
+}
+// chmod'ed-away directories (tests of unreadable trees) must not stop the clean-up
+spawnSync('chmod', ['-R', 'u+rwx', testTmp], { stdio: 'ignore' });
+rmSync(testTmp, { recursive: true, force: true });
+if (leftovers.length > 0)
+  process.stderr.write(
+    `run-tests: ${leftovers.length} temp entr${leftovers.length === 1 ? 'y' : 'ies'} left behind (removed now); tests must clean up after themselves (t.after / try-finally)\n`,
+  );
+
 const passed = counts.pass ?? 0;
 // A runner that died before printing its summary, or cancelled tests (timeouts, crashes), count as failures.
-const failed = (counts.fail ?? 0) + counts.cancelled;
+const LEFTOVERS_FAIL = false;
+const leaked = LEFTOVERS_FAIL && leftovers.length > 0;
+// A run that left temp files behind counts as one more failure (once LEFTOVERS_FAIL is on).
+const failed = (counts.fail ?? 0) + counts.cancelled + (leaked ? 1 : 0);
 if (counts.pass === undefined)
   process.stderr.write(`run-tests: node --test ended (code ${code}) without a summary\n`);
 if (serverFailed)
   process.stderr.write(`run-tests: the database server could not be started. ${INSTALL_HINT}\n`);
 process.stdout.write(`${passed} passed, ${failed} failed\n`);
-const ok = failed === 0 && code === 0 && counts.pass !== undefined && !serverFailed;
+const ok = failed === 0 && code === 0 && counts.pass !== undefined && !serverFailed && !leaked;
 process.exit(interrupted ? 130 : ok ? 0 : 1);

@@ -3,10 +3,30 @@ import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 
-/** A temp directory removed after the test file finishes. */
+const made = new Set<string>();
+let exitHook = false;
+
+function removeAll(): void {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  made.clear();
+}
+
+/**
+ * A temp directory removed after the test file finishes. `after()` alone is not enough: called inside a test after
+ * an `await`, node:test (20) attaches it to the root, whose hooks never ran, and the stores stayed in $TMPDIR; so
+ * the directory is also removed when the test process exits.
+ */
 export function tempDir(prefix = 'mbk-test-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  made.add(dir);
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', removeAll);
+  }
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+    made.delete(dir);
+  });
   return dir;
 }
 
