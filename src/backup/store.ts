@@ -25,9 +25,13 @@ export async function assertMagentoRoot(root: string): Promise<StorePaths> {
   try {
     st = await fsp.stat(paths.root);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT')
+    const code = errnoCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR')
       throw new CliError(`Magento root ${paths.root} does not exist (see --root)`);
-    throw err;
+    // EACCES (a parent this user may not enter), ELOOP, EIO...: the environment, not a bug of ours
+    throw new CliError(`Magento root ${paths.root} cannot be read (${code ?? 'error'}; see --root)`, {
+      cause: err,
+    });
   }
   if (!st.isDirectory()) throw new CliError(`Magento root ${paths.root} is not a directory (see --root)`);
   const etc = await fsp.stat(path.join(paths.root, 'app', 'etc')).catch(() => null);
