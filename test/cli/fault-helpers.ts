@@ -136,6 +136,11 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
  * that waits for it, not as script's own child: script stops itself when its child is stopped (and resumes it),
  * which would undo the freeze of the tests.
  */
+function withoutCi(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { CI: _ci, ...rest } = env;
+  return rest;
+}
+
 export function spawnOnPty(args: string[]) {
   const quoted = [process.execPath, BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const child = spawn(
@@ -143,7 +148,8 @@ export function spawnOnPty(args: string[]) {
     ['-qec', `bash -c "stty cols 120 rows 40; ${quoted}; rc=\\$?; exit \\$rc"`, '/dev/null'],
     {
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, TERM: 'xterm', NO_COLOR: '1' },
+      // CI=true (as in .ci/run) turns the spinner off: this is a person's terminal, so CI is unset here.
+      env: { ...withoutCi(process.env), TERM: 'xterm', NO_COLOR: '1' },
     },
   );
   let out = '';
