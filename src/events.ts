@@ -60,6 +60,8 @@ export const WarningCode = {
   INVALID_VIEW: 'INVALID_VIEW',
   /** a row of the dump is bigger than the server's max_allowed_packet: the dump cannot be loaded there */
   ROW_TOO_BIG: 'ROW_TOO_BIG',
+  /** the rollback's own working tables (`__mbk_…`) were found in the database and left out of the dump */
+  DB_WORK_TABLES: 'DB_WORK_TABLES',
   DB_IN_PLACE: 'DB_IN_PLACE',
   DB_DEFINITION: 'DB_DEFINITION',
   DB_HALF_RESTORED: 'DB_HALF_RESTORED',

@@ -4,6 +4,7 @@
  */
 import type { Connection } from 'mysql2/promise';
 import { CliError } from '../errors.js';
+import { RESERVED_PREFIX } from './restore.js';
 import { quoteIdent, valueKindFor, type ValueKind } from './sql-values.js';
 
 export interface ColumnPlan {
@@ -89,6 +90,11 @@ export interface SchemaPlan {
   routines: RoutineDef[];
   events: EventDef[];
   sequences: SequenceDef[];
+  /**
+   * Our own working tables (`__mbk_…`: shadow and journal tables of a running or interrupted rollback), left out:
+   * in a backup they would be restored as real tables.
+   */
+  skipped: string[];
 }
 
 type Row = unknown[];
@@ -149,12 +155,22 @@ function viewDependencies(create: string, self: string, viewNames: Set<string>):
   return [...deps];
 }
 
+/** A name the rollback reserves for its working tables (compared as text: in LIKE, `_` is a wildcard). */
+export function isWorkTable(name: string): boolean {
+  return name.startsWith(RESERVED_PREFIX);
+}
+
 export async function readSchema(conn: Connection, db: string): Promise<SchemaPlan> {
-  const tablesRows = await q(
+  const allRows = await q(
     conn,
     `SELECT TABLE_NAME, TABLE_TYPE, ENGINE, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?`,
     [db],
   );
+  const tablesRows = allRows.filter((r) => !isWorkTable(s(r[0])));
+  const skipped = allRows
+    .map((r) => s(r[0]))
+    .filter(isWorkTable)
+    .sort();
   const colRows = await q(
     conn,
     // EXTRA, not IS_GENERATED: MySQL has no IS_GENERATED column
@@ -239,6 +255,7 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
     for (const r of triggerRows) {
       const name = s(r[0]);
       const table = s(r[1]);
+      if (!tableByName.has(table)) continue; // on a working table
       const [c] = await q(conn, `SHOW CREATE TRIGGER ${quoteIdent(name)}`);
       if (!c || c[2] === null)
         throw new CliError(
@@ -300,7 +317,7 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
     sequences.sort(byName);
     routines.sort((x, y) => (x.type === y.type ? byName(x, y) : x.type < y.type ? -1 : 1));
     events.sort(byName);
-    return { tables, views: orderViews(views), routines, events, sequences };
+    return { tables, views: orderViews(views), routines, events, sequences, skipped };
   } finally {
     await conn.query('SET SESSION character_set_results = utf8mb4');
   }

@@ -68,6 +68,8 @@ export interface DumpResult {
   bytes: number;
   serverVersion: string;
   strippedTables: string[];
+  /** working tables of a rollback (`__mbk_…`) found in the database and left out */
+  skippedTables: string[];
 }
 
 const CHUNK = 1 << 20;
@@ -394,6 +396,13 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
 
     const schema = await readSchema(conn, cfg.database);
     throwIfAborted(o.signal);
+    if (schema.skipped.length > 0) {
+      emit({
+        type: 'warning',
+        code: WarningCode.DB_WORK_TABLES,
+        message: `Left out of the dump: ${schema.skipped.length} working table(s) of a rollback that is running or was interrupted (${schema.skipped.map(commentName).join(', ')}); they are not store data`,
+      });
+    }
     const stripper = createStripMatcher(o.strip ?? [], cfg.tablePrefix);
 
     fh = await fsp.open(o.outFile, 'w', 0o600);
@@ -417,6 +426,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
       bytes: 0,
       serverVersion,
       strippedTables: [],
+      skippedTables: schema.skipped,
     };
 
     for (const seq of schema.sequences) {

@@ -123,3 +123,53 @@ void test("SET columns with '' as a member keep it", async () => {
   const { target } = await roundTrip(db);
   assert.deepEqual(await bitmask(target), expected);
 });
+
+void test('working tables of an interrupted rollback (__mbk_…) are left out, with a warning naming them', async () => {
+  const db = await server.createDatabase('edge_work');
+  const c = await server.connect(db);
+  try {
+    await c.query('CREATE TABLE keep (id INT PRIMARY KEY)');
+    await c.query('INSERT INTO keep VALUES (1)');
+    // what a killed rollback leaves: its journal, a shadow copy of a table (with a trigger), a shadow sequence
+    await c.query('CREATE TABLE __mbk_k3x9_journal (id INT PRIMARY KEY, state TEXT)');
+    await c.query("INSERT INTO __mbk_k3x9_journal VALUES (1, 'loading')");
+    await c.query('CREATE TABLE __mbk_k3x9_n0a1b2c3 (id INT PRIMARY KEY)');
+    await c.query('INSERT INTO __mbk_k3x9_n0a1b2c3 VALUES (7)');
+    await c.query(
+      'CREATE TRIGGER __mbk_trg BEFORE INSERT ON __mbk_k3x9_n0a1b2c3 FOR EACH ROW SET NEW.id = 8',
+    );
+    await c.query('CREATE SEQUENCE __mbk_k3x9_nseq');
+    // matched by LIKE '__mbk_%' (`_` is any character) but not ours: kept
+    await c.query('CREATE TABLE xxmbkxkept (id INT PRIMARY KEY)');
+    await c.query('INSERT INTO xxmbkxkept VALUES (2)');
+  } finally {
+    await c.end();
+  }
+  const { file, result, events } = await dumpTo(server, dir, db);
+  assert.deepEqual(result.skippedTables, ['__mbk_k3x9_journal', '__mbk_k3x9_n0a1b2c3', '__mbk_k3x9_nseq']);
+  const warnings = events.filter((e) => e.type === 'warning');
+  assert.equal(warnings.length, 1);
+  const w = warnings[0]!;
+  assert.ok(w.type === 'warning' && w.code === 'DB_WORK_TABLES');
+  for (const t of result.skippedTables) assert.ok(w.message.includes(t), `${w.message} names ${t}`);
+  const text = await fsp.readFile(file, 'utf8');
+  assert.ok(!text.includes('__mbk_'), 'no working table, trigger or sequence in the dump');
+  const target = await server.createDatabase('edge_work_load');
+  const r = await stockLoad(server, file, target);
+  assert.equal(r.code, 0, r.stderr);
+  const [tables] = await conn.query({
+    sql: 'SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME',
+    values: [target],
+    rowsAsArray: true,
+  });
+  assert.deepEqual(tables, [['keep'], ['xxmbkxkept']]);
+  assert.equal(await count(target, 'xxmbkxkept'), 1);
+
+  // no working table: no warning
+  const clean = await dumpTo(server, dir, target);
+  assert.deepEqual(clean.result.skippedTables, []);
+  assert.deepEqual(
+    clean.events.filter((e) => e.type === 'warning'),
+    [],
+  );
+});
