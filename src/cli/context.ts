@@ -1,26 +1,10 @@
-import type { Writable } from 'node:stream';
 import { CliError, ExitCode, InternalError, InterruptedError, type StoreOutcome } from '../errors.js';
 import { sweepVerifyLeftovers } from '../backup/verify-leftovers.js';
 import type { DbFlags } from '../db/config.js';
-import { createReporter, type Reporter, type ReporterMode } from '../ui/reporter.js';
-
-export interface Io {
-  stdout: Writable & { isTTY?: boolean };
-  stderr: Writable & { isTTY?: boolean };
-  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
-  env: NodeJS.ProcessEnv;
-  cwd: string;
-  /** where SIGINT/SIGTERM/SIGHUP and `beforeExit` come from; tests pass an EventEmitter */
-  signals: Pick<NodeJS.Process, 'on' | 'off'>;
-}
-
-export interface GlobalOptions {
-  root?: string;
-  json?: boolean;
-  quiet?: boolean;
-  yes?: boolean;
-  interaction?: boolean;
-}
+import type { Reporter } from '../ui/reporter.js';
+import type { GlobalOptions } from './options.js';
+import { tolerateClosedOutput, type Io } from './io.js';
+import { createReporter } from './reporter.js';
 
 export interface CommandRun {
   reporter: Reporter;
@@ -40,19 +24,6 @@ type StopSignal = keyof typeof STOP_SIGNALS;
 
 /** The abort reason when the run's promises stopped moving with nothing left to wait for (a bug). */
 export const STALLED = 'STALLED';
-
-/**
- * A closed output (`… | head -1`, a dropped SSH session) must neither crash the run nor stop it half-way: the
- * run goes on (or is undone, on SIGHUP), and what it would have printed there is dropped. Without a listener, the
- * EPIPE/EIO of a write would be an uncaught exception that skips every cleanup. The listener stays for the life
- * of the stream: the error of a write can arrive after the run has returned.
- */
-const tolerated = new WeakSet<Writable>();
-export function tolerateClosedOutput(stream: Writable): void {
-  if (tolerated.has(stream)) return;
-  tolerated.add(stream);
-  stream.on('error', () => {});
-}
 
 /** How a run's interruption or failure is worded from the state the domain reports. */
 export function describeOutcome(o: StoreOutcome): string {
@@ -77,15 +48,6 @@ export class RunContext {
   exitCode: number = ExitCode.OK;
   constructor(readonly io: Io) {}
 
-  pickMode(global: GlobalOptions): ReporterMode {
-    if (global.json) return 'json';
-    // A pseudo-terminal without a size (e.g. `script` with no terminal behind it) reports 0 columns, and a
-    // spinner that cannot measure its lines would redraw forever: such a terminal gets plain lines.
-    const columns = (this.io.stderr as { columns?: number }).columns ?? 0;
-    if (this.io.stderr.isTTY && columns > 0 && !this.io.env.CI && this.io.env.TERM !== 'dumb') return 'tty';
-    return 'plain';
-  }
-
   async run(
     global: GlobalOptions,
     fn: (run: CommandRun) => Promise<number | void>,
@@ -93,14 +55,7 @@ export class RunContext {
   ): Promise<void> {
     tolerateClosedOutput(this.io.stdout);
     tolerateClosedOutput(this.io.stderr);
-    const mode = this.pickMode(global);
-    const reporter = await createReporter({
-      mode,
-      quiet: global.quiet ?? false,
-      stdout: this.io.stdout,
-      stderr: this.io.stderr,
-      color: mode === 'tty' && !('NO_COLOR' in this.io.env),
-    });
+    const reporter = await createReporter(this.io, global);
     const controller = new AbortController();
     let signals = 0;
     let firstSignal: StopSignal | undefined;
@@ -115,7 +70,7 @@ export class RunContext {
           `${name} received three times: exiting without cleaning up (the next magebackup run of this store removes what is left)`,
           STOP_SIGNALS[name],
         );
-        process.exit(STOP_SIGNALS[name]);
+        this.io.exit(STOP_SIGNALS[name]);
       }
     };
     const handlers = (Object.keys(STOP_SIGNALS) as StopSignal[]).map((name) => {

@@ -1,46 +1,40 @@
-import { readFileSync } from 'node:fs';
-import { CommanderError } from 'commander';
+import { CommanderError, type OutputConfiguration } from 'commander';
+import { toolVersion } from '../backup/manifest.js';
 import { ExitCode } from '../errors.js';
-import { RunContext, tolerateClosedOutput, type Io } from './context.js';
+import { RunContext } from './context.js';
+import { tolerateClosedOutput, type Io } from './io.js';
 import { buildProgram } from './program.js';
 
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
-
-export function processIo(): Io {
+/**
+ * commander's output: help on stdout; a usage error is ONE line on stderr naming the option (with the hint to
+ * --help on that line), or under --json one JSON error line (stderr is NDJSON only).
+ */
+export function commanderOutput(io: Io, json: boolean): OutputConfiguration {
   return {
-    stdout: process.stdout,
-    stderr: process.stderr,
-    stdin: process.stdin,
-    env: process.env,
-    cwd: process.cwd(),
-    signals: process,
+    writeOut: (s) => io.stdout.write(s),
+    // Under --json the usage error below is stderr's one line: the help shown for a missing command is dropped.
+    writeErr: (s) => (json ? undefined : io.stderr.write(s)),
+    outputError: (s) => {
+      const message = s.trim().replace(/\s*\n\s*/g, ' ');
+      io.stderr.write(
+        json
+          ? JSON.stringify({
+              type: 'error',
+              code: ExitCode.USAGE,
+              message: message.replace(/^error: /, ''),
+            }) + '\n'
+          : `${message} (run with --help for usage)\n`,
+      );
+    },
   };
 }
 
-/** Parse argv, run the command, and return the exit code. Never calls process.exit (bin/ does). */
-export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+/** Parse argv, run the command, and return the exit code. Never ends the process (bin/ sets the exit code). */
+export async function main(argv: string[], io: Io): Promise<number> {
   tolerateClosedOutput(io.stdout);
   tolerateClosedOutput(io.stderr);
   const ctx = new RunContext(io);
-  const json = argv.includes('--json');
-  const program = buildProgram(ctx, packageVersion(), {
-    writeOut: (s) => io.stdout.write(s),
-    // Under --json, stderr is NDJSON only: the usage error below is its one line.
-    writeErr: (s) => (json ? undefined : io.stderr.write(s)),
-    outputError: (s, write) => {
-      if (json) {
-        io.stderr.write(
-          JSON.stringify({ type: 'error', code: ExitCode.USAGE, message: s.trim().replace(/^error: /, '') }) +
-            '\n',
-        );
-      } else write(s);
-    },
-  });
+  const program = buildProgram(ctx, toolVersion(), commanderOutput(io, argv.includes('--json')));
   try {
     await program.parseAsync(argv);
     return ctx.exitCode;

@@ -4,12 +4,20 @@ export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
 }
 
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const m = Math.floor(s / 60);
-  return `${m} min ${Math.round(s - m * 60)} s`;
+/** An ISO time as `2026-12-01 22:49:18 UTC` (tables) */
+export function formatTime(iso: string): string {
+  return iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+/** An age in seconds as `45s`, `12m`, `5h 3m`, `3d 4h` */
+export function formatAge(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${m % 60}m`;
+  const d = Math.floor(h / 24);
+  return `${d}d ${h % 24}h`;
 }
 
 /** A plain-text table with a header row, like Symfony's table helper that Magento prints. */

@@ -1,15 +1,17 @@
 import ora, { type Ora } from 'ora';
 import type { MagebackupEvent } from '../events.js';
-import { TextReporter, type ReporterOptions, progressText, doneStats, magentoLines } from './reporter.js';
 import { KIND_LABEL } from '../backup/backup-name.js';
+import { PlainReporter } from './plain-reporter.js';
+import { doneStats, magentoLines, progressText } from './wording.js';
 
-/** Interactive terminal: one spinner per part with live counts; warnings and results printed above it. */
-export class OraReporter extends TextReporter {
+/**
+ * Interactive terminal: one spinner per part with live counts; warnings and results printed above it. Only made
+ * for a terminal that src/cli/reporter.ts judged interactive, so ora is not asked to judge it again.
+ */
+export class OraReporter extends PlainReporter {
+  override readonly mode = 'tty' as const;
   private spinner: Ora | null = null;
   private lastRender = 0;
-  constructor(private readonly opts: ReporterOptions) {
-    super(opts);
-  }
   private above(fn: () => void): void {
     const s = this.spinner;
     if (s?.isSpinning) {
@@ -19,15 +21,15 @@ export class OraReporter extends TextReporter {
     } else fn();
   }
   protected override err(line: string): void {
-    this.above(() => this.opts.stderr.write(line + '\n'));
+    this.above(() => this.o.stderr.write(line + '\n'));
   }
   protected override out(line: string): void {
-    this.above(() => this.opts.stdout.write(line + '\n'));
+    this.above(() => this.o.stdout.write(line + '\n'));
   }
   override onEvent(e: MagebackupEvent): void {
     switch (e.type) {
       case 'part-start': {
-        if (this.opts.quiet) return;
+        if (this.o.quiet) return;
         this.spinner?.stop();
         const verb =
           e.operation === 'verify' ? `Verifying ${e.file}` : `${KIND_LABEL[e.part]} ${e.operation}`;
@@ -35,18 +37,20 @@ export class OraReporter extends TextReporter {
         // (stdin never flowing) its own Ctrl-C handler never runs either: the run could not be interrupted.
         this.spinner = ora({
           text: verb,
-          stream: this.opts.stderr,
-          color: 'cyan',
+          stream: this.o.stderr,
+          color: this.o.color ? 'cyan' : false,
           discardStdin: false,
+          isEnabled: true,
         }).start();
         return;
       }
       case 'progress': {
         if (!this.spinner) return;
-        const now = Date.now();
+        const now = this.now();
         if (now - this.lastRender < 100) return;
         this.lastRender = now;
         this.spinner.text = progressText(e);
+        this.spinner.render();
         return;
       }
       case 'part-done': {

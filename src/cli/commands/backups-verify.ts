@@ -1,12 +1,7 @@
 import { verifyBackups, verifyProblems } from '../../backup/verify-backups.js';
 import { CliError, UsageError } from '../../errors.js';
 import type { CommandRun } from '../context.js';
-import { dbFlags, type DbCliOptions } from '../program.js';
-
-export interface BackupsVerifyOptions extends DbCliOptions {
-  all?: boolean;
-  deep?: boolean;
-}
+import { dbFlags, type BackupsVerifyOptions } from '../options.js';
 
 export async function backupsVerify(
   run: CommandRun,

@@ -1,12 +1,8 @@
 import { WarningCode } from '../../events.js';
 import { listBackups } from '../../backup/list-backups.js';
 import { deadRunNotice } from '../../maintenance/maintenance.js';
-import { formatBytes, renderTable } from '../../ui/format.js';
+import { formatBytes, formatTime, renderTable } from '../../ui/format.js';
 import type { CommandRun } from '../context.js';
-
-function when(iso: string): string {
-  return iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
-}
 
 export async function infoBackupsList(run: CommandRun): Promise<number> {
   const { dir, backups } = await listBackups(run.root);
@@ -23,7 +19,7 @@ export async function infoBackupsList(run: CommandRun): Promise<number> {
       b.name,
       b.incomplete ? `${b.kind} (incomplete)` : b.kind,
       formatBytes(b.size),
-      when(b.created),
+      formatTime(b.created),
     ]),
   );
   const note = backups.some((b) => b.incomplete)

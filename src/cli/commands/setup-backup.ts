@@ -1,24 +1,8 @@
 import { UsageError, ExitCode } from '../../errors.js';
 import { runBackup } from '../../backup/run-backup.js';
 import type { CommandRun } from '../context.js';
-import { dbFlags, type DbCliOptions } from '../program.js';
-import { prunePolicyOf, pruneSummary, type PolicyCliOptions } from './backups-prune.js';
-
-export interface SetupBackupOptions extends DbCliOptions, PolicyCliOptions {
-  prune?: boolean;
-  code?: boolean;
-  media?: boolean;
-  db?: boolean;
-  exclude?: string[];
-  compress?: boolean;
-  strip?: string;
-  stripDefiners?: boolean;
-  maintenance?: boolean;
-}
-
-export function splitList(value: string | undefined): string[] {
-  return (value ?? '').split(/[\s,]+/).filter(Boolean);
-}
+import { dbFlags, prunePolicyOf, splitList, type SetupBackupOptions } from '../options.js';
+import { pruneSummary } from '../prune-summary.js';
 
 export async function setupBackup(run: CommandRun, opts: SetupBackupOptions): Promise<number> {
   const parts = { code: !!opts.code, media: !!opts.media, db: !!opts.db };

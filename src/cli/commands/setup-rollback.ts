@@ -1,40 +1,8 @@
-import readline from 'node:readline/promises';
-import { ExitCode, UsageError } from '../../errors.js';
+import { ExitCode } from '../../errors.js';
 import { runRollback } from '../../backup/run-rollback.js';
 import type { CommandRun } from '../context.js';
-import { dbFlags, type DbCliOptions } from '../program.js';
-
-export interface SetupRollbackOptions extends DbCliOptions {
-  codeFile?: string;
-  mediaFile?: string;
-  dbFile?: string;
-  dropExtraTables?: boolean;
-  maintenance?: boolean;
-  keepModes?: boolean;
-  allowOutsideLinks?: boolean;
-}
-
-/** Ask on the terminal; without a terminal and without --yes, refuse rather than guess. */
-export function confirmer(run: CommandRun): ((plan: string[]) => Promise<boolean>) | undefined {
-  if (run.global.yes || run.global.interaction === false) return undefined;
-  if (!run.io.stdin.isTTY) {
-    throw new UsageError(
-      'Refusing to roll back without confirmation: stdin is not a terminal (pass --yes or -n)',
-    );
-  }
-  return async (plan) => {
-    const rl = readline.createInterface({ input: run.io.stdin, output: run.io.stderr });
-    try {
-      run.io.stderr.write(
-        `About to roll back (the current state is replaced; no backup is deleted):\n${plan.map((p) => `  - ${p}`).join('\n')}\n`,
-      );
-      const answer = await rl.question('Are you sure you want to continue? [y/N] ');
-      return /^y(es)?$/i.test(answer.trim());
-    } finally {
-      rl.close();
-    }
-  };
-}
+import { confirmer } from '../confirm.js';
+import { dbFlags, type SetupRollbackOptions } from '../options.js';
 
 export async function setupRollback(run: CommandRun, opts: SetupRollbackOptions): Promise<number> {
   const confirm = confirmer(run);

@@ -1,20 +1,10 @@
 import { createSnapshot } from '../../backup/snapshot.js';
 import { ExitCode } from '../../errors.js';
 import type { CommandRun } from '../context.js';
-import { dbFlags, type DbCliOptions } from '../program.js';
-import { prunePolicyOf, pruneSummary, type PolicyCliOptions } from './backups-prune.js';
-import { splitList } from './setup-backup.js';
+import { dbFlags, prunePolicyOf, splitList, type BackupOptions } from '../options.js';
+import { pruneSummary } from '../prune-summary.js';
 
-export interface SnapshotCreateOptions extends DbCliOptions, PolicyCliOptions {
-  exclude?: string[];
-  compress?: boolean;
-  strip?: string;
-  stripDefiners?: boolean;
-  maintenance?: boolean;
-  prune?: boolean;
-}
-
-export async function snapshotCreate(run: CommandRun, opts: SnapshotCreateOptions): Promise<number> {
+export async function snapshotCreate(run: CommandRun, opts: BackupOptions): Promise<number> {
   const prune = prunePolicyOf(opts);
   const result = await createSnapshot({
     root: run.root,

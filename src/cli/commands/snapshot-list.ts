@@ -1,22 +1,8 @@
 import { WarningCode } from '../../events.js';
 import { listSnapshots, type SnapshotInfo } from '../../backup/snapshot-list.js';
 import { deadRunNotice } from '../../maintenance/maintenance.js';
-import { formatBytes, renderTable } from '../../ui/format.js';
+import { formatAge, formatBytes, formatTime, renderTable } from '../../ui/format.js';
 import type { CommandRun } from '../context.js';
-
-export function formatAge(seconds: number): string {
-  if (seconds < 60) return `${seconds}s`;
-  const m = Math.floor(seconds / 60);
-  if (m < 60) return `${m}m`;
-  const h = Math.floor(m / 60);
-  if (h < 48) return `${h}h ${m % 60}m`;
-  const d = Math.floor(h / 24);
-  return `${d}d ${h % 24}h`;
-}
-
-function when(iso: string): string {
-  return iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
-}
 
 /** What --json shows of a snapshot: everything but absolute paths of each file and the raw manifest. */
 export function snapshotJson(s: SnapshotInfo) {
@@ -58,7 +44,7 @@ export async function snapshotList(run: CommandRun): Promise<number> {
     ['ID', 'Created', 'Age', 'Parts', 'Size', 'Status'],
     snapshots.map((s) => [
       s.id,
-      when(s.created),
+      formatTime(s.created),
       formatAge(s.age),
       s.parts.join(',') || '-',
       formatBytes(s.totalSize),

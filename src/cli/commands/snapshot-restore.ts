@@ -2,21 +2,10 @@ import { restoreSnapshot } from '../../backup/snapshot.js';
 import { parseSnapshotId } from '../../backup/snapshot-list.js';
 import { ExitCode } from '../../errors.js';
 import type { CommandRun } from '../context.js';
-import { dbFlags, type DbCliOptions } from '../program.js';
-import { confirmer } from './setup-rollback.js';
+import { confirmer } from '../confirm.js';
+import { dbFlags, type RestoreOptions } from '../options.js';
 
-export interface SnapshotRestoreOptions extends DbCliOptions {
-  dropExtraTables?: boolean;
-  maintenance?: boolean;
-  keepModes?: boolean;
-  allowOutsideLinks?: boolean;
-}
-
-export async function snapshotRestore(
-  run: CommandRun,
-  id: string,
-  opts: SnapshotRestoreOptions,
-): Promise<number> {
+export async function snapshotRestore(run: CommandRun, id: string, opts: RestoreOptions): Promise<number> {
   parseSnapshotId(id); // a bad id is a usage error, whether or not there is a terminal to confirm on
   const confirm = confirmer(run);
   const result = await restoreSnapshot({
