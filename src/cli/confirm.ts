@@ -6,7 +6,9 @@ import type { CommandRun } from './context.js';
  * The rollback prompt (setup:rollback, snapshot:restore). Undefined with --yes/-n: no question. Without a terminal
  * and without --yes, refuse (exit 2) rather than guess. Anything but y/yes is a no.
  */
-export function confirmer(run: Pick<CommandRun, 'global' | 'io'>): ((plan: string[]) => Promise<boolean>) | undefined {
+export function confirmer(
+  run: Pick<CommandRun, 'global' | 'io'>,
+): ((plan: string[]) => Promise<boolean>) | undefined {
   if (run.global.yes || run.global.interaction === false) return undefined;
   if (!run.io.stdin.isTTY) {
     throw new UsageError(
