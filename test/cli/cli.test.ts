@@ -1,21 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  chmodSync,
-  existsSync,
-  readdirSync,
-  writeFileSync,
-  openSync,
-  writeSync,
-  closeSync,
-  mkdirSync,
-  lstatSync,
-} from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, readdirSync, writeFileSync, mkdirSync, lstatSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { minimalStore } from '../helpers/tmp.js';
+import { bigCodeStore, faultMidWrite, spawnCli } from './fault-helpers.js';
 
 const flag = (root: string) => path.join(root, 'var', '.maintenance.flag');
 const backupsDir = (root: string) => path.join(root, 'var', 'backups');
@@ -161,25 +151,19 @@ void test('unreadable paths are warnings naming each one, the rest is archived, 
 
 for (const wasOn of [false, true]) {
   void test(`SIGINT mid-archive: exit 130, no .partial, no lock, maintenance ${wasOn ? 'still on' : 'off again'}`, async () => {
-    // A big incompressible file keeps the archiver busy long enough to be interrupted.
-    const root = minimalStore();
+    // No timer: the run is frozen once its .partial has data (provably mid-archive), SIGINT is sent while it cannot
+    // move, and it is thawed; a run that finished first fails the test instead of passing by luck.
+    const root = bigCodeStore(32);
     if (wasOn) writeFileSync(flag(root), '');
-    const fd = openSync(path.join(root, 'big.bin'), 'w');
-    const chunk = randomBytes(8 << 20);
-    for (let i = 0; i < 40; i++) writeSync(fd, chunk);
-    closeSync(fd);
-    let sent = false;
-    const r = await runCli(['setup:backup', '--code', '--root', root], {
-      onStderr: (text, child) => {
-        if (!sent && /Code backup is starting/.test(text)) {
-          sent = true;
-          setTimeout(() => child.kill('SIGINT'), 300);
-        }
-      },
-    });
-    assert.ok(sent, 'the backup started');
+    const run = spawnCli(['setup:backup', '--code', '--root', root]);
+    await faultMidWrite(
+      root,
+      () => run.child.pid,
+      () => void run.child.kill('SIGINT'),
+    );
+    const r = await run.done;
     assert.equal(r.code, 130, r.stderr);
-    assert.match(r.stderr, /Interrupted/);
+    assert.match(r.stderr, /^Error: Interrupted by SIGINT: nothing was changed; nothing was left behind$/m);
     assert.deepEqual(readdirSync(backupsDir(root)), [], 'no partial, no lock, no archive');
     assert.equal(existsSync(flag(root)), wasOn);
     assert.ok(lstatSync(root).isDirectory());
