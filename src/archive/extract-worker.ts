@@ -10,6 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { TarReader, TarFormatError, type TarEntry, type TarSink } from './tar-read.js';
 import { ExtractPlan, UnsafeEntryError, componentWithPrefix, normalizeEntryPath } from './extract-plan.js';
 import { INTERNAL_PREFIX, ROOT_EXCLUDES, codeExcludedPrefix } from './extract-filter.js';
+import { LiveChangedError, LiveComparer, type LinkedFile, type TreeChanges } from './extract-compare.js';
 import { formatBytesPlain } from '../fs/units.js';
 import { WarningCode } from '../events.js';
 
@@ -32,6 +33,11 @@ export interface WorkerInput {
   /** what the archive may expand to: the free space of `dir` less a margin, and at most maxBytes */
   limit: { dir: string; maxBytes?: number };
   umask: number;
+  /**
+   * compare every entry with this live directory (resolved): in extract mode, files equal to their live twin
+   * are staged as hard links to it (extract-compare.ts); in both modes the result lists what changed
+   */
+  compare?: { liveDir: string };
 }
 
 export interface WorkerResult {
@@ -46,6 +52,11 @@ export interface WorkerResult {
   /** attributes of the archive root entry ('./' or 'pub/media/'), when the archive had one */
   rootAttrs?: { mode: number; uid: number; gid: number; mtime: number };
   skipped: number;
+  /** with `compare`: what differs between the archive and the live tree */
+  changes?: TreeChanges;
+  /** with `compare` in extract mode: the staged hard links to live files */
+  linked?: LinkedFile[];
+  linkedBytes?: number;
 }
 
 export type WorkerMessage =
@@ -54,7 +65,7 @@ export type WorkerMessage =
   | { t: 'done'; result: WorkerResult }
   | {
       t: 'error';
-      kind: 'format' | 'unsafe' | 'io' | 'interrupted' | 'gzip' | 'limit' | 'internal';
+      kind: 'format' | 'unsafe' | 'io' | 'interrupted' | 'gzip' | 'limit' | 'internal' | 'live-changed';
       message: string;
       entry?: string;
       code?: string;
@@ -144,7 +155,7 @@ export class Sink implements TarSink {
   private readonly dirAttrs = new Map<string, DirAttr>();
   private readonly warnedPrefixes = new Set<string>();
   private mediaPrefix: boolean | undefined;
-  private readonly write: boolean;
+  readonly write: boolean;
   private readonly dest: string;
   private readonly myUid = process.getuid?.() ?? -1;
   private readonly myGid = process.getgid?.() ?? -1;
@@ -155,6 +166,9 @@ export class Sink implements TarSink {
   private declared = 0;
   private readonly blockSize: number;
   private readonly warnCounts = new Map<string, number>();
+  /** compares entries with the live tree (and links equal files) when the input asks for it */
+  readonly cmp: LiveComparer | undefined;
+  private comparing = false;
 
   constructor(
     private readonly input: WorkerInput,
@@ -169,6 +183,21 @@ export class Sink implements TarSink {
     this.chownTo = input.chown && o && (o.uid !== this.myUid || o.gid !== this.myGid) ? o : undefined;
     // a tar entry is at least 512 bytes of header: never count less, so `declared` bounds the tar stream too
     this.blockSize = Math.max(1024, blockSize);
+    if (input.compare) {
+      this.cmp = new LiveComparer({
+        liveDir: input.compare.liveDir,
+        link: this.write,
+        filter: input.filter,
+      });
+    }
+  }
+
+  /** The owner everything restored gets (what a full extraction gives it). */
+  private get uid(): number {
+    return this.chownTo?.uid ?? this.myUid;
+  }
+  private get gid(): number {
+    return this.chownTo?.gid ?? this.myGid;
   }
 
   /** Throws LimitError once what the archive declares no longer fits the bound. */
@@ -307,6 +336,7 @@ export class Sink implements TarSink {
 
   entry(e: TarEntry): void {
     this.fd = -1;
+    this.comparing = false;
     this.account(e);
     const rel = this.map(e.path);
     if (rel === undefined) return;
@@ -365,7 +395,12 @@ export class Sink implements TarSink {
           throw new TarFormatError(`unsupported entry type '${type}'`, e.path);
       }
     } catch (err) {
-      if (err instanceof UnsafeEntryError || err instanceof TarFormatError || err instanceof IoError)
+      if (
+        err instanceof UnsafeEntryError ||
+        err instanceof TarFormatError ||
+        err instanceof IoError ||
+        err instanceof LiveChangedError
+      )
         throw err;
       throw new IoError(err as NodeJS.ErrnoException, rel);
     }
@@ -381,6 +416,7 @@ export class Sink implements TarSink {
   }
 
   private removeBefore(rel: string, before: string | undefined): void {
+    if (before !== undefined) this.cmp?.forget(rel);
     if (this.write && (before === 'f' || before === 'l')) fs.unlinkSync(this.abs(rel));
   }
 
@@ -389,6 +425,7 @@ export class Sink implements TarSink {
     const before = this.plan.add(rel, 'd');
     if (before === undefined) {
       this.result.dirs++;
+      this.cmp?.dir(rel);
       if (this.write) fs.mkdirSync(this.abs(rel), 0o700);
     }
     this.dirAttrs.set(rel, { mode: this.safeMode(rel, e.mode, true), mtime: e.mtime });
@@ -400,14 +437,31 @@ export class Sink implements TarSink {
     this.result.files++;
     this.result.bytes += e.size;
     const mode = this.safeMode(rel, e.mode, false);
-    if (!this.write) return;
     this.removeBefore(rel, before);
-    const fd = fs.openSync(this.abs(rel), CREATE_FLAGS, mode & 0o777);
-    this.fd = fd;
     this.fdMtime = e.mtime;
-    if (this.chownTo) fs.fchownSync(fd, this.chownTo.uid, this.chownTo.gid);
-    // open() applies the umask and no set-id/sticky bits (and fchown clears set-id): then set the mode exactly
-    if ((mode & this.createMask) !== mode || (mode & 0o7000) !== 0) fs.fchmodSync(fd, mode);
+    if (this.cmp) {
+      const want = { mode, uid: this.uid, gid: this.gid };
+      if (this.cmp.startFile(rel, e, want, this.abs(rel), () => this.createFile(rel, mode))) {
+        this.comparing = true;
+        return;
+      }
+    }
+    if (!this.write) return;
+    this.fd = this.createFile(rel, mode);
+  }
+
+  /** A new staged file with the owner and exact mode a restored file gets. */
+  private createFile(rel: string, mode: number): number {
+    const fd = fs.openSync(this.abs(rel), CREATE_FLAGS, mode & 0o777);
+    try {
+      if (this.chownTo) fs.fchownSync(fd, this.chownTo.uid, this.chownTo.gid);
+      // open() applies the umask and no set-id/sticky bits (and fchown clears set-id): then set the mode exactly
+      if ((mode & this.createMask) !== mode || (mode & 0o7000) !== 0) fs.fchmodSync(fd, mode);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+    return fd;
   }
 
   private symlink(rel: string, e: TarEntry): void {
@@ -416,8 +470,9 @@ export class Sink implements TarSink {
     this.mkParents(rel);
     const before = this.plan.addSymlink(rel, e.linkpath);
     this.result.symlinks++;
-    if (!this.write) return;
+    this.cmp?.symlink(rel, e.linkpath, this.uid, this.gid);
     this.removeBefore(rel, before);
+    if (!this.write) return;
     const abs = this.abs(rel);
     fs.symlinkSync(e.linkpath, abs);
     if (this.chownTo) fs.lchownSync(abs, this.chownTo.uid, this.chownTo.gid);
@@ -445,12 +500,23 @@ export class Sink implements TarSink {
     const linkTarget = this.plan.linkTarget(target);
     const before = linkTarget === undefined ? this.plan.add(rel, 'f') : this.plan.addSymlink(rel, linkTarget);
     this.result.files++;
-    if (!this.write) return;
+    this.cmp?.hardlink(rel, target);
     this.removeBefore(rel, before);
+    if (!this.write) return;
     fs.linkSync(this.abs(target), this.abs(rel));
+    // a second name of a staged link to a live file moves that inode's ctime: what the pre-swap check expects
+    this.cmp?.relinked(target, this.abs(target));
   }
 
   data(chunk: Buffer): void {
+    if (this.comparing) {
+      const fd = this.liveIo(() => this.cmp!.data(chunk));
+      if (fd !== undefined) {
+        this.comparing = false;
+        this.fd = fd;
+      }
+      return;
+    }
     if (this.fd < 0) return;
     try {
       let off = 0;
@@ -460,7 +526,23 @@ export class Sink implements TarSink {
     }
   }
 
+  /** A comparison's fs error names the entry (a LiveChangedError says what happened itself). */
+  private liveIo<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof LiveChangedError) throw err;
+      throw new IoError(err as NodeJS.ErrnoException, this.curRel);
+    }
+  }
+
   endEntry(): void {
+    if (this.comparing) {
+      this.comparing = false;
+      const fd = this.liveIo(() => this.cmp!.end());
+      if (fd === undefined) return;
+      this.fd = fd;
+    }
     if (this.fd < 0) return;
     const fd = this.fd;
     this.fd = -1;
@@ -473,6 +555,7 @@ export class Sink implements TarSink {
   }
 
   closeOpen(): void {
+    this.cmp?.abort();
     if (this.fd >= 0) {
       try {
         fs.closeSync(this.fd);
@@ -556,6 +639,14 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
     }
     checkTrailingBytes(input.file, gunzip.bytesWritten, fileSize);
     s.checkEnd();
+    if (s.cmp) {
+      s.cmp.walkAdded((rel) => s.plan.kindOf(rel));
+      s.result.changes = s.cmp.changes;
+      if (s.write) {
+        s.result.linked = [...s.cmp.linked.values()];
+        s.result.linkedBytes = s.cmp.linkedBytes;
+      }
+    }
     s.finish();
     s.result.tarBytes = r.bytes;
     post({ t: 'progress', entries: s.result.entries, bytes: r.bytes });
@@ -604,6 +695,8 @@ function checkTrailingBytes(file: string, consumed: number, size: number): void 
 
 function toMessage(err: unknown): WorkerMessage {
   if (err instanceof Interrupted) return { t: 'error', kind: 'interrupted', message: 'interrupted' };
+  if (err instanceof LiveChangedError)
+    return { t: 'error', kind: 'live-changed', message: err.message, entry: err.rel };
   if (err instanceof LimitError)
     return { t: 'error', kind: 'limit', message: err.message, ...(err.entry ? { entry: err.entry } : {}) };
   if (err instanceof TarFormatError)

@@ -16,9 +16,13 @@
  * - hide data after the end-of-archive marker or the last gzip member: refused (zero padding is accepted).
  */
 import { promises as fsp } from 'node:fs';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
 import type { WorkerInput, WorkerMessage, WorkerResult } from './extract-worker.js';
+import type { LinkedFile, TreeChanges } from './extract-compare.js';
+
+export type { LinkedFile, TreeChanges } from './extract-compare.js';
 
 export interface ArchiveStats {
   /** file-system entries (files, hard links, directories, symlinks) */
@@ -37,6 +41,11 @@ export interface ExtractResult extends ArchiveStats {
   rootAttrs?: { mode: number; uid: number; gid: number; mtime: number };
   /** entries left out (excluded paths of a code rollback, entries outside pub/media of a media archive) */
   skipped: number;
+  /** with `liveDir`: what differs between the archive and the live tree */
+  changes?: TreeChanges;
+  /** with `liveDir`: the staged hard links to live files (check them with recheckLinked before a swap) */
+  linked?: LinkedFile[];
+  linkedBytes?: number;
 }
 
 export interface ArchiveProgress {
@@ -75,6 +84,11 @@ export interface ExtractOptions {
   allowOutsideLinks?: boolean;
   /** stop once the archive expands to more than this (the destination's free space less a margin anyway) */
   maxBytes?: number;
+  /**
+   * the live directory this extraction will replace (same filesystem): a file equal to its live twin (type,
+   * mode, owner, mtime and bytes) is staged as a hard link to it instead of a new copy (extract-compare.ts)
+   */
+  liveDir?: string;
 }
 
 export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> {
@@ -92,6 +106,7 @@ export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> 
         keepModes: o.keepModes ?? false,
         allowOutsideLinks: o.allowOutsideLinks ?? false,
         limit: { dir: o.destDir, ...(o.maxBytes !== undefined ? { maxBytes: o.maxBytes } : {}) },
+        ...(o.liveDir !== undefined ? { compare: { liveDir: await realLiveDir(o.liveDir) } } : {}),
       },
       o,
     );
@@ -99,6 +114,11 @@ export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> 
     await fsp.rm(o.destDir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** The live directory resolved (descriptors' real paths are compared with it); a missing one as given. */
+export async function realLiveDir(dir: string): Promise<string> {
+  return fsp.realpath(dir).catch(() => path.resolve(dir));
 }
 
 /** Runs the verify/extract worker and maps its outcome to a result or a CliError naming the archive. */
@@ -182,6 +202,8 @@ function toError(m: Extract<WorkerMessage, { t: 'error' }>, input: WorkerInput):
       return new CliError(`Archive ${file} is refused: entry "${m.entry ?? '?'}" ${m.message}`);
     case 'limit':
       return new CliError(`Archive ${file} is refused: ${m.message}${at}`);
+    case 'live-changed':
+      return new CliError(`Rollback from ${file} stopped: ${m.message}`);
     case 'io': {
       if (m.entry === undefined) return new CliError(`Cannot read archive ${file}: ${m.message}`);
       if (m.code === 'ENOSPC')

@@ -20,6 +20,7 @@ import path from 'node:path';
 import { recoverInterruptedRestores, type PreparedRestore, type RestoreResult } from '../db/restore.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError } from '../errors.js';
+import { recheckLinked } from '../archive/extract-links.js';
 import type { EventSink, Part } from '../events.js';
 import {
   STAGING_NAME_RE,
@@ -81,6 +82,8 @@ export interface CommitOutcome {
 
 export class RollbackOperation {
   private committed = false;
+  /** the staged trees (their hard links to live files are checked again just before the swap) */
+  private readonly staged: StagedTree[] = [];
   private constructor(
     private readonly state: StateDir,
     private readonly j: OpJournal,
@@ -129,6 +132,7 @@ export class RollbackOperation {
       },
     });
     this.j.trees.push(s.journal);
+    this.staged.push(s);
     await this.save();
     return s;
   }
@@ -144,6 +148,10 @@ export class RollbackOperation {
    */
   async commit(db?: PreparedRestore): Promise<CommitOutcome> {
     for (const t of this.j.trees) await flushStaged(t);
+    // a live file written since it was compared and linked: refused here, before anything live changes
+    for (const s of this.staged) {
+      recheckLinked(path.join(s.stagingDir, 'new'), s.stats.linked ?? [], s.liveDir);
+    }
     this.j.phase = 'committing';
     await this.save();
     stepHook?.('committing');

@@ -98,6 +98,8 @@ export interface StageTreeOptions {
   register?: (stagingDir: string) => Promise<void>;
   /** for tests: the timestamp in the staging directory's name */
   now?: number;
+  /** stage every file anew (no hard links to equal live files: see src/archive/extract-compare.ts) */
+  full?: boolean;
 }
 
 async function lstatOrNull(p: string): Promise<fs.Stats | null> {
@@ -174,6 +176,7 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
         owner: { uid: ownerSt.uid, gid: ownerSt.gid },
         keepModes: o.keepModes ?? false,
         allowOutsideLinks: o.allowOutsideLinks ?? false,
+        ...(o.full ? {} : { liveDir }),
         ...(o.signal ? { signal: o.signal } : {}),
         ...(o.onProgress ? { onProgress: o.onProgress } : {}),
         ...(o.onWarning ? { onWarning: o.onWarning } : {}),
