@@ -14,7 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StoreSize } from '../fixtures/store.js';
 import { startOnDataDir, type BenchServer } from './db-server.js';
-import { copyFixture, ensureFixture, fixtureKey, makeListRoot, type Fixture } from './fixture.js';
+import { NARROW_DB, copyFixture, ensureFixture, fixtureKey, makeListRoot, type Fixture } from './fixture.js';
 import {
   findGnuTime,
   median,
@@ -72,6 +72,12 @@ function usage(msg?: string): never {
   process.exit(2);
 }
 
+/** `--only` token: an operation id, an id without its shape (`db-backup`), or a shape (`narrow`) */
+function selects(token: string, op: Op): boolean {
+  const [base, shape] = op.id.split(':');
+  return op.id === token || base === token || shape === token;
+}
+
 function parseOptions(argv: string[]): Options {
   const o: Options = {
     size: 'small',
@@ -111,7 +117,7 @@ function parseOptions(argv: string[]): Options {
       }
       case '--only':
         o.only = value().split(',').filter(Boolean);
-        for (const id of o.only) if (!OPS.some((op) => op.id === id)) usage(`unknown operation ${id}`);
+        for (const id of o.only) if (!OPS.some((op) => selects(id, op))) usage(`unknown operation ${id}`);
         break;
       case '--profile':
         o.profile = true;
@@ -151,13 +157,24 @@ interface Ctx {
   out: string;
   listRoot: string;
   server: BenchServer;
-  dbName: string;
+  /** the two table shapes, each its own database: its name and the dumps produced along the way */
+  dbs: Record<Shape, ShapeDb>;
   /** files produced along the way, used by later operations */
   codeBackup?: string;
   refCodeArchive?: string;
-  dbDump?: string;
-  refDump?: string;
   log: (line: string) => void;
+}
+
+/** wide: the Magento-shaped, text-heavy tables; narrow: integers and dates (the employees sample's shape) */
+type Shape = 'wide' | 'narrow';
+const SHAPES: Shape[] = ['wide', 'narrow'];
+
+interface ShapeDb {
+  name: string;
+  /** our last .sql of it (in the store's var/backups) */
+  ours?: string;
+  /** mariadb-dump's .sql of it */
+  ref?: string;
 }
 
 interface Side {
@@ -181,6 +198,8 @@ interface Op {
   minReps?: number;
   /** untimed preparation; throws when the operation cannot run */
   prepare?: (c: Ctx) => Promise<void> | void;
+  /** skip the untimed warm-up (long operations whose input is already in the page cache) */
+  noWarmup?: boolean;
 }
 
 function oursEnv(c: Ctx): NodeJS.ProcessEnv {
@@ -189,7 +208,7 @@ function oursEnv(c: Ctx): NodeJS.ProcessEnv {
   return env;
 }
 
-function dbFlags(c: Ctx): string[] {
+function dbFlags(c: Ctx, shape: Shape): string[] {
   // no --db-password: the password travels in MAGEBACKUP_DB_PASSWORD
   return [
     '--db-host',
@@ -197,7 +216,7 @@ function dbFlags(c: Ctx): string[] {
     '--db-port',
     String(c.server.port),
     '--db-name',
-    c.dbName,
+    c.dbs[shape].name,
     '--db-user',
     'root',
   ];
@@ -242,7 +261,11 @@ function fileSize(p: string | undefined): number | undefined {
 }
 
 /** Keeps the last backup of a kind for the rollback operations, removes the others. */
-function backupSide(kind: 'code' | 'media' | 'db' | 'dbgz', args: (c: Ctx) => string[]): Side {
+function backupSide(
+  kind: 'code' | 'media' | 'db' | 'dbgz',
+  args: (c: Ctx) => string[],
+  shape: Shape = 'wide',
+): Side {
   return {
     spec: (c) => ours(c, ['setup:backup', ...args(c), '--no-maintenance']),
     outputBytes: (_c, r) => fileSize(producedFile(r)),
@@ -250,8 +273,10 @@ function backupSide(kind: 'code' | 'media' | 'db' | 'dbgz', args: (c: Ctx) => st
       const f = producedFile(r);
       if (!f) return;
       if (last && kind === 'code') c.codeBackup = f;
-      else if (last && kind === 'db') c.dbDump = f;
-      else rmSync(f, { force: true });
+      else if (last && kind === 'db') {
+        if (c.dbs[shape].ours) rmSync(c.dbs[shape].ours, { force: true });
+        c.dbs[shape].ours = f;
+      } else rmSync(f, { force: true });
     },
   };
 }
@@ -272,9 +297,134 @@ function refFile(c: Ctx, name: string): string {
   return join(c.out, name);
 }
 
-function dumpArgs(c: Ctx): { args: string[]; env: NodeJS.ProcessEnv } {
+function dumpArgs(c: Ctx, shape: Shape): { args: string[]; env: NodeJS.ProcessEnv } {
   const { args, env } = c.server.clientArgs();
-  return { args: [...args, '--single-transaction', '--routines', '--triggers', '--events', c.dbName], env };
+  return {
+    args: [...args, '--single-transaction', '--routines', '--triggers', '--events', c.dbs[shape].name],
+    env,
+  };
+}
+
+/** mariadb-dump's .sql of the shape's database (made untimed when db-backup did not run). */
+async function ensureRefDump(c: Ctx, shape: Shape): Promise<string> {
+  const have = c.dbs[shape].ref;
+  if (have) return have;
+  const file = refFile(c, `db-ref-${shape}.sql`);
+  const { args, env } = dumpArgs(c, shape);
+  c.log(`  (no mariadb-dump file of the ${shape} tables yet: making one, untimed)`);
+  const r = await runMeasured({ cmd: 'mariadb-dump', args, env, stdoutFile: file });
+  if (!r.ok) throw new Error(`mariadb-dump failed:\n${r.stderrTail}`);
+  return (c.dbs[shape].ref = file);
+}
+
+/** Our .sql of the shape's database (made untimed when db-backup did not run). */
+async function ensureOurDump(c: Ctx, shape: Shape): Promise<string> {
+  const have = c.dbs[shape].ours;
+  if (have) return have;
+  c.log(`  (no dump of ours of the ${shape} tables yet: making one, untimed)`);
+  const r = await runMeasured(ours(c, ['setup:backup', '--db', '--no-maintenance', ...dbFlags(c, shape)]));
+  const f = succeeded(r, true) ? producedFile(r) : undefined;
+  if (!f) throw new Error(`could not make a dump to load:\n${r.stderrTail}`);
+  return (c.dbs[shape].ours = f);
+}
+
+/** `mariadb <db> < file` into a freshly created, empty database. */
+function stockLoadSide(file: (c: Ctx) => string | undefined): Side {
+  return {
+    before: (c) => recreateDb(c, REF_RESTORE_DB, true),
+    spec: (c) => {
+      const { args, env } = c.server.clientArgs();
+      return { cmd: 'mariadb', args: [...args, REF_RESTORE_DB], env, stdinFile: file(c) ?? '' };
+    },
+    after: (c) => recreateDb(c, REF_RESTORE_DB, false),
+  };
+}
+
+/** The database operations, for one table shape. */
+function dbOps(shape: Shape): Op[] {
+  const tag = `:${shape}`;
+  const what = shape === 'wide' ? 'text-heavy tables' : 'narrow numeric tables';
+  return [
+    {
+      id: `db-backup${tag}`,
+      title: `db backup (.sql), ${what}`,
+      refTitle: 'mariadb-dump --single-transaction --routines --triggers --events',
+      target: { ratio: 1.0 },
+      ours: backupSide('db', (c) => ['--db', ...dbFlags(c, shape)], shape),
+      ref: {
+        spec: (c) => {
+          const { args, env } = dumpArgs(c, shape);
+          return { cmd: 'mariadb-dump', args, env, stdoutFile: refFile(c, `db-ref-${shape}.sql`) };
+        },
+        outputBytes: (c) => fileSize(refFile(c, `db-ref-${shape}.sql`)),
+        after: (c, r, last) => {
+          if (last && r.ok) c.dbs[shape].ref = refFile(c, `db-ref-${shape}.sql`);
+        },
+      },
+    },
+    {
+      id: `db-backup-gz${tag}`,
+      title: `db backup (.sql.gz), ${what}`,
+      refTitle: 'mariadb-dump … | gzip -6',
+      target: { ratio: 0.7 },
+      ours: backupSide('dbgz', (c) => ['--db', '--compress', ...dbFlags(c, shape)], shape),
+      ref: {
+        spec: (c) => {
+          const { args, env } = dumpArgs(c, shape);
+          return {
+            cmd: 'bash',
+            args: [
+              '-c',
+              'set -o pipefail; out="$1"; shift; "$@" | gzip -6 > "$out"',
+              'bench-dump-gz',
+              refFile(c, 'db-ref.sql.gz'),
+              'mariadb-dump',
+              ...args,
+            ],
+            env,
+          };
+        },
+        outputBytes: (c) => fileSize(refFile(c, 'db-ref.sql.gz')),
+        after: (c) => rmSync(refFile(c, 'db-ref.sql.gz'), { force: true }),
+      },
+    },
+    {
+      id: `db-load${tag}`,
+      title: `stock client loads our .sql, ${what}`,
+      refTitle: "mariadb db < mariadb-dump's .sql (same data, empty db)",
+      target: { ratio: 1.0 },
+      noWarmup: true,
+      prepare: async (c) => {
+        await ensureOurDump(c, shape);
+        await ensureRefDump(c, shape);
+      },
+      ours: stockLoadSide((c) => c.dbs[shape].ours),
+      ref: stockLoadSide((c) => c.dbs[shape].ref),
+    },
+    {
+      id: `db-rollback${tag}`,
+      title: `db rollback (verify + swap), ${what}`,
+      refTitle: "mariadb db < mariadb-dump's .sql (same data, empty db)",
+      target: { ratio: 0.8 },
+      noWarmup: true,
+      prepare: async (c) => {
+        await ensureOurDump(c, shape);
+        await ensureRefDump(c, shape);
+      },
+      ours: {
+        spec: (c) =>
+          ours(c, [
+            'setup:rollback',
+            '-d',
+            basename(c.dbs[shape].ours),
+            '--yes',
+            '--no-maintenance',
+            ...dbFlags(c, shape),
+          ]),
+      },
+      ref: stockLoadSide((c) => c.dbs[shape].ref),
+    },
+  ];
 }
 
 async function recreateDb(c: Ctx, name: string, create: boolean): Promise<void> {
@@ -324,49 +474,6 @@ const OPS: Op[] = [
     },
   },
   {
-    id: 'db-backup',
-    title: 'db backup (.sql)',
-    refTitle: 'mariadb-dump --single-transaction --routines --triggers --events',
-    target: { ratio: 1.0 },
-    ours: backupSide('db', (c) => ['--db', ...dbFlags(c)]),
-    ref: {
-      spec: (c) => {
-        const { args, env } = dumpArgs(c);
-        return { cmd: 'mariadb-dump', args, env, stdoutFile: refFile(c, 'db-ref.sql') };
-      },
-      outputBytes: (c) => fileSize(refFile(c, 'db-ref.sql')),
-      after: (c, r, last) => {
-        if (last && r.ok) c.refDump = refFile(c, 'db-ref.sql');
-      },
-    },
-  },
-  {
-    id: 'db-backup-gz',
-    title: 'db backup (.sql.gz)',
-    refTitle: 'mariadb-dump … | gzip -6',
-    target: { ratio: 0.6 },
-    ours: backupSide('dbgz', (c) => ['--db', '--compress', ...dbFlags(c)]),
-    ref: {
-      spec: (c) => {
-        const { args, env } = dumpArgs(c);
-        return {
-          cmd: 'bash',
-          args: [
-            '-c',
-            'set -o pipefail; out="$1"; shift; "$@" | gzip -6 > "$out"',
-            'bench-dump-gz',
-            refFile(c, 'db-ref.sql.gz'),
-            'mariadb-dump',
-            ...args,
-          ],
-          env,
-        };
-      },
-      outputBytes: (c) => fileSize(refFile(c, 'db-ref.sql.gz')),
-      after: (c) => rmSync(refFile(c, 'db-ref.sql.gz'), { force: true }),
-    },
-  },
-  {
     id: 'code-rollback',
     title: 'code rollback (verify + swap)',
     refTitle: 'tar -xzf into an empty dir (same archive)',
@@ -391,40 +498,7 @@ const OPS: Op[] = [
       after: (c) => rmSync(refFile(c, 'extract'), { recursive: true, force: true }),
     },
   },
-  {
-    id: 'db-rollback',
-    title: 'db rollback (verify + swap)',
-    refTitle: 'mariadb db < dump.sql (same dump, empty db)',
-    target: { ratio: 0.8 },
-    prepare: async (c) => {
-      if (c.dbDump) return;
-      if (!c.refDump) {
-        const { args, env } = dumpArgs(c);
-        const r = await runMeasured({ cmd: 'mariadb-dump', args, env, stdoutFile: refFile(c, 'db-ref.sql') });
-        if (!r.ok) throw new Error(`mariadb-dump failed:\n${r.stderrTail}`);
-        c.refDump = refFile(c, 'db-ref.sql');
-      }
-      // Our dumper did not produce a dump: roll back mariadb-dump's instead (ours must read those too).
-      const name = `${Math.floor(Date.now() / 1000) - 86_400}_db.sql`;
-      const dest = join(c.store, 'var', 'backups', name);
-      mkdirSync(dirname(dest), { recursive: true, mode: 0o700 });
-      execFileSync('cp', [c.refDump, dest]);
-      c.dbDump = dest;
-      c.log(`  (no dump from db-backup: rolling back mariadb-dump's dump, copied to var/backups/${name})`);
-    },
-    ours: {
-      spec: (c) =>
-        ours(c, ['setup:rollback', '-d', basename(c.dbDump), '--yes', '--no-maintenance', ...dbFlags(c)]),
-    },
-    ref: {
-      before: (c) => recreateDb(c, REF_RESTORE_DB, true),
-      spec: (c) => {
-        const { args, env } = c.server.clientArgs();
-        return { cmd: 'mariadb', args: [...args, REF_RESTORE_DB], env, stdinFile: c.dbDump ?? '' };
-      },
-      after: (c) => recreateDb(c, REF_RESTORE_DB, false),
-    },
-  },
+  ...SHAPES.flatMap(dbOps),
   {
     id: 'list',
     title: 'info:backups:list, 1,000 backups',
@@ -545,7 +619,7 @@ async function runOp(c: Ctx, op: Op): Promise<OpResult> {
   const runs: Record<'ours' | 'ref', Measured[]> = { ours: [], ref: [] };
   const dead = new Set<string>();
   // rep 0 is the untimed warm-up
-  for (let rep = 0; rep <= reps; rep++) {
+  for (let rep = op.noWarmup ? 1 : 0; rep <= reps; rep++) {
     for (const { name, side } of sides) {
       if (dead.has(name)) continue;
       let r: Measured;
@@ -818,7 +892,12 @@ function machine(serverVersion: string, measuredVersion: string): string[] {
   ];
 }
 
-function fixtureLine(fx: Fixture, refDumpBytes: number | undefined): string {
+function fixtureLine(
+  fx: Fixture,
+  refDumpBytes: number | undefined,
+  narrowBytes: number | undefined,
+): string {
+  const n = fx.meta.narrow;
   const t = fx.meta.tree;
   const db = fx.meta.db;
   return (
@@ -826,7 +905,11 @@ function fixtureLine(fx: Fixture, refDumpBytes: number | undefined): string {
     `of which the code backup holds ${t.codeFiles.toLocaleString('en')} files / ${fmtBytes(t.codeBytes)}; ` +
     `media ${t.mediaFiles.toLocaleString('en')} files / ${fmtBytes(t.mediaBytes)}; database ` +
     `${db.tables !== undefined ? `${db.tables} tables, ` : ''}${db.rows !== undefined ? `${db.rows.toLocaleString('en')} rows, ` : ''}` +
-    `${refDumpBytes !== undefined ? `${fmtBytes(refDumpBytes)} of SQL (mariadb-dump)` : 'SQL size unknown'}`
+    `${refDumpBytes !== undefined ? `${fmtBytes(refDumpBytes)} of SQL (mariadb-dump)` : 'SQL size unknown'}` +
+    (n
+      ? `; narrow database (employees shape: integers and dates) ${n.tables ?? '?'} tables, ${(n.rows ?? 0).toLocaleString('en')} rows` +
+        `${narrowBytes !== undefined ? `, ${fmtBytes(narrowBytes)} of SQL (mariadb-dump)` : ''}`
+      : '')
   );
 }
 
@@ -900,10 +983,22 @@ async function main(): Promise<void> {
     const [rows] = await conn.query('SELECT VERSION() AS v');
     serverVersion = String((rows as { v: string }[])[0]?.v ?? '?');
     await conn.end();
-    const c: Ctx = { opts, work, store: storeDir, out, listRoot, server, dbName: fx.meta.dbName, log };
+    const c: Ctx = {
+      opts,
+      work,
+      store: storeDir,
+      out,
+      listRoot,
+      server,
+      dbs: {
+        wide: { name: fx.meta.dbName },
+        narrow: { name: fx.meta.narrowDbName ?? NARROW_DB },
+      },
+      log,
+    };
 
     for (const op of OPS) {
-      if (opts.only && !opts.only.includes(op.id)) continue;
+      if (opts.only && !opts.only.some((t) => selects(t, op))) continue;
       log(`\n== ${op.id}: ${op.title} vs ${op.refTitle}`);
       const p0 = readPressure();
       const r = await runOp(c, op);
@@ -943,7 +1038,7 @@ async function main(): Promise<void> {
         `ours and reference interleaved; medians; whole run ${((Date.now() - started) / 60_000).toFixed(0)} min.`,
       '',
       ...machine(serverVersion, measuredVersion),
-      fixtureLine(fx, fileSize(c.refDump)),
+      fixtureLine(fx, fileSize(c.dbs.wide.ref), fileSize(c.dbs.narrow.ref)),
       '',
       table,
       '',
