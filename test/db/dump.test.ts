@@ -17,13 +17,8 @@ import {
   ZOO_VIEWS,
 } from '../../fixtures/db-zoo.js';
 import { describeDatabase, diffDatabases, type DbSnapshot } from '../../fixtures/db-compare.js';
-import {
-  dumpDatabase,
-  dumpTuning,
-  stripDefiner,
-  type DumpOptions,
-  type DumpResult,
-} from '../../src/db/dump.js';
+import { dumpDatabase, type DumpOptions, type DumpResult } from '../../src/db/dump.js';
+import { stripDefiner } from '../../src/db/dump-sql.js';
 import type { DbConnectionConfig } from '../../src/db/types.js';
 import { CliError, InterruptedError } from '../../src/errors.js';
 import type { MagebackupEvent } from '../../src/events.js';
@@ -184,13 +179,7 @@ void test('INSERT statements stay bounded; a row bigger than the bound gets a st
 
 void test('the slow row path (mysql2 row arrays) writes the same bytes as the fast one', async () => {
   const fast = await dump(zooDb);
-  dumpTuning.fastRowParser = false;
-  let slow;
-  try {
-    slow = await dump(zooDb);
-  } finally {
-    dumpTuning.fastRowParser = true;
-  }
+  const slow = await dump(zooDb, { rowParser: 'mysql2' });
   const strip = (s: string): string => s.replace(/-- Dump completed on .*\n$/, '');
   assert.equal(strip(await fsp.readFile(slow.file, 'utf8')), strip(await fsp.readFile(fast.file, 'utf8')));
 });

@@ -1,0 +1,114 @@
+/**
+ * Where the dump's SQL goes: a byte sink filled synchronously by the row writer, handed over in 1 MiB chunks to the
+ * plain file or the parallel gzip writer. Writes are serialised; the producer is held back (by promise, or by
+ * pausing the connection) while more than HIGH_WATER bytes wait for the disk.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import type { ParallelGzipWriter } from '../archive/gzip-parallel.js';
+import { ByteSink } from './sql-values.js';
+
+/** bytes handed to the writer at a time */
+export const CHUNK = 1 << 20;
+/** pause reading rows while this many bytes wait to be written */
+const HIGH_WATER = 8 * CHUNK;
+
+/** Where the SQL goes: the plain file, or the parallel gzip writer. Writes are serialised; backpressure by promise. */
+export class Output {
+  readonly sink = new ByteSink(CHUNK + 65536);
+  bytes = 0;
+  #pending = 0;
+  #tail: Promise<void> = Promise.resolve();
+  #error: Error | undefined = undefined;
+  #waiters: (() => void)[] = [];
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly gz: ParallelGzipWriter | null,
+    private readonly onWritten: ((buf: Buffer) => void) | undefined,
+  ) {}
+
+  get error(): Error | undefined {
+    return this.#error;
+  }
+  get congested(): boolean {
+    return this.#pending >= HIGH_WATER;
+  }
+
+  /** Hand the sink's bytes to the writer if a chunk is full (or `force`). Synchronous: safe in row callbacks. */
+  flush(force = false): void {
+    if (this.sink.len === 0 || (!force && this.sink.len < CHUNK)) return;
+    const buf = this.sink.take(CHUNK + 65536);
+    this.bytes += buf.length;
+    this.#pending += buf.length;
+    this.#tail = this.#tail.then(async () => {
+      if (this.#error !== undefined) return;
+      try {
+        if (this.gz) await this.gz.write(buf);
+        else {
+          await writeFully(this.fh, buf);
+          this.onWritten?.(buf);
+        }
+      } catch (err) {
+        this.#error = err instanceof Error ? err : new Error(`write failed: ${JSON.stringify(err)}`);
+      } finally {
+        this.#pending -= buf.length;
+        if (this.#pending < HIGH_WATER / 2 || this.#error !== undefined) {
+          const w = this.#waiters;
+          this.#waiters = [];
+          for (const f of w) f();
+        }
+      }
+    });
+  }
+
+  /** Resolves once the backlog is below half the high-water mark. */
+  drained(): Promise<void> {
+    if (this.#pending < HIGH_WATER / 2 || this.#error !== undefined) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  async text(s: string): Promise<void> {
+    this.sink.utf8(s);
+    this.flush();
+    if (this.congested) await this.drained();
+    this.check();
+  }
+  /** a byte string (one char per byte) */
+  async bin(s: string): Promise<void> {
+    const n = s.length;
+    this.sink.ensure(n);
+    this.sink.len += this.sink.buf.write(s, this.sink.len, 'latin1');
+    this.flush();
+    if (this.congested) await this.drained();
+    this.check();
+  }
+  async raw(b: Buffer): Promise<void> {
+    this.sink.bytes(b);
+    this.flush();
+    if (this.congested) await this.drained();
+    this.check();
+  }
+  check(): void {
+    if (this.#error !== undefined) throw this.#error;
+  }
+  async finish(): Promise<void> {
+    this.flush(true);
+    await this.#tail;
+    this.check();
+    if (this.gz) await this.gz.end();
+  }
+  async abandon(): Promise<void> {
+    await this.#tail.catch(() => {});
+    if (this.gz) {
+      this.gz.destroy();
+      await this.gz.drain();
+    }
+  }
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+}
