@@ -892,11 +892,7 @@ function machine(serverVersion: string, measuredVersion: string): string[] {
   ];
 }
 
-function fixtureLine(
-  fx: Fixture,
-  refDumpBytes: number | undefined,
-  narrowBytes: number | undefined,
-): string {
+function fixtureLine(fx: Fixture, refDumpBytes: number | undefined, narrowBytes: number | undefined): string {
   const n = fx.meta.narrow;
   const t = fx.meta.tree;
   const db = fx.meta.db;
