@@ -23,7 +23,15 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/backup/**', 'src/archive/**', 'src/db/**', 'src/maintenance/**', 'src/fs/**'],
+    files: [
+      'src/backup/**',
+      'src/store/**',
+      'src/restore/**',
+      'src/archive/**',
+      'src/db/**',
+      'src/maintenance/**',
+      'src/fs/**',
+    ],
     rules: {
       'no-restricted-imports': ['error', { patterns: ['**/cli/**', '**/ui/**', 'ora', 'commander'] }],
     },

@@ -19,9 +19,9 @@ import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
 const PARTS: readonly Part[] = ['code', 'media', 'db'];
 import { PARTIAL_SUFFIX, ensureDir, fsyncDir } from '../fs/atomic.js';
 import { acquireLock } from '../fs/lock.js';
-import { listSnapshots, type SnapshotInfo, type SnapshotStatus } from './snapshot-list.js';
-import { recoverStore } from './recover.js';
-import { assertMagentoRoot, type StorePaths } from './store.js';
+import { listSnapshots, type SnapshotInfo, type SnapshotStatus } from '../store/snapshot-list.js';
+import { recoverStore } from '../restore/recover.js';
+import { assertMagentoRoot, type StorePaths } from '../store/paths.js';
 
 export interface RetentionPolicy {
   /** seconds */

@@ -8,13 +8,13 @@ import { openConnection } from '../db/connect.js';
 import { dumpDatabase } from '../db/dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, throwIfAborted, errnoCode, unchangedOutcome, withOutcome } from '../errors.js';
-import { noEvents, type EventSink, type Part } from '../events.js';
+import { noEvents, type EventSink } from '../events.js';
 import { PARTIAL_SUFFIX, ensureDir, writeAtomic } from '../fs/atomic.js';
 import { ensureFreeSpace, mapWriteError } from '../fs/disk.js';
 import { acquireLock } from '../fs/lock.js';
 import { StreamingHash } from '../fs/streaming-hash.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
-import { backupFileName } from './backup-name.js';
+import { backupFileName } from '../store/backup-name.js';
 import {
   buildManifest,
   manifestParts,
@@ -22,11 +22,12 @@ import {
   runMarkerName,
   writeManifest,
   writeRunMarker,
+  type BackupPartResult,
   type FileSum,
-} from './manifest.js';
+} from '../store/manifest.js';
 import { pruneLocked, type PruneResult, type RetentionPolicy } from './prune.js';
-import { recoverStore } from './recover.js';
-import { assertMagentoRoot, type StorePaths } from './store.js';
+import { recoverStore } from '../restore/recover.js';
+import { assertMagentoRoot, type StorePaths } from '../store/paths.js';
 
 export interface BackupParts {
   code: boolean;
@@ -54,17 +55,6 @@ export interface RunBackupOptions {
   command?: string;
   /** apply this retention policy after a successful run (backups:prune), under the same lock */
   prune?: RetentionPolicy;
-}
-
-export interface BackupPartResult {
-  part: Part;
-  file: string;
-  path: string;
-  size: number;
-  files?: number;
-  bytes?: number;
-  tables?: number;
-  rows?: number;
 }
 
 export interface RunBackupResult {

@@ -24,9 +24,14 @@ import {
 } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
 import { openVerifyRun, type VerifyRun } from './verify-leftovers.js';
-import { hashFile, type ManifestPart } from './manifest.js';
-import { listSnapshots, parseSnapshotId, type SnapshotInfo, type SnapshotStatus } from './snapshot-list.js';
-import { assertMagentoRoot } from './store.js';
+import { hashFile, type ManifestPart } from '../store/manifest.js';
+import {
+  listSnapshots,
+  parseSnapshotId,
+  type SnapshotInfo,
+  type SnapshotStatus,
+} from '../store/snapshot-list.js';
+import { assertMagentoRoot } from '../store/paths.js';
 
 export interface FileCheck {
   file: string;

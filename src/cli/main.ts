@@ -1,5 +1,5 @@
 import { CommanderError, type OutputConfiguration } from 'commander';
-import { toolVersion } from '../backup/manifest.js';
+import { toolVersion } from '../store/manifest.js';
 import { ExitCode } from '../errors.js';
 import { RunContext } from './context.js';
 import { tolerateClosedOutput, type Io } from './io.js';

@@ -1,6 +1,6 @@
 import ora, { type Ora } from 'ora';
 import type { MagebackupEvent } from '../events.js';
-import { KIND_LABEL } from '../backup/backup-name.js';
+import { KIND_LABEL } from '../store/backup-name.js';
 import { PlainReporter } from './plain-reporter.js';
 import { doneStats, magentoLines, progressText } from './wording.js';
 

@@ -1,6 +1,6 @@
 /** How events read as text: Magento's wording (BEHAVIOR.md) for the plain and ora reporters. */
 import type { MagebackupEvent, Operation, Part } from '../events.js';
-import { KIND_LABEL } from '../backup/backup-name.js';
+import { KIND_LABEL } from '../store/backup-name.js';
 import { formatBytes, formatCount } from './format.js';
 
 const label = (part: Part) => KIND_LABEL[part];

@@ -11,7 +11,7 @@ import {
   type RetentionPolicy,
 } from '../../src/backup/prune.js';
 import { runBackup } from '../../src/backup/run-backup.js';
-import { listSnapshots, type SnapshotInfo, type SnapshotStatus } from '../../src/backup/snapshot-list.js';
+import { listSnapshots, type SnapshotInfo, type SnapshotStatus } from '../../src/store/snapshot-list.js';
 import { minimalStore } from '../helpers/tmp.js';
 
 const DAY = 86400;

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { main } from '../../src/cli/main.js';
 import { STRIP_GROUP_NAMES } from '../../src/cli/options.js';
-import { toolVersion } from '../../src/backup/manifest.js';
+import { toolVersion } from '../../src/store/manifest.js';
 import { STRIP_GROUPS } from '../../src/db/strip.js';
 import { argv, fakeIo } from '../helpers/fake-io.js';
 import { minimalStore } from '../helpers/tmp.js';

@@ -20,7 +20,7 @@ import { generateStore } from '../../fixtures/store.js';
 import { generateStoreDatabase } from '../../fixtures/store-db.js';
 import { describeDatabase, diffDatabases } from '../../fixtures/db-compare.js';
 import { runBackup } from '../../src/backup/run-backup.js';
-import { runRollback } from '../../src/backup/run-rollback.js';
+import { runRollback } from '../../src/restore/run-rollback.js';
 import { describeTree, diffTrees } from '../helpers/tree.js';
 import { tempDir } from '../helpers/tmp.js';
 

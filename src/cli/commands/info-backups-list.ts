@@ -1,5 +1,5 @@
 import { WarningCode } from '../../events.js';
-import { listBackups } from '../../backup/list-backups.js';
+import { listBackups } from '../../store/list-backups.js';
 import { deadRunNotice } from '../../maintenance/maintenance.js';
 import { formatBytes, formatTime, renderTable } from '../../ui/format.js';
 import type { CommandRun } from '../context.js';

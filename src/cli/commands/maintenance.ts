@@ -2,7 +2,7 @@ import { WarningCode } from '../../events.js';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { deadRunNotice, isMaintenanceEnabled, setMaintenance } from '../../maintenance/maintenance.js';
-import { assertMagentoRoot } from '../../backup/store.js';
+import { assertMagentoRoot } from '../../store/paths.js';
 import type { CommandRun } from '../context.js';
 
 export async function maintenanceCommand(

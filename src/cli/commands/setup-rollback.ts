@@ -1,5 +1,5 @@
 import { ExitCode } from '../../errors.js';
-import { runRollback } from '../../backup/run-rollback.js';
+import { runRollback } from '../../restore/run-rollback.js';
 import type { CommandRun } from '../context.js';
 import { confirmer } from '../confirm.js';
 import { dbFlags, type SetupRollbackOptions } from '../options.js';

@@ -1,4 +1,4 @@
-import { createSnapshot } from '../../backup/snapshot.js';
+import { createSnapshot } from '../../backup/snapshot-create.js';
 import { ExitCode } from '../../errors.js';
 import type { CommandRun } from '../context.js';
 import { dbFlags, prunePolicyOf, splitList, type BackupOptions } from '../options.js';

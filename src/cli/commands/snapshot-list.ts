@@ -1,5 +1,5 @@
 import { WarningCode } from '../../events.js';
-import { listSnapshots, type SnapshotInfo } from '../../backup/snapshot-list.js';
+import { listSnapshots, type SnapshotInfo } from '../../store/snapshot-list.js';
 import { deadRunNotice } from '../../maintenance/maintenance.js';
 import { formatAge, formatBytes, formatTime, renderTable } from '../../ui/format.js';
 import type { CommandRun } from '../context.js';

@@ -1,5 +1,5 @@
-import { restoreSnapshot } from '../../backup/snapshot.js';
-import { parseSnapshotId } from '../../backup/snapshot-list.js';
+import { restoreSnapshot } from '../../restore/snapshot-restore.js';
+import { parseSnapshotId } from '../../store/snapshot-list.js';
 import { ExitCode } from '../../errors.js';
 import type { CommandRun } from '../context.js';
 import { confirmer } from '../confirm.js';

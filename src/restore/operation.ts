@@ -42,8 +42,8 @@ import {
   stateDirExists,
   writeSigned,
   type StateDir,
-} from './state-dir.js';
-import type { StorePaths } from './store.js';
+} from '../store/state-dir.js';
+import type { StorePaths } from '../store/paths.js';
 
 type Phase = 'staging' | 'committing' | 'aborting' | 'committed';
 

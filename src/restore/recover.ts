@@ -3,7 +3,7 @@ import type { EventSink } from '../events.js';
 import { restoreDeadRunMaintenance } from '../maintenance/maintenance.js';
 import { heldLock } from '../fs/lock.js';
 import { recoverOperations } from './operation.js';
-import type { StorePaths } from './store.js';
+import type { StorePaths } from '../store/paths.js';
 
 /**
  * Puts the store back together after runs that were killed, before any command reads or writes it (so a backup

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backupFileName, parseBackupName } from '../../src/backup/backup-name.js';
+import { backupFileName, parseBackupName } from '../../src/store/backup-name.js';
 
 void test('our names round-trip', () => {
   for (const kind of ['code', 'media', 'db', 'manifest'] as const) {

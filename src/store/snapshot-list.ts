@@ -14,7 +14,7 @@ import type { Part } from '../events.js';
 import { PARTIAL_SUFFIX } from '../fs/atomic.js';
 import { parseBackupName } from './backup-name.js';
 import { RUN_MARKER_SUFFIX, isRunMarkerLive, readManifest, type Manifest } from './manifest.js';
-import { assertMagentoRoot } from './store.js';
+import { assertMagentoRoot } from './paths.js';
 
 export type SnapshotStatus = 'complete' | 'incomplete' | 'corrupt' | 'legacy';
 

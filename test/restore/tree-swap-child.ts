@@ -1,9 +1,9 @@
 // Child process for the crash tests of tree-swap.test.ts: stages and commits one tree as an operation, and
 // SIGKILLs itself at a chosen point. argv: root target archive killAt ('stage' = while staging, N = right after
 // the N-th rename, 'never').
-import { RollbackOperation } from '../../src/backup/operation.js';
-import { storePaths } from '../../src/backup/store.js';
-import { setSwapTestHook } from '../../src/backup/tree-swap.js';
+import { RollbackOperation } from '../../src/restore/operation.js';
+import { storePaths } from '../../src/store/paths.js';
+import { setSwapTestHook } from '../../src/restore/tree-swap.js';
 
 const [root, target, archive, killAt] = process.argv.slice(2) as [string, 'code' | 'media', string, string];
 let renames = 0;

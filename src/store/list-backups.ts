@@ -3,7 +3,7 @@ import path from 'node:path';
 import { errnoCode } from '../errors.js';
 import { parseBackupName, type BackupKind } from './backup-name.js';
 import { RUN_MARKER_SUFFIX } from './manifest.js';
-import { assertMagentoRoot } from './store.js';
+import { assertMagentoRoot } from './paths.js';
 
 export interface BackupFile {
   name: string;

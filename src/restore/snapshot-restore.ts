@@ -5,27 +5,10 @@
 import path from 'node:path';
 import { CliError, throwIfAborted } from '../errors.js';
 import { noEvents, type EventSink } from '../events.js';
-import { hashFile } from './manifest.js';
-import { runBackup, type RunBackupOptions, type RunBackupResult } from './run-backup.js';
+import { hashFile } from '../store/manifest.js';
 import { runRollback, type RunRollbackOptions, type RunRollbackResult } from './run-rollback.js';
-import { getSnapshot, type SnapshotInfo } from './snapshot-list.js';
-import { storePaths } from './store.js';
-
-export type CreateSnapshotOptions = Omit<RunBackupOptions, 'parts'>;
-
-export interface CreateSnapshotResult extends RunBackupResult {
-  id: string;
-}
-
-/** `snapshot:create` = `setup:backup --code --media --db`, one id. */
-export async function createSnapshot(o: CreateSnapshotOptions): Promise<CreateSnapshotResult> {
-  const r = await runBackup({
-    ...o,
-    parts: { code: true, media: true, db: true },
-    command: o.command ?? 'snapshot:create',
-  });
-  return { id: String(r.timestamp), ...r };
-}
+import { getSnapshot, type SnapshotInfo } from '../store/snapshot-list.js';
+import { storePaths } from '../store/paths.js';
 
 export interface RestoreSnapshotOptions extends Omit<
   RunRollbackOptions,

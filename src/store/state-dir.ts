@@ -10,7 +10,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
 import { CliError, errnoCode } from '../errors.js';
 import { ensureDir, fsyncDir, mapCreateError, openExclusive } from '../fs/atomic.js';
-import type { StorePaths } from './store.js';
+import type { StorePaths } from './paths.js';
 
 export const STATE_DIR_NAME = '.magebackup-state';
 const KEY_FILE = 'key';

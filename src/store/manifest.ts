@@ -14,7 +14,18 @@ import type { Part } from '../events.js';
 import { writeAtomic } from '../fs/atomic.js';
 import { LOCK_FILE } from '../fs/lock.js';
 import { backupFileName } from './backup-name.js';
-import type { BackupPartResult } from './run-backup.js';
+
+/** One part a backup run wrote, as the manifest records it. */
+export interface BackupPartResult {
+  part: Part;
+  file: string;
+  path: string;
+  size: number;
+  files?: number;
+  bytes?: number;
+  tables?: number;
+  rows?: number;
+}
 
 export const MANIFEST_FORMAT = 'magebackup-manifest';
 export const MANIFEST_VERSION = 1;
@@ -70,7 +81,7 @@ export function runMarkerName(timestamp: number): string {
 }
 
 let cachedVersion: string | undefined;
-/** magebackup's version, from package.json (dist/src/backup/ → ../../../package.json; src/backup/ → ../../). */
+/** magebackup's version, from package.json (dist/src/store/ → ../../../package.json; src/store/ → ../../). */
 export function toolVersion(): string {
   if (cachedVersion !== undefined) return cachedVersion;
   for (const rel of ['../../../package.json', '../../package.json']) {

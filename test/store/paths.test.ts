@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'node:test';
-import { assertMagentoRoot } from '../../src/backup/store.js';
+import { assertMagentoRoot } from '../../src/store/paths.js';
 import { CliError } from '../../src/errors.js';
 import { tempDir } from '../helpers/tmp.js';
 

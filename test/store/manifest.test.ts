@@ -4,8 +4,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, writeFileSync, mkdirSync, appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { runBackup } from '../../src/backup/run-backup.js';
-import { readManifest, validateManifest, hashFile, type Manifest } from '../../src/backup/manifest.js';
-import { listSnapshots, getSnapshot, classifyBackupFile } from '../../src/backup/snapshot-list.js';
+import { readManifest, validateManifest, hashFile, type Manifest } from '../../src/store/manifest.js';
+import { listSnapshots, getSnapshot, classifyBackupFile } from '../../src/store/snapshot-list.js';
 import { minimalStore } from '../helpers/tmp.js';
 
 const backups = (root: string) => path.join(root, 'var', 'backups');

@@ -1,8 +1,8 @@
 // Child process of one-outcome.test.ts: a combined code + media + database rollback that SIGKILLs itself at one
 // named point. argv: root codeFile mediaFile dbFile killAt ('never' prints every point it passed, as JSON).
-import { runRollback } from '../../src/backup/run-rollback.js';
-import { setOperationTestHook } from '../../src/backup/operation.js';
-import { setSwapTestHook } from '../../src/backup/tree-swap.js';
+import { runRollback } from '../../src/restore/run-rollback.js';
+import { setOperationTestHook } from '../../src/restore/operation.js';
+import { setSwapTestHook } from '../../src/restore/tree-swap.js';
 
 const [root, codeFile, mediaFile, dbFile, killAt] = process.argv.slice(2) as [
   string,

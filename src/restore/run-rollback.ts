@@ -18,10 +18,10 @@ import { acquireLock } from '../fs/lock.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
 import { OperationIncompleteError, RollbackOperation } from './operation.js';
 import type { StagedTree } from './tree-swap.js';
-import { parseBackupName, type BackupKind } from './backup-name.js';
+import { parseBackupName, type BackupKind } from '../store/backup-name.js';
 import { recoverStore } from './recover.js';
-import { assertMagentoRoot, type StorePaths } from './store.js';
-import { isIncompleteRun, runMarkerName } from './manifest.js';
+import { assertMagentoRoot, type StorePaths } from '../store/paths.js';
+import { isIncompleteRun, runMarkerName } from '../store/manifest.js';
 
 export interface RunRollbackOptions {
   root: string;
