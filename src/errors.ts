@@ -1,5 +1,5 @@
 /**
- * Exit codes, decided in one place (src/cli/main.ts maps errors to these).
+ * Exit codes, decided in one place: src/cli/context.ts maps a run's errors to these, src/cli/main.ts commander's.
  * Documented in the README and in `magebackup --help`.
  */
 export const ExitCode = {

@@ -1,6 +1,7 @@
 import { CliError, ExitCode, InternalError, InterruptedError, type StoreOutcome } from '../errors.js';
 import { sweepVerifyLeftovers } from '../backup/verify-leftovers.js';
 import type { DbFlags } from '../db/config.js';
+import type { MagebackupEvent } from '../events.js';
 import type { Reporter } from '../ui/reporter.js';
 import type { GlobalOptions } from './options.js';
 import { tolerateClosedOutput, type Io } from './io.js';
@@ -12,6 +13,16 @@ export interface CommandRun {
   global: GlobalOptions;
   root: string;
   io: Io;
+}
+
+/** What every domain run takes from the command's run: the store, the abort signal, the event sink, the name. */
+export function runInputs(run: CommandRun, command: string) {
+  return {
+    root: run.root,
+    signal: run.signal,
+    onEvent: (e: MagebackupEvent) => run.reporter.onEvent(e),
+    command,
+  };
 }
 
 /** The signals that stop a run, and the exit code of each (SIGHUP: an SSH session or terminal went away). */

@@ -9,7 +9,7 @@ import { buildProgram } from './program.js';
  * commander's output: help on stdout; a usage error is ONE line on stderr naming the option (with the hint to
  * --help on that line), or under --json one JSON error line (stderr is NDJSON only).
  */
-export function commanderOutput(io: Io, json: boolean): OutputConfiguration {
+function commanderOutput(io: Io, json: boolean): OutputConfiguration {
   return {
     writeOut: (s) => io.stdout.write(s),
     // Under --json the usage error below is stderr's one line: the help shown for a missing command is dropped.

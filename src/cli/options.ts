@@ -17,7 +17,7 @@ type LongName<F extends string> = F extends `${string}--${infer L}`
     : L
   : never;
 type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
-export type AttributeName<F extends string> =
+type AttributeName<F extends string> =
   LongName<F> extends `no-${infer R}` ? Camel<R> : Camel<LongName<F>>;
 
 /** One declared option: its flags (as a literal type) and the type of its parsed value. */
@@ -107,7 +107,7 @@ export const GLOBAL_OPTIONS = [
 export type GlobalOptions = OptionsOf<typeof GLOBAL_OPTIONS>;
 
 /** every command that talks to the database */
-export const DB_OPTIONS = [
+const DB_OPTIONS = [
   text('--db-host <host>', 'database host (default: from app/etc/env.php)'),
   parsed('--db-port <port>', 'database port', parsePort),
   text('--db-socket <path>', 'database unix socket'),
@@ -118,10 +118,10 @@ export const DB_OPTIONS = [
     'database password (prefer MAGEBACKUP_DB_PASSWORD: argv is visible to other users)',
   ),
 ] as const;
-export type DbOptions = OptionsOf<typeof DB_OPTIONS>;
+type DbOptions = OptionsOf<typeof DB_OPTIONS>;
 
 /** the retention policy (backups:prune, and --prune of the backup commands) */
-export const POLICY_OPTIONS = [
+const POLICY_OPTIONS = [
   parsed(
     '--keep-within <duration>',
     'keep every backup made within this long (e.g. 14d, 36h, 2w; default policy: 14d)',
@@ -139,7 +139,7 @@ export const POLICY_OPTIONS = [
     parseCount,
   ),
 ] as const;
-export type PolicyOptions = OptionsOf<typeof POLICY_OPTIONS>;
+type PolicyOptions = OptionsOf<typeof POLICY_OPTIONS>;
 
 /** The --strip groups as src/db/strip.ts defines them, for --help and the README. */
 export const STRIP_GROUP_NAMES = Object.keys(STRIP_GROUPS).map((g) => `@${g}`);
@@ -164,7 +164,7 @@ export const BACKUP_OPTIONS = [
 export type BackupOptions = OptionsOf<typeof BACKUP_OPTIONS>;
 
 /** setup:rollback and snapshot:restore */
-export function restoreOptions(what: 'rollback' | 'restore') {
+function restoreOptions(what: 'rollback' | 'restore') {
   return [
     flag('--drop-extra-tables', 'drop live tables that are not in the dump (default: keep them and warn)'),
     flag('--no-maintenance', `do not turn maintenance mode on during the ${what}`),
@@ -227,8 +227,31 @@ export function dbFlags(o: DbOptions): DbFlags {
   };
 }
 
+/** What setup:backup and snapshot:create pass to the domain from the options they share. */
+export function backupInputs(o: BackupOptions, env: NodeJS.ProcessEnv) {
+  return {
+    excludes: o.exclude ?? [],
+    maintenance: o.maintenance !== false,
+    compress: !!o.compress,
+    strip: splitList(o.strip),
+    stripDefiners: o.stripDefiners !== false,
+    db: { flags: dbFlags(o), env },
+  };
+}
+
+/** What setup:rollback and snapshot:restore pass to the domain from the options they share. */
+export function restoreInputs(o: RestoreOptions, env: NodeJS.ProcessEnv) {
+  return {
+    dropExtraTables: !!o.dropExtraTables,
+    keepModes: !!o.keepModes,
+    allowOutsideLinks: !!o.allowOutsideLinks,
+    maintenance: o.maintenance !== false,
+    db: { flags: dbFlags(o), env },
+  };
+}
+
 /** `--strip "@log,@sessions foo"` → ['@log', '@sessions', 'foo'] */
-export function splitList(value: string | undefined): string[] {
+function splitList(value: string | undefined): string[] {
   return (value ?? '').split(/[\s,]+/).filter(Boolean);
 }
 

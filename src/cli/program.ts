@@ -14,7 +14,7 @@ import {
   type OptionsOf,
 } from './options.js';
 
-export const EXIT_CODES_HELP = `
+const EXIT_CODES_HELP = `
 Exit codes:
   0    success
   1    failure (the message names the file, table or option)

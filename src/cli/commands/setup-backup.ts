@@ -1,7 +1,7 @@
 import { UsageError, ExitCode } from '../../errors.js';
 import { runBackup } from '../../backup/run-backup.js';
-import type { CommandRun } from '../context.js';
-import { dbFlags, prunePolicyOf, splitList, type SetupBackupOptions } from '../options.js';
+import { runInputs, type CommandRun } from '../context.js';
+import { backupInputs, prunePolicyOf, type SetupBackupOptions } from '../options.js';
 import { pruneSummary } from '../prune-summary.js';
 
 export async function setupBackup(run: CommandRun, opts: SetupBackupOptions): Promise<number> {
@@ -11,18 +11,10 @@ export async function setupBackup(run: CommandRun, opts: SetupBackupOptions): Pr
   }
   const prune = prunePolicyOf(opts);
   const result = await runBackup({
-    root: run.root,
-    ...(prune ? { prune } : {}),
+    ...runInputs(run, 'setup:backup'),
     parts,
-    excludes: opts.exclude ?? [],
-    maintenance: opts.maintenance !== false,
-    compress: !!opts.compress,
-    strip: splitList(opts.strip),
-    stripDefiners: opts.stripDefiners !== false,
-    db: { flags: dbFlags(opts), env: run.io.env },
-    signal: run.signal,
-    onEvent: (e) => run.reporter.onEvent(e),
-    command: 'setup:backup',
+    ...backupInputs(opts, run.io.env),
+    ...(prune ? { prune } : {}),
   });
   run.reporter.result(result.pruned ? pruneSummary(result.pruned) : '', {
     type: 'result',

@@ -5,7 +5,7 @@ import { formatAge, formatBytes, formatTime, renderTable } from '../../ui/format
 import type { CommandRun } from '../context.js';
 
 /** What --json shows of a snapshot: everything but absolute paths of each file and the raw manifest. */
-export function snapshotJson(s: SnapshotInfo) {
+function snapshotJson(s: SnapshotInfo) {
   return {
     id: s.id,
     timestamp: s.timestamp,

@@ -1,25 +1,18 @@
 import { restoreSnapshot } from '../../restore/snapshot-restore.js';
 import { parseSnapshotId } from '../../store/snapshot-list.js';
 import { ExitCode } from '../../errors.js';
-import type { CommandRun } from '../context.js';
+import { runInputs, type CommandRun } from '../context.js';
 import { confirmer } from '../confirm.js';
-import { dbFlags, type RestoreOptions } from '../options.js';
+import { restoreInputs, type RestoreOptions } from '../options.js';
 
 export async function snapshotRestore(run: CommandRun, id: string, opts: RestoreOptions): Promise<number> {
   parseSnapshotId(id); // a bad id is a usage error, whether or not there is a terminal to confirm on
   const confirm = confirmer(run);
   const result = await restoreSnapshot({
-    root: run.root,
+    ...runInputs(run, 'snapshot:restore'),
     id,
-    dropExtraTables: !!opts.dropExtraTables,
-    keepModes: !!opts.keepModes,
-    allowOutsideLinks: !!opts.allowOutsideLinks,
-    maintenance: opts.maintenance !== false,
-    db: { flags: dbFlags(opts), env: run.io.env },
+    ...restoreInputs(opts, run.io.env),
     ...(confirm ? { confirm } : {}),
-    signal: run.signal,
-    onEvent: (e) => run.reporter.onEvent(e),
-    command: 'snapshot:restore',
   });
   run.reporter.result(`Snapshot ${result.id} restored (${result.parts.map((p) => p.part).join(', ')})`, {
     type: 'result',
