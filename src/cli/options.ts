@@ -17,8 +17,7 @@ type LongName<F extends string> = F extends `${string}--${infer L}`
     : L
   : never;
 type Camel<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<Camel<T>>}` : S;
-type AttributeName<F extends string> =
-  LongName<F> extends `no-${infer R}` ? Camel<R> : Camel<LongName<F>>;
+type AttributeName<F extends string> = LongName<F> extends `no-${infer R}` ? Camel<R> : Camel<LongName<F>>;
 
 /** One declared option: its flags (as a literal type) and the type of its parsed value. */
 export interface OptionDef<F extends string = string, V = unknown> {
