@@ -50,7 +50,13 @@ void test('snapshot:create, list, verify, a corrupt byte, restore refused; bad i
   assert.equal(created.code, 0, created.stderr);
   const { id } = JSON.parse(created.stdout) as { id: string };
   assert.match(id, /^\d+$/);
-  for (const line of created.stderr.trim().split('\n')) assert.ok(JSON.parse(line), line);
+  // every stderr line an NDJSON event with a type (a truthy JSON.parse alone would accept any object or number)
+  const types = created.stderr
+    .trim()
+    .split('\n')
+    .map((line) => (JSON.parse(line) as { type?: unknown }).type);
+  for (const t of types) assert.equal(typeof t, 'string');
+  assert.ok(types.includes('part-done'), types.join(' '));
 
   const list = await runCli(['snapshot:list', '--root', root, '--json']);
   assert.equal(list.code, 0);
