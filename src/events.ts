@@ -71,6 +71,8 @@ export const WarningCode = {
   OLD_TREE_LEFT: 'OLD_TREE_LEFT',
   VERIFY_LEFTOVER: 'VERIFY_LEFTOVER',
   DEAD_RUN: 'DEAD_RUN',
+  /** the history log (var/backups/.magebackup-history.jsonl) could not be written */
+  HISTORY: 'HISTORY',
   /** archives (see src/archive/extract.ts): what a restore refuses or neutralises */
   INTERNAL_PATH: 'INTERNAL_PATH',
   SPECIAL_MODE: 'SPECIAL_MODE',

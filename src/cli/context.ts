@@ -6,6 +6,7 @@ import type { Reporter } from '../ui/reporter.js';
 import type { GlobalOptions } from './options.js';
 import { tolerateClosedOutput, type Io } from './io.js';
 import { createReporter } from './reporter.js';
+import { recordRun } from '../history/record.js';
 
 export interface CommandRun {
   reporter: Reporter;
@@ -63,10 +64,13 @@ export class RunContext {
     global: GlobalOptions,
     fn: (run: CommandRun) => Promise<number | void>,
     db?: DbFlags,
+    /** record the run in the history log under this command name (actions that change or check backups) */
+    history?: { command: string; id?: string },
   ): Promise<void> {
     tolerateClosedOutput(this.io.stdout);
     tolerateClosedOutput(this.io.stderr);
     const reporter = await createReporter(this.io, global);
+    const recorder = history ? recordRun(reporter, history.command, 'cli', history.id) : undefined;
     const controller = new AbortController();
     let signals = 0;
     let firstSignal: StopSignal | undefined;
@@ -131,6 +135,7 @@ export class RunContext {
     } catch (err) {
       this.exitCode = this.report(err, reporter, controller.signal, stalls > 0);
     } finally {
+      await recorder?.finish(global.root ?? this.io.cwd, this.exitCode);
       reporter.close();
       for (const [name, h] of handlers) this.io.signals.off(name, h);
       this.io.signals.off('beforeExit', onBeforeExit);

@@ -213,6 +213,11 @@ export const BACKUPS_PRUNE_OPTIONS = [
 ] as const;
 export type BackupsPruneOptions = OptionsOf<typeof BACKUPS_PRUNE_OPTIONS>;
 
+export const BACKUPS_HISTORY_OPTIONS = [
+  parsed('--limit <n>', 'show the n newest entries (default: 50; 0 for all)', parseCount),
+] as const;
+export type BackupsHistoryOptions = OptionsOf<typeof BACKUPS_HISTORY_OPTIONS>;
+
 // ---- from options to domain inputs
 
 export function dbFlags(o: DbOptions): DbFlags {

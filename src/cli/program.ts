@@ -3,6 +3,7 @@ import type { RunContext } from './context.js';
 import {
   BACKUP_OPTIONS,
   BACKUPS_PRUNE_OPTIONS,
+  BACKUPS_HISTORY_OPTIONS,
   BACKUPS_VERIFY_OPTIONS,
   GLOBAL_OPTIONS,
   SETUP_BACKUP_OPTIONS,
@@ -53,7 +54,7 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     SETUP_BACKUP_OPTIONS,
   )(async (opts, global) => {
     const { setupBackup } = await import('./commands/setup-backup.js');
-    await ctx.run(global, (run) => setupBackup(run, opts), dbFlags(opts));
+    await ctx.run(global, (run) => setupBackup(run, opts), dbFlags(opts), { command: 'setup:backup' });
   });
 
   withOptions(
@@ -65,7 +66,9 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     SETUP_ROLLBACK_OPTIONS,
   )(async (opts, global) => {
     const { setupRollback } = await import('./commands/setup-rollback.js');
-    await ctx.run(global, (run) => setupRollback(run, opts), dbFlags(opts));
+    await ctx.run(global, (run) => setupRollback(run, opts), dbFlags(opts), {
+      command: 'setup:rollback',
+    });
   });
 
   withOptions(
@@ -85,7 +88,9 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     BACKUP_OPTIONS,
   )(async (opts, global) => {
     const { snapshotCreate } = await import('./commands/snapshot-create.js');
-    await ctx.run(global, (run) => snapshotCreate(run, opts), dbFlags(opts));
+    await ctx.run(global, (run) => snapshotCreate(run, opts), dbFlags(opts), {
+      command: 'snapshot:create',
+    });
   });
 
   withOptions(
@@ -108,7 +113,10 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     SNAPSHOT_RESTORE_OPTIONS,
   )(async (opts, global, [id]) => {
     const { snapshotRestore } = await import('./commands/snapshot-restore.js');
-    await ctx.run(global, (run) => snapshotRestore(run, id!, opts), dbFlags(opts));
+    await ctx.run(global, (run) => snapshotRestore(run, id!, opts), dbFlags(opts), {
+      command: 'snapshot:restore',
+      ...(id !== undefined ? { id } : {}),
+    });
   });
 
   withOptions(
@@ -121,7 +129,9 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     BACKUPS_VERIFY_OPTIONS,
   )(async (opts, global, ids) => {
     const { backupsVerify } = await import('./commands/backups-verify.js');
-    await ctx.run(global, (run) => backupsVerify(run, ids, opts), dbFlags(opts));
+    await ctx.run(global, (run) => backupsVerify(run, ids, opts), dbFlags(opts), {
+      command: 'backups:verify',
+    });
   });
 
   withOptions(
@@ -133,7 +143,24 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     BACKUPS_PRUNE_OPTIONS,
   )(async (opts, global) => {
     const { backupsPrune } = await import('./commands/backups-prune.js');
-    await ctx.run(global, (run) => backupsPrune(run, opts));
+    await ctx.run(
+      global,
+      (run) => backupsPrune(run, opts),
+      undefined,
+      opts.dryRun ? undefined : { command: 'backups:prune' },
+    );
+  });
+
+  withOptions(
+    program
+      .command('backups:history')
+      .description(
+        'Show the history log: every backup, rollback, restore, prune, verify and maintenance change (CLI and web)',
+      ),
+    BACKUPS_HISTORY_OPTIONS,
+  )(async (opts, global) => {
+    const { backupsHistory } = await import('./commands/backups-history.js');
+    await ctx.run(global, (run) => backupsHistory(run, opts));
   });
 
   const maintenance = {
@@ -147,7 +174,12 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
       [],
     )(async (_opts, global) => {
       const { maintenanceCommand } = await import('./commands/maintenance.js');
-      await ctx.run(global, (run) => maintenanceCommand(run, action));
+      await ctx.run(
+        global,
+        (run) => maintenanceCommand(run, action),
+        undefined,
+        action === 'status' ? undefined : { command: `maintenance:${action}` },
+      );
     });
   }
 

@@ -9,6 +9,7 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import path from 'node:path';
 import { BIN, type CliResult } from '../helpers/cli.js';
 import { minimalStore } from '../helpers/tmp.js';
+import { isHistoryFile } from '../../src/history/history.js';
 
 export const flagOf = (root: string) => path.join(root, 'var', '.maintenance.flag');
 export const backupsOf = (root: string) => path.join(root, 'var', 'backups');
@@ -168,12 +169,13 @@ export function assertNoLeftovers(root: string, allowed: (name: string) => boole
   if (!existsSync(dir)) return [];
   const left = readdirSync(dir).filter(
     (n) =>
-      n === '.lock' ||
-      n.endsWith('.partial') ||
-      n.endsWith('.running') ||
-      n.startsWith('.magebackup-') ||
-      !allowed(n),
+      !isHistoryFile(n) &&
+      (n === '.lock' ||
+        n.endsWith('.partial') ||
+        n.endsWith('.running') ||
+        n.startsWith('.magebackup-') ||
+        !allowed(n)),
   );
   if (left.length > 0) throw new Error(`left behind in ${dir}: ${left.join(', ')}`);
-  return readdirSync(dir);
+  return readdirSync(dir).filter((n) => !isHistoryFile(n));
 }

@@ -67,8 +67,7 @@ void test('the database server killed mid-dump: exit 1, one line, nothing left, 
       /^Database dump of `killed_\w+` on 127\.0\.0\.1:\d+ failed: the connection to the server was lost/,
     );
     assert.equal(r.stdout, '', 'no result object for a failed run');
-    assertNoLeftovers(root);
-    assert.deepEqual(readdirSync(backupsOf(root)), []);
+    assert.deepEqual(assertNoLeftovers(root), []);
     assert.equal(existsSync(flagOf(root)), false, 'maintenance off again');
 
     // Plain, maintenance on before: the server is gone now, the run fails before it changes anything.

@@ -9,6 +9,7 @@ import { generateStore } from '../../fixtures/store.js';
 import { generateStoreDatabase } from '../../fixtures/store-db.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
+import { isHistoryFile } from '../../src/history/history.js';
 
 void test('a full snapshot, then two setup:backup --db, then --keep-last 2: the code and media backups stay', async () => {
   const server = await getTestServer();
@@ -51,11 +52,19 @@ void test('a full snapshot, then two setup:backup --db, then --keep-last 2: the 
   // --keep-last 1: the newest database backup, and the code and media of the full snapshot (kept whole).
   const one = await runCli(['backups:prune', '--keep-last', '1', '--root', root]);
   assert.equal(one.code, 0, one.stderr);
-  const ids = [...new Set(readdirSync(dir).map((n) => n.split('_')[0]))].sort();
+  const ids = [
+    ...new Set(
+      readdirSync(dir)
+        .filter((n) => !isHistoryFile(n))
+        .map((n) => n.split('_')[0]),
+    ),
+  ].sort();
   assert.deepEqual(ids, [id, dbOnly[1]].sort());
   assert.equal(existsSync(path.join(root, 'var', '.maintenance.flag')), false);
   assert.deepEqual(
-    readdirSync(dir).filter((n) => n.startsWith('.') || n.endsWith('.partial') || n.endsWith('.running')),
+    readdirSync(dir).filter(
+      (n) => (n.startsWith('.') && !isHistoryFile(n)) || n.endsWith('.partial') || n.endsWith('.running'),
+    ),
     [],
   );
 });
