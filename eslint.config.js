@@ -23,6 +23,12 @@ export default tseslint.config(
     },
   },
   {
+    // the web pages' script runs in the browser, as it is (no build step): linted without type information
+    files: ['src/web/assets/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { sourceType: 'script', parserOptions: { projectService: false, project: null } },
+  },
+  {
     files: [
       'src/backup/**',
       'src/store/**',

@@ -73,6 +73,8 @@ export const WarningCode = {
   DEAD_RUN: 'DEAD_RUN',
   /** the history log (var/backups/.magebackup-history.jsonl) could not be written */
   HISTORY: 'HISTORY',
+  /** serve listens on an address other than loopback */
+  EXPOSED: 'EXPOSED',
   /** archives (see src/archive/extract.ts): what a restore refuses or neutralises */
   INTERNAL_PATH: 'INTERNAL_PATH',
   SPECIAL_MODE: 'SPECIAL_MODE',

@@ -218,6 +218,17 @@ export const BACKUPS_HISTORY_OPTIONS = [
 ] as const;
 export type BackupsHistoryOptions = OptionsOf<typeof BACKUPS_HISTORY_OPTIONS>;
 
+export const SERVE_OPTIONS = [
+  text('--host <address>', 'address to listen on (default 127.0.0.1; anything else is exposed: see README)'),
+  parsed('--port <port>', 'port to listen on (default 8765)', parsePort),
+  list(
+    '--allow-host <name>',
+    'also accept this name in the Host header (e.g. the name of a reverse proxy; repeatable)',
+  ),
+  ...DB_OPTIONS,
+] as const;
+export type ServeOptions = OptionsOf<typeof SERVE_OPTIONS>;
+
 // ---- from options to domain inputs
 
 export function dbFlags(o: DbOptions): DbFlags {

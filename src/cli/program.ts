@@ -4,6 +4,7 @@ import {
   BACKUP_OPTIONS,
   BACKUPS_PRUNE_OPTIONS,
   BACKUPS_HISTORY_OPTIONS,
+  SERVE_OPTIONS,
   BACKUPS_VERIFY_OPTIONS,
   GLOBAL_OPTIONS,
   SETUP_BACKUP_OPTIONS,
@@ -161,6 +162,19 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
   )(async (opts, global) => {
     const { backupsHistory } = await import('./commands/backups-history.js');
     await ctx.run(global, (run) => backupsHistory(run, opts));
+  });
+
+  withOptions(
+    program
+      .command('serve')
+      .description(
+        'Web interface on http://127.0.0.1:8765/: list, create, verify, restore and prune backups, live progress, ' +
+          'history, maintenance (login with the token it prints, or MAGEBACKUP_WEB_PASSWORD)',
+      ),
+    SERVE_OPTIONS,
+  )(async (opts, global) => {
+    const { serve } = await import('./commands/serve.js');
+    await ctx.run(global, (run) => serve(run, opts), dbFlags(opts));
   });
 
   const maintenance = {

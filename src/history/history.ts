@@ -12,7 +12,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
 import { CliError, errnoCode } from '../errors.js';
 import { ensureDir } from '../fs/atomic.js';
-import { storePaths } from '../backup/store.js';
+import { storePaths } from '../store/paths.js';
 
 export const HISTORY_FILE = '.magebackup-history.jsonl';
 /** the previous log, once the current one grew past ROTATE_AT */

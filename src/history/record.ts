@@ -2,7 +2,7 @@
  * The CLI's side of the history log: watches a run's reporter for its result or its error, then appends one entry
  * (origin `cli`). A log that cannot be written is a warning, never a change of the run's exit code.
  */
-import { assertMagentoRoot } from '../backup/store.js';
+import { assertMagentoRoot } from '../store/paths.js';
 import { ExitCode } from '../errors.js';
 import { WarningCode } from '../events.js';
 import type { Reporter } from '../ui/reporter.js';

@@ -3,7 +3,7 @@
  * the web interface so an action reads the same from both.
  */
 import type { RunBackupResult } from '../backup/run-backup.js';
-import type { RunRollbackResult } from '../backup/run-rollback.js';
+import type { RunRollbackResult } from '../restore/run-rollback.js';
 import type { PruneResult } from '../backup/prune.js';
 import type { VerifyBackupsResult } from '../backup/verify-backups.js';
 import { formatBytes } from '../ui/format.js';

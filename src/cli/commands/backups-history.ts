@@ -1,4 +1,4 @@
-import { assertMagentoRoot } from '../../backup/store.js';
+import { assertMagentoRoot } from '../../store/paths.js';
 import { WarningCode } from '../../events.js';
 import { readHistory } from '../../history/history.js';
 import { renderTable } from '../../ui/format.js';
