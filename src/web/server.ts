@@ -19,6 +19,7 @@ import { restoreSnapshot } from '../restore/snapshot-restore.js';
 import { verifyBackups } from '../backup/verify-backups.js';
 import {
   DEFAULT_KEEP_WITHIN,
+  assertPolicy,
   DEFAULT_POLICY,
   describePolicy,
   planPrune,
@@ -163,7 +164,13 @@ function policyOf(body: PolicyInput): RetentionPolicy {
   if (body.keepLast !== undefined) p.keepLast = body.keepLast;
   if (body.keepDaily !== undefined) p.keepDaily = body.keepDaily;
   if (body.keepWeekly !== undefined) p.keepWeekly = body.keepWeekly;
-  return Object.keys(p).length ? p : { ...DEFAULT_POLICY };
+  const policy = Object.keys(p).length ? p : { ...DEFAULT_POLICY };
+  try {
+    assertPolicy(policy);
+  } catch (err) {
+    throw new HttpError(400, err instanceof Error ? err.message : String(err));
+  }
+  return policy;
 }
 
 function parseDurationStrict(text: string): number {
