@@ -34,20 +34,6 @@ export interface RetentionPolicy {
 export const DEFAULT_KEEP_WITHIN = 14 * 86400;
 export const DEFAULT_POLICY: Readonly<RetentionPolicy> = Object.freeze({ keepWithin: DEFAULT_KEEP_WITHIN });
 
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
-
-/** "14d", "36h", "2w", "1d12h", "90m", "3600s" → seconds. Throws UsageError naming the option. */
-export function parseDuration(text: string, option = '--keep-within'): number {
-  const t = text.trim();
-  if (!/^(\d+[smhdw])+$/.test(t)) {
-    throw new UsageError(`${option}: "${text}" is not a duration (use e.g. 14d, 36h, 2w, 1d12h)`);
-  }
-  let seconds = 0;
-  for (const m of t.matchAll(/(\d+)([smhdw])/g)) seconds += Number(m[1]) * UNIT_SECONDS[m[2]!]!;
-  if (!Number.isSafeInteger(seconds)) throw new UsageError(`${option}: "${text}" is too long`);
-  return seconds;
-}
-
 export function formatDuration(seconds: number): string {
   for (const [u, n] of [
     ['d', 86400],
@@ -59,23 +45,21 @@ export function formatDuration(seconds: number): string {
   return `${seconds}s`;
 }
 
-export function parseCount(text: string, option: string): number {
-  if (!/^\d+$/.test(text.trim())) throw new UsageError(`${option}: "${text}" is not a whole number`);
-  return Number(text.trim());
+/** A policy that keeps nothing: it would remove every backup but the newest. */
+export function isEmptyPolicy(p: RetentionPolicy): boolean {
+  return !(p.keepWithin ?? 0) && !(p.keepLast ?? 0) && !(p.keepDaily ?? 0) && !(p.keepWeekly ?? 0);
 }
 
-/** Throws a UsageError if the policy keeps nothing (it would remove every backup but the newest). */
+export const EMPTY_POLICY_MESSAGE = 'Empty retention policy: it would remove every backup but the newest';
+
+/** Throws a UsageError for a negative or fractional count, or a policy that keeps nothing. */
 export function assertPolicy(p: RetentionPolicy): void {
   for (const [k, v] of Object.entries(p)) {
     if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0)) {
       throw new UsageError(`Invalid retention policy: ${k} must be a whole number >= 0`);
     }
   }
-  if (!(p.keepWithin ?? 0) && !(p.keepLast ?? 0) && !(p.keepDaily ?? 0) && !(p.keepWeekly ?? 0)) {
-    throw new UsageError(
-      'Empty retention policy: it would remove every backup but the newest; give --keep-within, --keep-last, --keep-daily and/or --keep-weekly with a value above 0',
-    );
-  }
+  if (isEmptyPolicy(p)) throw new UsageError(EMPTY_POLICY_MESSAGE);
 }
 
 export function describePolicy(p: RetentionPolicy): string {

@@ -5,7 +5,12 @@
  * gets numbers and lists, never CLI strings.
  */
 import { InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_POLICY, type RetentionPolicy } from '../backup/prune.js';
+import {
+  DEFAULT_POLICY,
+  EMPTY_POLICY_MESSAGE,
+  isEmptyPolicy,
+  type RetentionPolicy,
+} from '../backup/prune.js';
 import type { DbFlags } from '../db/config.js';
 import { UsageError } from '../errors.js';
 import { STRIP_GROUPS } from '../db/strip.js';
@@ -277,12 +282,18 @@ function hasPolicyOptions(o: PolicyOptions): boolean {
 /** The --keep-* options as a policy; none given → the default (keep everything made in the last 14 days). */
 export function policyOf(o: PolicyOptions): RetentionPolicy {
   if (!hasPolicyOptions(o)) return { ...DEFAULT_POLICY };
-  return {
+  const policy = {
     ...(o.keepWithin !== undefined ? { keepWithin: o.keepWithin } : {}),
     ...(o.keepLast !== undefined ? { keepLast: o.keepLast } : {}),
     ...(o.keepDaily !== undefined ? { keepDaily: o.keepDaily } : {}),
     ...(o.keepWeekly !== undefined ? { keepWeekly: o.keepWeekly } : {}),
   };
+  if (isEmptyPolicy(policy)) {
+    throw new UsageError(
+      `${EMPTY_POLICY_MESSAGE}; give --keep-within, --keep-last, --keep-daily and/or --keep-weekly with a value above 0`,
+    );
+  }
+  return policy;
 }
 
 /** For setup:backup / snapshot:create: the policy of --prune, or undefined. --keep-* without --prune is a mistake. */
