@@ -14,11 +14,11 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UsageError, throwIfAborted } from '../errors.js';
-import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
+import { noEvents, type EventSink, type Part } from '../events.js';
 
 const PARTS: readonly Part[] = ['code', 'media', 'db'];
-import { PARTIAL_SUFFIX, ensureDir, fsyncDir } from '../fs/atomic.js';
-import { acquireLock } from '../fs/lock.js';
+import { PARTIAL_SUFFIX, fsyncDir } from '../fs/atomic.js';
+import { acquireStoreLock } from '../store/lock.js';
 import { listSnapshots, type SnapshotInfo, type SnapshotStatus } from '../store/snapshot-list.js';
 import { recoverStore } from '../restore/recover.js';
 import { assertMagentoRoot, type StorePaths } from '../store/paths.js';
@@ -195,16 +195,7 @@ export async function pruneBackups(o: PruneOptions): Promise<PruneResult> {
   assertPolicy(o.policy);
   const onEvent = o.onEvent ?? noEvents;
   const paths = await assertMagentoRoot(o.root);
-  await ensureDir(paths.backupsDir, 0o700);
-  const lock = await acquireLock(paths.backupsDir, {
-    command: o.command ?? 'backups:prune',
-    onStale: (info) =>
-      onEvent({
-        type: 'warning',
-        code: WarningCode.STALE_LOCK,
-        message: `Took over the lock left by pid ${info.pid} (started ${info.started}), which is no longer running`,
-      }),
-  });
+  const lock = await acquireStoreLock(paths, { command: o.command ?? 'backups:prune', onEvent });
   try {
     await recoverStore({ paths, onEvent });
     return await pruneLocked({

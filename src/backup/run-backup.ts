@@ -9,12 +9,12 @@ import { dumpDatabase } from '../db/dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, throwIfAborted, errnoCode, unchangedOutcome, withOutcome } from '../errors.js';
 import { noEvents, type EventSink } from '../events.js';
-import { PARTIAL_SUFFIX, ensureDir, writeAtomic } from '../fs/atomic.js';
+import { PARTIAL_SUFFIX, writeAtomic } from '../fs/atomic.js';
 import { ensureFreeSpace, mapWriteError } from '../fs/disk.js';
-import { acquireLock } from '../fs/lock.js';
 import { StreamingHash } from '../fs/streaming-hash.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
 import { backupFileName } from '../store/backup-name.js';
+import { acquireStoreLock } from '../store/lock.js';
 import {
   buildManifest,
   manifestParts,
@@ -124,15 +124,7 @@ export async function runBackup(o: RunBackupOptions): Promise<RunBackupResult> {
   }
   if (o.parts.media) await assertMediaDir(paths);
 
-  await ensureDir(paths.backupsDir, 0o700);
-  const lock = await acquireLock(paths.backupsDir, {
-    command: o.command ?? 'setup:backup',
-    onStale: (info) =>
-      emit({
-        type: 'info',
-        message: `Took over the lock left by pid ${info.pid} (started ${info.started}), which is no longer running`,
-      }),
-  });
+  const lock = await acquireStoreLock(paths, { command: o.command ?? 'setup:backup', onEvent: emit });
   // What the undo of a failed run could not remove, and whether the maintenance flag is as it was: the error
   // carries both (StoreOutcome), so the message says exactly what is left.
   const leftovers: string[] = [];

@@ -10,8 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
-import { errnoCode } from '../errors.js';
 import { WarningCode, type EventSink } from '../events.js';
+import { isPidAlive } from '../fs/lock.js';
 
 export const VERIFY_DIR_PREFIX = '.magebackup-verify-';
 export const VERIFY_DB_PREFIX = 'magebackup_verify_';
@@ -78,15 +78,6 @@ export async function openVerifyRun(backupsDir: string): Promise<VerifyRun> {
   };
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) === 'EPERM';
-  }
-}
-
 async function readRecord(dir: string): Promise<RunRecord | null> {
   try {
     const r = JSON.parse(await fsp.readFile(path.join(dir, RUN_FILE), 'utf8')) as Partial<RunRecord>;
@@ -122,7 +113,7 @@ export async function findVerifyLeftovers(
     const record = await readRecord(dir);
     const pid = record?.pid ?? Number(m[1]);
     if (record && record.host !== os.hostname()) continue;
-    if (pid === process.pid || isAlive(pid)) continue;
+    if (pid === process.pid || isPidAlive(pid)) continue;
     found.push({ dir, pid, databases: record?.databases ?? [] });
   }
   return found;

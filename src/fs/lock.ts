@@ -45,12 +45,12 @@ export function heldLock(dir: string): Lock | undefined {
   return held.get(path.resolve(dir));
 }
 
-function isAlive(pid: number): boolean {
+/** Is process `pid` running on this host? (EPERM: it exists but belongs to someone else.) */
+export function isPidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (err) {
-    // EPERM: it exists but belongs to someone else.
     return errnoCode(err) === 'EPERM';
   }
 }
@@ -89,7 +89,7 @@ export async function readLock(file: string): Promise<LockInfo | null> {
 /** A lock whose holder is dead (this host, pid gone): the run was killed without cleaning up. */
 export async function deadLockHolder(dir: string): Promise<LockInfo | null> {
   const info = await readLock(path.join(dir, LOCK_FILE));
-  if (!info || info.host !== os.hostname() || isAlive(info.pid)) return null;
+  if (!info || info.host !== os.hostname() || isPidAlive(info.pid)) return null;
   return info;
 }
 
@@ -168,7 +168,7 @@ export async function acquireLock(
     } else if (
       holder.host !== info.host ||
       // a lock this process left behind on purpose (see release) is as stale as a dead run's
-      (isAlive(holder.pid) && !(holder.pid === process.pid && !held.has(path.resolve(dir))))
+      (isPidAlive(holder.pid) && !(holder.pid === process.pid && !held.has(path.resolve(dir))))
     ) {
       throw new LockedError(`Another magebackup run holds the lock ${file}: ${describe(holder)}`);
     } else {

@@ -13,13 +13,12 @@ import { verifyDump } from '../db/verify-dump.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, UsageError, throwIfAborted, errnoCode, withOutcome } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
-import { ensureDir } from '../fs/atomic.js';
-import { acquireLock } from '../fs/lock.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
 import { OperationIncompleteError, RollbackOperation } from './operation.js';
 import type { StagedTree } from './tree-swap.js';
 import { parseBackupName, type BackupKind } from '../store/backup-name.js';
 import { recoverStore } from './recover.js';
+import { acquireStoreLock } from '../store/lock.js';
 import { assertMagentoRoot, type StorePaths } from '../store/paths.js';
 import { isIncompleteRun, runMarkerName } from '../store/manifest.js';
 
@@ -141,15 +140,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
     await (await openConnection(dbConfig)).end();
   }
 
-  await ensureDir(paths.backupsDir, 0o700);
-  const lock = await acquireLock(paths.backupsDir, {
-    command: o.command ?? 'setup:rollback',
-    onStale: (info) =>
-      emit({
-        type: 'info',
-        message: `Took over the lock left by pid ${info.pid} (started ${info.started}), which is no longer running`,
-      }),
-  });
+  const lock = await acquireStoreLock(paths, { command: o.command ?? 'setup:rollback', onEvent: emit });
   try {
     const recovered = await recoverStore({ paths, db: dbConfig, onEvent: emit });
 

@@ -18,11 +18,12 @@
  * has a symlink (or file) at a directory that holds kept paths, nothing below it is read or renamed: the live
  * directory is kept (with a warning). A code archive whose `pub` is not a directory is refused by extraction.
  */
-import fs, { promises as fsp, constants as fsc } from 'node:fs';
+import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CliError, errnoCode, throwIfAborted } from '../errors.js';
+import { fsyncDir } from '../fs/atomic.js';
 import {
   extractArchive,
   type ArchiveProgress,
@@ -446,15 +447,6 @@ async function rename(from: string, to: string): Promise<void> {
 async function moveAside(live: string, old: string): Promise<void> {
   await fsp.mkdir(path.dirname(old), { recursive: true, mode: 0o700 });
   await rename(live, old);
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Flushes a staged tree before its journal says "committing": one syncfs(2) instead of an fsync per file. */

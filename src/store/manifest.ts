@@ -12,7 +12,7 @@ import path from 'node:path';
 import { CliError, InterruptedError, describeAbort, errnoCode, throwIfAborted } from '../errors.js';
 import type { Part } from '../events.js';
 import { writeAtomic } from '../fs/atomic.js';
-import { LOCK_FILE } from '../fs/lock.js';
+import { LOCK_FILE, isPidAlive } from '../fs/lock.js';
 import { backupFileName } from './backup-name.js';
 
 /** One part a backup run wrote, as the manifest records it. */
@@ -221,11 +221,7 @@ export async function isRunMarkerLive(file: string): Promise<{ pid: number; comm
   const [marker, lock] = await Promise.all([read(file), read(path.join(path.dirname(file), LOCK_FILE))]);
   if (!marker || !lock || typeof marker.pid !== 'number') return null;
   if (lock.pid !== marker.pid || lock.host !== os.hostname() || marker.host !== os.hostname()) return null;
-  try {
-    process.kill(marker.pid, 0);
-  } catch (err) {
-    if (errnoCode(err) !== 'EPERM') return null;
-  }
+  if (!isPidAlive(marker.pid)) return null;
   return { pid: marker.pid, command: String(marker.command) };
 }
 
