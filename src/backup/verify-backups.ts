@@ -24,7 +24,7 @@ import {
 } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
 import { openVerifyRun, type VerifyRun } from './verify-leftovers.js';
-import { hashFile, type ManifestPart } from '../store/manifest.js';
+import { checkAgainstManifest, type ManifestPart } from '../store/manifest.js';
 import {
   listSnapshots,
   parseSnapshotId,
@@ -200,19 +200,14 @@ async function verifyFile(
     else throw err;
   };
   o.onEvent({ type: 'part-start', part, operation: 'verify', file: name, path: file });
-  if (expect && size !== expect.size) problem(`${name} has ${size} bytes, its manifest says ${expect.size}`);
   const signal = o.signal ? { signal: o.signal } : {};
   // The checksum first: a file that is not the one the manifest describes (a damaged or planted one, maybe a
   // decompression bomb) is reported without being inflated. The structural read then comes from the page cache.
-  if (check.ok && expect) {
+  if (expect) {
     try {
-      const got = await hashFile(file, signal);
-      check.sha256 = got.sha256;
-      if (got.sha256 !== expect.sha256) {
-        problem(
-          `${name}: SHA-256 ${got.sha256} does not match the manifest's ${expect.sha256} (the file changed or is corrupt)`,
-        );
-      }
+      const c = await checkAgainstManifest(file, expect, signal);
+      if (c.sha256 !== undefined) check.sha256 = c.sha256;
+      if (c.problem) problem(c.problem);
     } catch (err) {
       fail(err);
     }

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { CliError, throwIfAborted } from '../errors.js';
 import { noEvents, type EventSink } from '../events.js';
-import { hashFile } from '../store/manifest.js';
+import { checkAgainstManifest } from '../store/manifest.js';
 import { runRollback, type RunRollbackOptions, type RunRollbackResult } from './run-rollback.js';
 import { getSnapshot, type SnapshotInfo } from '../store/snapshot-list.js';
 import { storePaths } from '../store/paths.js';
@@ -72,14 +72,12 @@ async function checkSums(s: SnapshotInfo, dir: string, signal: AbortSignal | und
     throwIfAborted(signal);
     const file = path.join(dir, p.file);
     onEvent({ type: 'info', message: `Checking ${p.file} against the manifest (SHA-256)` });
-    const got = await hashFile(file, {
+    const { problem } = await checkAgainstManifest(file, p, {
       ...(signal ? { signal } : {}),
       onProgress: (bytes) =>
         onEvent({ type: 'progress', part: p.part, operation: 'verify', bytes, totalBytes: p.size }),
     });
-    if (got.size !== p.size) bad.push(`${p.file} has ${got.size} bytes, its manifest says ${p.size}`);
-    else if (got.sha256 !== p.sha256)
-      bad.push(`${p.file} does not match its SHA-256 in the manifest (corrupt or changed)`);
+    if (problem) bad.push(problem);
   }
   if (bad.length > 0) {
     throw new CliError(

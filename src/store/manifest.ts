@@ -100,6 +100,12 @@ export function toolVersion(): string {
 
 export type { FileSum };
 
+function unreadable(file: string, err: unknown): CliError {
+  if (errnoCode(err) === 'ENOENT') return new CliError(`Backup file ${file} is missing`, { cause: err });
+  const why = err instanceof Error ? err.message : String(err);
+  return new CliError(`Backup file ${file} cannot be read: ${why}`, { cause: err });
+}
+
 /** SHA-256 of a file, hex, by a streaming read (the file may be far larger than memory). */
 export async function hashFile(
   file: string,
@@ -124,16 +130,39 @@ export async function hashFile(
     }
   } catch (err) {
     if (o.signal?.aborted) throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
-    if (errnoCode(err) === 'ENOENT') throw new CliError(`Backup file ${file} is missing`, { cause: err });
-    throw new CliError(
-      `Backup file ${file} cannot be read: ${err instanceof Error ? err.message : String(err)}`,
-      {
-        cause: err,
-      },
-    );
+    throw unreadable(file, err);
   }
   o.onProgress?.(size);
   return { sha256: hash.digest('hex'), size };
+}
+
+/**
+ * A backup file against its manifest entry: its size, then its SHA-256 (a file of the wrong size is not read).
+ * Returns the problem as one line naming the file, or null; and the SHA-256 when it was computed.
+ */
+export async function checkAgainstManifest(
+  file: string,
+  expect: Pick<ManifestPart, 'size' | 'sha256'>,
+  o: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
+): Promise<{ problem: string | null; sha256?: string }> {
+  const name = path.basename(file);
+  const size = await fsp.stat(file).then(
+    (st) => st.size,
+    (err: unknown) => {
+      throw unreadable(file, err);
+    },
+  );
+  if (size !== expect.size) return { problem: `${name} has ${size} bytes, its manifest says ${expect.size}` };
+  const got = await hashFile(file, o);
+  if (got.size !== expect.size)
+    return { problem: `${name} has ${got.size} bytes, its manifest says ${expect.size}`, sha256: got.sha256 };
+  if (got.sha256 !== expect.sha256) {
+    return {
+      problem: `${name}: SHA-256 ${got.sha256} does not match the manifest's ${expect.sha256} (the file changed or is corrupt)`,
+      sha256: got.sha256,
+    };
+  }
+  return { problem: null, sha256: got.sha256 };
 }
 
 /** The manifest entries of a run's parts, from runBackup's results and their sums (same order). */
