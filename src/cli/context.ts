@@ -1,8 +1,9 @@
-import { CliError, ExitCode, InternalError, InterruptedError, type StoreOutcome } from '../errors.js';
+import { CliError, ExitCode, InternalError, InterruptedError } from '../errors.js';
 import { sweepVerifyLeftovers } from '../backup/verify-leftovers.js';
 import type { DbFlags } from '../db/config.js';
 import type { MagebackupEvent } from '../events.js';
 import type { Reporter } from '../ui/reporter.js';
+import { describeOutcome } from '../ui/wording.js';
 import type { GlobalOptions } from './options.js';
 import { tolerateClosedOutput, type Io } from './io.js';
 import { createReporter } from './reporter.js';
@@ -37,23 +38,7 @@ type StopSignal = keyof typeof STOP_SIGNALS;
 /** The abort reason when the run's promises stopped moving with nothing left to wait for (a bug). */
 export const STALLED = 'STALLED';
 
-/** How a run's interruption or failure is worded from the state the domain reports. */
-export function describeOutcome(o: StoreOutcome): string {
-  const parts: string[] = [
-    {
-      unchanged: 'nothing was changed',
-      replaced: 'the rollback had completed',
-      mixed: 'the live store is neither the old nor the new state',
-    }[o.live],
-  ];
-  if (o.maintenance === 'left-on') parts.push('maintenance mode is ON');
-  else if (o.live === 'mixed') parts.push('maintenance mode is as it was before the run');
-  if (o.leftovers.length > 0) parts.push(`left behind: ${o.leftovers.join(', ')}`);
-  else if (o.live !== 'mixed' && o.maintenance === 'as-before') parts.push('nothing was left behind');
-  let text = parts.join('; ');
-  if (o.finish) text += `. ${o.finish}`;
-  return text;
-}
+export { describeOutcome };
 
 /** Runs one command: picks the reporter, turns signals into an abort, maps errors to exit codes once. */
 export class RunContext {

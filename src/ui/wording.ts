@@ -1,4 +1,5 @@
 /** How events read as text: Magento's wording (BEHAVIOR.md) for the plain and ora reporters. */
+import type { StoreOutcome } from '../errors.js';
 import type { MagebackupEvent, Operation, Part } from '../events.js';
 import { KIND_LABEL } from '../store/backup-name.js';
 import { formatBytes, formatCount } from './format.js';
@@ -69,4 +70,22 @@ export function magentoLines(e: MagebackupEvent): [string[], string[]] {
     case 'progress':
       return [[progressText(e)], []];
   }
+}
+
+/** How a run's interruption or failure is worded from the state the domain reports. */
+export function describeOutcome(o: StoreOutcome): string {
+  const parts: string[] = [
+    {
+      unchanged: 'nothing was changed',
+      replaced: 'the rollback had completed',
+      mixed: 'the live store is neither the old nor the new state',
+    }[o.live],
+  ];
+  if (o.maintenance === 'left-on') parts.push('maintenance mode is ON');
+  else if (o.live === 'mixed') parts.push('maintenance mode is as it was before the run');
+  if (o.leftovers.length > 0) parts.push(`left behind: ${o.leftovers.join(', ')}`);
+  else if (o.live !== 'mixed' && o.maintenance === 'as-before') parts.push('nothing was left behind');
+  let text = parts.join('; ');
+  if (o.finish) text += `. ${o.finish}`;
+  return text;
 }

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { CliError, ExitCode, InternalError } from '../errors.js';
 import { WarningCode, type MagebackupEvent, type Part } from '../events.js';
-import { describeOutcome } from '../cli/context.js';
+import { describeOutcome } from '../ui/wording.js';
 import { appendHistory, resultOfExitCode, type HistoryResult } from '../history/history.js';
 import { historyEntry } from '../history/summary.js';
 
