@@ -15,6 +15,7 @@
  * this store's key whose paths are the store's own.
  */
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { recoverInterruptedRestores, type PreparedRestore, type RestoreResult } from '../db/restore.js';
@@ -61,6 +62,11 @@ interface OpJournal {
   trees: TreeJournal[];
   /** the prepared database restore (its id names it for recoverInterruptedRestores' decide) */
   db: { id: string } | null;
+  /**
+   * 'committed' only: the detached process deleting the replaced content (deleteInBackground); the next run's
+   * recovery waits for it if it still runs, removes what is left, then the journal
+   */
+  deleter?: { pid: number; dirs: string[] };
 }
 
 const OP_PREFIX = 'op-';
@@ -78,6 +84,12 @@ export interface CommitOutcome {
   db?: RestoreResult;
   /** deletes the replaced content and the journal (call after leaving maintenance, still under the lock) */
   cleanup: () => Promise<void>;
+  /**
+   * Instead of cleanup: the replaced content is deleted by a detached low-priority process (nice 19, ionice
+   * idle class) recorded in the journal, so the command returns at once; the next run of the store waits for it
+   * if it still runs (saying so), finishes it and removes the journal. Returns the process id.
+   */
+  deleteInBackground: () => Promise<number | undefined>;
 }
 
 export class RollbackOperation {
@@ -192,6 +204,26 @@ export class RollbackOperation {
         for (const t of this.j.trees) await removeStaging(t);
         await removeSigned(this.state, this.name);
       },
+      deleteInBackground: async () => {
+        const dirs: string[] = [];
+        for (const t of this.j.trees) {
+          const st = await fsp.lstat(t.stagingDir).catch(() => null);
+          if (st?.isDirectory() && st.ino === t.stagingIno) dirs.push(t.stagingDir);
+        }
+        if (dirs.length === 0) {
+          await removeSigned(this.state, this.name);
+          return undefined;
+        }
+        const pid = spawnDeleter(dirs);
+        if (pid === undefined) {
+          for (const t of this.j.trees) await removeStaging(t);
+          await removeSigned(this.state, this.name);
+          return undefined;
+        }
+        this.j.deleter = { pid, dirs };
+        await this.save();
+        return pid;
+      },
     };
   }
 
@@ -227,6 +259,41 @@ export class RollbackOperation {
     if (this.committed || this.j.phase !== 'staging') return;
     await this.removeAll();
   }
+}
+
+/** `rm -rf` of the given directories in a detached process at the lowest CPU and I/O priority. */
+function spawnDeleter(dirs: string[]): number | undefined {
+  const script =
+    'command -v ionice >/dev/null 2>&1 && exec nice -n 19 ionice -c 3 rm -rf -- "$@"; exec nice -n 19 rm -rf -- "$@"';
+  try {
+    const child = spawn('/bin/sh', ['-c', script, 'magebackup-delete-replaced', ...dirs], {
+      detached: true,
+      stdio: 'ignore',
+    });
+    child.on('error', () => {});
+    child.unref();
+    return child.pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is `pid` still the deleter that was started for `dirs` (and not a reused pid)? */
+async function deleterRunning(d: { pid: number; dirs: string[] }): Promise<boolean> {
+  const cmdline = await fsp.readFile(`/proc/${d.pid}/cmdline`, 'utf8').catch(() => '');
+  const args = cmdline.split('\0');
+  return d.dirs.length > 0 && d.dirs.every((dir) => args.includes(dir));
+}
+
+/** Waits for a rollback's background deletion that still runs (it is the next run's I/O otherwise, unseen). */
+async function waitForDeleter(d: { pid: number; dirs: string[] }, onEvent: EventSink): Promise<boolean> {
+  if (!(await deleterRunning(d))) return false;
+  onEvent({
+    type: 'info',
+    message: `Waiting for the files replaced by the last rollback to be deleted (background process ${d.pid})`,
+  });
+  while (await deleterRunning(d)) await new Promise((r) => setTimeout(r, 100));
+  return true;
 }
 
 const PART_WORD: Record<Part, string> = { code: 'code', media: 'media', db: 'database' };
@@ -306,6 +373,13 @@ async function validate(data: unknown, paths: StorePaths, file: string): Promise
   }
   if (j.db !== null && (typeof j.db !== 'object' || typeof j.db.id !== 'string'))
     refuse('has no valid database part');
+  if (
+    j.deleter !== undefined &&
+    (!Number.isInteger(j.deleter.pid) ||
+      !Array.isArray(j.deleter.dirs) ||
+      !j.deleter.dirs.every((d) => j.trees.some((t) => t.stagingDir === d)))
+  )
+    refuse('has no valid deleter');
   return j;
 }
 
@@ -330,9 +404,16 @@ export async function recoverOperations(o: {
     const file = path.join(state.dir, name);
     const j = await validate(await readSigned(state, name), o.paths, file);
     if (j.phase === 'committed') {
-      for (const t of j.trees) await removeStaging(t);
+      const waited = j.deleter ? await waitForDeleter(j.deleter, o.onEvent) : false;
+      let left = false;
+      for (const t of j.trees) {
+        left ||= (await fsp.lstat(t.stagingDir).catch(() => null)) !== null;
+        await removeStaging(t);
+      }
       await removeSigned(state, name);
-      done.push(`removed the content replaced by a finished rollback of ${partsOf(j)}`);
+      // a background deletion that finished on its own leaves only its journal: nothing worth a line
+      if (left || waited || !j.deleter)
+        done.push(`removed the content replaced by a finished rollback of ${partsOf(j)}`);
       continue;
     }
     let side: 'forward' | 'back' = j.phase === 'committing' ? 'forward' : 'back';
