@@ -389,8 +389,13 @@ function writeAll(fd: number, b: Buffer): void {
   while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off);
 }
 
-/** Within a microsecond of what utimes(e.mtime) gives (libuv truncates the double to nanoseconds). */
+/**
+ * The live mtime is the archive's, at the archive's precision: ustar headers (ours, GNU tar's) hold whole seconds,
+ * so a live file with the same second is the same (a linked file keeps its sub-second part, which the backup never
+ * had); a pax mtime is compared to the microsecond (libuv sets times with microseconds).
+ */
 function sameMtime(ns: bigint, seconds: number): boolean {
+  if (Number.isInteger(seconds)) return ns / 1_000_000_000n === BigInt(seconds) && ns >= 0n;
   const want = BigInt(Math.round(seconds * 1e6)) * 1000n;
   const d = ns - want;
   return d > -1000n && d < 1000n;

@@ -177,6 +177,10 @@ function restoreOptions(what: 'rollback' | 'restore') {
       '--allow-outside-links',
       'restore symlinks whose target leaves the store (default: refuse such an archive)',
     ),
+    flag(
+      '--full',
+      'write every file of the archives anew (default: files equal to the live ones are kept, as hard links)',
+    ),
     ...DB_OPTIONS,
   ] as const;
 }
@@ -211,6 +215,8 @@ export const BACKUPS_VERIFY_OPTIONS = [
   ...DB_OPTIONS,
 ] as const;
 export type BackupsVerifyOptions = OptionsOf<typeof BACKUPS_VERIFY_OPTIONS>;
+
+export const BACKUPS_DIFF_OPTIONS = [] as const;
 
 export const BACKUPS_PRUNE_OPTIONS = [
   flag('--dry-run', 'list what would be removed; remove nothing'),
@@ -265,6 +271,9 @@ export function restoreInputs(o: RestoreOptions, env: NodeJS.ProcessEnv) {
     dropExtraTables: !!o.dropExtraTables,
     keepModes: !!o.keepModes,
     allowOutsideLinks: !!o.allowOutsideLinks,
+    full: !!o.full,
+    // the store is back online before the replaced files are gone: the command returns at once
+    deleteReplaced: 'background' as const,
     maintenance: o.maintenance !== false,
     db: { flags: dbFlags(o), env },
   };

@@ -6,6 +6,7 @@ import {
   BACKUPS_HISTORY_OPTIONS,
   SERVE_OPTIONS,
   BACKUPS_VERIFY_OPTIONS,
+  BACKUPS_DIFF_OPTIONS,
   GLOBAL_OPTIONS,
   SETUP_BACKUP_OPTIONS,
   SETUP_ROLLBACK_OPTIONS,
@@ -133,6 +134,19 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     await ctx.run(global, (run) => backupsVerify(run, ids, opts), dbFlags(opts), {
       command: 'backups:verify',
     });
+  });
+
+  withOptions(
+    program
+      .command('backups:diff')
+      .description(
+        'Show what changed in the code tree and pub/media since a backup: files added, removed, modified (read-only)',
+      )
+      .argument('[id]', 'snapshot id (default: the newest with a code or media backup)'),
+    BACKUPS_DIFF_OPTIONS,
+  )(async (_opts, global, args) => {
+    const { backupsDiff } = await import('./commands/backups-diff.js');
+    await ctx.run(global, (run) => backupsDiff(run, args[0]));
   });
 
   withOptions(

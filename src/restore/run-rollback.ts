@@ -21,6 +21,7 @@ import { recoverStore } from './recover.js';
 import { acquireStoreLock } from '../store/lock.js';
 import { assertMagentoRoot, type StorePaths } from '../store/paths.js';
 import { isIncompleteRun, runMarkerName } from '../store/manifest.js';
+import { changeCounts, describeChanges, type TreeChangeCounts } from '../archive/extract-summary.js';
 
 export interface RunRollbackOptions {
   root: string;
@@ -33,10 +34,17 @@ export interface RunRollbackOptions {
   /** archives: keep set-id bits and world-writable modes; restore symlinks leaving the tree (see extract.ts) */
   keepModes?: boolean;
   allowOutsideLinks?: boolean;
+  /** stage every file anew (default: files equal to the live ones are staged as hard links to them) */
+  full?: boolean;
+  /**
+   * how the replaced files are deleted once the store is back online: 'now' (before returning, under the lock)
+   * or 'background' (a detached low-priority process the journal records; the next run waits for it if needed)
+   */
+  deleteReplaced?: 'now' | 'background';
   db?: { flags: DbFlags; env: NodeJS.ProcessEnv };
   /**
-   * Asked once everything has been validated and before anything changes; false cancels.
-   * Receives one line per part ("code from var/backups/…").
+   * Asked once the archives are staged (read to their end and compared with the live trees) and before anything
+   * changes; false cancels. Receives one line per part ("code from var/backups/…: 212 files will be restored…").
    */
   confirm?: (plan: string[]) => Promise<boolean>;
   signal?: AbortSignal;
@@ -53,6 +61,10 @@ export interface RollbackPartResult {
   entries?: number;
   tables?: number;
   mode?: 'shadow' | 'in-place';
+  /** code/media: what the rollback changed (files added since the backup are among those it removed) */
+  changes?: TreeChangeCounts;
+  /** code/media: files staged as hard links to their equal live twin (not rewritten) */
+  linked?: number;
 }
 
 export interface RunRollbackResult {
@@ -60,6 +72,8 @@ export interface RunRollbackResult {
   warnings: number;
   /** what earlier interrupted runs left and this run cleaned up or finished */
   recovered: string[];
+  /** the detached process deleting the replaced files (deleteReplaced: 'background') */
+  deleterPid?: number;
 }
 
 const OPTION_OF: Record<Exclude<BackupKind, 'manifest'>, string> = {
@@ -143,17 +157,11 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
   const lock = await acquireStoreLock(paths, { command: o.command ?? 'setup:rollback', onEvent: emit });
   try {
     const recovered = await recoverStore({ paths, db: dbConfig, onEvent: emit });
-
-    if (o.confirm) {
-      const plan = (Object.entries(files) as Array<[Part, string]>).map(
-        ([part, file]) => `${part} from ${path.relative(paths.root, file)}`,
-      );
-      if (!(await o.confirm(plan))) throw new CliError('Rollback cancelled: nothing was changed');
-    }
     throwIfAborted(o.signal);
 
-    const maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
+    let maintenance = noMaintenance;
     let keepMaintenance = false;
+    let deleterPid: number | undefined;
     let result: RunRollbackResult;
     let op: RollbackOperation | undefined;
     let prepared: PreparedRestore | undefined;
@@ -175,6 +183,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           archive: file,
           keepModes: o.keepModes ?? false,
           allowOutsideLinks: o.allowOutsideLinks ?? false,
+          full: o.full ?? false,
           ...(o.signal ? { signal: o.signal } : {}),
           onProgress: (p: { entries: number; bytes: number }) =>
             emit({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
@@ -191,8 +200,30 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           size,
           files: s.entries,
         });
-        parts.push({ part, file: name, path: file, entries: s.entries });
+        const changes = s.stats.changes ? changeCounts(s.stats.changes) : undefined;
+        parts.push({
+          part,
+          file: name,
+          path: file,
+          entries: s.entries,
+          ...(changes ? { changes } : {}),
+          ...(s.stats.linked ? { linked: s.stats.linked.length } : {}),
+        });
       }
+      // What will change, before the question (and said anyway without one); the trees are staged by now,
+      // compared with the live ones, and nothing live has changed yet.
+      const plan = (Object.entries(files) as Array<[Part, string]>).map(([part, file]) => {
+        const c = parts.find((p) => p.part === part)?.changes;
+        return `${part} from ${path.relative(paths.root, file)}${c ? `: ${describeChanges(c)}` : ''}`;
+      });
+      if (o.confirm) {
+        if (!(await o.confirm(plan))) throw new CliError('Rollback cancelled: nothing was changed');
+      } else {
+        for (const line of plan) emit({ type: 'info', message: `Rolling back ${line}` });
+      }
+      throwIfAborted(o.signal);
+      maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
+
       if (files.db) {
         const name = path.basename(files.db);
         emit({ type: 'part-start', part: 'db', operation: 'verify', file: name, path: files.db });
@@ -239,7 +270,12 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         });
       }
       const outcome = await op.commit(prepared);
-      cleanup = outcome.cleanup;
+      cleanup =
+        o.deleteReplaced === 'background'
+          ? async () => {
+              deleterPid = await outcome.deleteInBackground();
+            }
+          : outcome.cleanup;
       for (const s of staged) {
         const file = files[s.target]!;
         const size = (await fsp.stat(file)).size;
@@ -316,7 +352,13 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         }),
       );
     }
-    return { ...result, warnings };
+    if (deleterPid !== undefined) {
+      emit({
+        type: 'info',
+        message: `The replaced files are being deleted in the background (process ${deleterPid}, lowest priority); the next magebackup run of this store waits for it if it is still running`,
+      });
+    }
+    return { ...result, warnings, ...(deleterPid !== undefined ? { deleterPid } : {}) };
   } finally {
     await lock.release();
   }
