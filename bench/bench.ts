@@ -26,6 +26,7 @@ import {
   type TimedEvent,
 } from './measure.js';
 import { formatProfile, summarizeProfileDir, type ThreadSummary } from './profile.js';
+import { deltaOps, replacedGone, type DeltaSide } from './delta.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TOP = resolve(here, '..', '..');
@@ -440,6 +441,25 @@ async function recreateDb(c: Ctx, name: string, create: boolean): Promise<void> 
 
 const REF_RESTORE_DB = 'bench_ref_restore';
 
+async function ensureCodeBackup(c: Ctx): Promise<void> {
+  if (c.codeBackup) return;
+  c.log('  (no code backup from code-backup: making one, untimed)');
+  const r = await runMeasured(ours(c, ['setup:backup', '--code', '--no-maintenance']));
+  const f = producedFile(r);
+  if (!f) throw new Error(`could not make a code backup to roll back:\n${r.stderrTail}`);
+  c.codeBackup = f;
+}
+
+/** `tar -xzf` of the code backup into an empty directory: the reference of every code rollback */
+const tarExtract: DeltaSide<Ctx> = {
+  before: (c) => {
+    rmSync(refFile(c, 'extract'), { recursive: true, force: true });
+    mkdirSync(refFile(c, 'extract'));
+  },
+  spec: (c) => ({ cmd: 'tar', args: ['-xzf', c.codeBackup ?? '', '-C', refFile(c, 'extract')] }),
+  after: (c) => rmSync(refFile(c, 'extract'), { recursive: true, force: true }),
+};
+
 const OPS: Op[] = [
   {
     id: 'code-backup',
@@ -478,26 +498,16 @@ const OPS: Op[] = [
     title: 'code rollback (verify + swap)',
     refTitle: 'tar -xzf into an empty dir (same archive)',
     target: { ratio: 1.5 },
-    prepare: async (c) => {
-      if (c.codeBackup) return;
-      c.log('  (no code backup from code-backup: making one, untimed)');
-      const r = await runMeasured(ours(c, ['setup:backup', '--code', '--no-maintenance']));
-      const f = producedFile(r);
-      if (!f) throw new Error(`could not make a code backup to roll back:\n${r.stderrTail}`);
-      c.codeBackup = f;
-    },
+    prepare: ensureCodeBackup,
     ours: {
-      spec: (c) => ours(c, ['setup:rollback', '-c', basename(c.codeBackup), '--yes', '--no-maintenance']),
+      spec: (c) =>
+        ours(c, ['setup:rollback', '-c', basename(c.codeBackup), '--yes', '--no-maintenance', '--full']),
+      after: replacedGone,
     },
-    ref: {
-      before: (c) => {
-        rmSync(refFile(c, 'extract'), { recursive: true, force: true });
-        mkdirSync(refFile(c, 'extract'));
-      },
-      spec: (c) => ({ cmd: 'tar', args: ['-xzf', c.codeBackup ?? '', '-C', refFile(c, 'extract')] }),
-      after: (c) => rmSync(refFile(c, 'extract'), { recursive: true, force: true }),
-    },
+    ref: tarExtract,
   },
+  // issue 14: selective rollbacks and backups:diff (bench/delta.ts)
+  ...deltaOps<Ctx>({ ours, ensureCodeBackup, tarExtract }),
   ...SHAPES.flatMap(dbOps),
   {
     id: 'list',
