@@ -99,25 +99,18 @@ export function deltaOps<C extends DeltaCtx>(h: DeltaHelpers<C>): DeltaOp<C>[] {
     spec: (c) => h.ours(c, ['setup:rollback', '-c', file(c), '--yes', '--no-maintenance']),
     after: (c) => replacedGone(c),
   });
+  const selective = (id: string, what: string, every: number, ratio: number): DeltaOp<C> => ({
+    id,
+    title: `code rollback, ${what} changed`,
+    refTitle: 'tar -xzf into an empty dir (same archive)',
+    target: { ratio },
+    prepare: (c) => h.ensureCodeBackup(c),
+    ours: rollback(every),
+    ref: h.tarExtract,
+  });
   return [
-    {
-      id: 'code-rollback-1pct',
-      title: 'code rollback, 1 % of the files changed',
-      refTitle: 'tar -xzf into an empty dir (same archive)',
-      target: { ratio: 0.25 },
-      prepare: (c) => h.ensureCodeBackup(c),
-      ours: rollback(100),
-      ref: h.tarExtract,
-    },
-    {
-      id: 'code-rollback-all',
-      title: 'code rollback, every file changed',
-      refTitle: 'tar -xzf into an empty dir (same archive)',
-      target: { ratio: 1.3 },
-      prepare: (c) => h.ensureCodeBackup(c),
-      ours: rollback(1),
-      ref: h.tarExtract,
-    },
+    selective('code-rollback-1pct', '1 % of the files', 100, 0.25),
+    selective('code-rollback-all', 'every file', 1, 1.3),
     {
       id: 'diff',
       title: 'backups:diff of the code backup',
