@@ -14,7 +14,7 @@ import { InterruptedError, describeAbort } from '../errors.js';
 import { CHUNK, type Output } from './dump-output.js';
 import type { TablePlan } from './dump-schema.js';
 import { rowsHead, rowsTail } from './dump-sql.js';
-import { countEscapes, quoteIdent, writeBytes, writeHex, writeQuoted, writeRaw } from './sql-values.js';
+import { ESCAPES, quoteIdent, writeBytes, writeHex, writeQuoted, writeRaw } from './sql-values.js';
 
 /** Which row parser reads the result: ours (default), or mysql2's row arrays (for tests comparing the two). */
 export type RowParser = 'fast' | 'mysql2';
@@ -51,6 +51,16 @@ interface RawPacket {
   end: number;
 }
 
+// how a column's bytes become a literal (ColumnPlan.kind, with dates and times apart: they never need escaping)
+const NUMBER = 0;
+const STRING = 1;
+const HEX = 2;
+const BYTES = 3;
+const PLAIN_TEXT = 4;
+
+/** Rows whose packet is bigger than this take the exact-estimate path (a bound of twice the packet would be too generous). */
+const FUSED_MAX_PACKET = 256 * 1024;
+
 /** Streams one table's rows into bounded multi-row INSERTs (with the table's data head and tail). Returns the row count. */
 export async function dumpRows(o: DumpRowsOptions): Promise<number> {
   const { conn, table: t, out, signal } = o;
@@ -63,7 +73,15 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
   const nfields = t.selectList.length;
   const kinds = Int8Array.from(
     t.columns.map((c) =>
-      c.kind === 'number' ? 0 : c.kind === 'string' ? (c.plainText ? 4 : 1) : c.kind === 'hex' ? 2 : 3,
+      c.kind === 'number'
+        ? NUMBER
+        : c.kind === 'string'
+          ? c.plainText
+            ? PLAIN_TEXT
+            : STRING
+          : c.kind === 'hex'
+            ? HEX
+            : BYTES,
     ),
   );
   const enumAt = Int32Array.from(t.columns.map((c) => c.enumIndexAt ?? -1));
@@ -75,8 +93,6 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
   const starts = new Float64Array(nfields);
   const ends = new Float64Array(nfields);
   const srcs: Buffer[] = new Array<Buffer>(nfields);
-  // binary values: how many of their bytes need escaping (decides between _binary'...' and 0x...)
-  const escapes = new Float64Array(nfields);
   let maxRowBytes = 0;
 
   let rows = 0;
@@ -91,31 +107,37 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
     return ends[at]! - starts[at]! === 1 && src[starts[at]!] === 0x30; // `col+0` is "0"
   };
 
+  const headLen = insertHead.length;
+
+  /**
+   * The row just written (from rowAt: `,` or the INSERT head, then from valuesAt: `(...)`, up to sink.len) joins
+   * the current statement, or, when the statement would grow past maxStmt, starts the next one: it is moved right
+   * to make room for `;\n` and a new INSERT head in place of its `,`.
+   */
+  const finishRow = (rowAt: number, valuesAt: number, fresh: boolean): void => {
+    const rowLen = sink.len - valuesAt;
+    if (!fresh && stmtBytes + 1 + rowLen > maxStmt) {
+      const shift = headLen + 1;
+      sink.ensure(shift);
+      const ob = sink.buf;
+      ob.copyWithin(valuesAt + shift, valuesAt, sink.len);
+      ob[rowAt] = 0x3b;
+      ob[rowAt + 1] = 0x0a;
+      ob.set(insertHead, rowAt + 2);
+      sink.len += shift;
+      stmtBytes = headLen + rowLen;
+    } else stmtBytes += sink.len - rowAt;
+    if (rowLen > maxRowBytes) maxRowBytes = rowLen;
+  };
+
+  /** A row from the field positions (tables with enum helpers, rows of big values, mysql2's row arrays). */
   const writeRow = (): void => {
-    let est = ncols + 2;
-    for (let i = 0; i < ncols; i++) {
-      const st = starts[i]!;
-      if (st < 0) est += 4;
-      else {
-        const k = kinds[i];
-        const n = ends[i]! - st;
-        if (k === 3) {
-          const e = countEscapes(srcs[i]!, st, ends[i]);
-          escapes[i] = e;
-          est += n === 0 ? 2 : Math.min(2 * n + 2, n + e + 9);
-        } else est += k === 2 ? n * 2 + 2 : n + 2;
-      }
-    }
-    if (stmtBytes > 0 && stmtBytes + est > maxStmt) {
-      endStatement();
-      stmtBytes = 0;
-    }
-    sink.ensure(est + insertHead.length + 8);
-    const before = sink.len;
-    if (stmtBytes === 0) sink.bytes(insertHead);
-    else sink.buf[sink.len++] = 0x2c;
-    const rowStart = sink.len;
-    sink.buf[sink.len++] = 0x28;
+    const fresh = stmtBytes === 0;
+    const rowAt = sink.len;
+    if (fresh) sink.bytes(insertHead);
+    else sink.byte(0x2c);
+    const valuesAt = sink.len;
+    sink.byte(0x28);
     for (let i = 0; i < ncols; i++) {
       if (i > 0) sink.byte(0x2c);
       const st = starts[i]!;
@@ -124,24 +146,110 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
         continue;
       }
       const k = kinds[i];
-      if (k === 0) writeRaw(sink, srcs[i]!, st, ends[i]);
-      else if (k === 1) {
-        if (hasEnumHelpers && ends[i] === st && isEnumErrorValue(i)) sink.byte(0x30);
-        else writeQuoted(sink, srcs[i]!, st, ends[i]);
-      } else if (k === 4) {
-        sink.buf[sink.len++] = 0x27;
-        writeRaw(sink, srcs[i]!, st, ends[i]);
-        sink.buf[sink.len++] = 0x27;
-      } else if (k === 3) writeBytes(sink, srcs[i]!, st, ends[i], escapes[i]);
-      else writeHex(sink, srcs[i]!, st, ends[i]);
+      const src = srcs[i]!;
+      const en = ends[i];
+      if (k === NUMBER) writeRaw(sink, src, st, en);
+      else if (k === STRING) {
+        if (hasEnumHelpers && en === st && isEnumErrorValue(i)) sink.byte(0x30);
+        else writeQuoted(sink, src, st, en);
+      } else if (k === PLAIN_TEXT) {
+        sink.byte(0x27);
+        writeRaw(sink, src, st, en);
+        sink.byte(0x27);
+      } else if (k === BYTES) writeBytes(sink, src, st, en);
+      else writeHex(sink, src, st, en);
     }
     sink.byte(0x29);
-    stmtBytes += sink.len - before;
-    if (sink.len - rowStart > maxRowBytes) maxRowBytes = sink.len - rowStart;
+    finishRow(rowAt, valuesAt, fresh);
   };
+
+  /** output bytes a row can take beyond twice its packet (each value: ≤ 2n+3 out for ≥ n+1 in; NULL 5 for 1) */
+  const rowSlack = 5 * ncols + headLen + 8;
+
+  /**
+   * The hot path, for rows of tables without enum helpers: one pass over the packet, each value's literal written
+   * as its length-coded field is read, one capacity check per row.
+   */
+  const writePacketRow = (packet: RawPacket): void => {
+    const src = packet.buffer;
+    let p = packet.offset;
+    const pend = packet.end;
+    sink.ensure(2 * (pend - p) + rowSlack);
+    let ob = sink.buf;
+    let o = sink.len;
+    const rowAt = o;
+    const fresh = stmtBytes === 0;
+    if (fresh) {
+      ob.set(insertHead, o);
+      o += headLen;
+    } else ob[o++] = 0x2c;
+    const valuesAt = o;
+    ob[o++] = 0x28;
+    for (let i = 0; i < ncols; i++) {
+      if (i > 0) ob[o++] = 0x2c;
+      let len = src[p++]!;
+      if (len >= 0xfb) {
+        if (len === 0xfb) {
+          ob[o++] = 0x4e; // NULL
+          ob[o++] = 0x55;
+          ob[o++] = 0x4c;
+          ob[o++] = 0x4c;
+          continue;
+        }
+        if (len === 0xfc) {
+          len = src[p]! | (src[p + 1]! << 8);
+          p += 2;
+        } else if (len === 0xfd) {
+          len = src[p]! | (src[p + 1]! << 8) | (src[p + 2]! << 16);
+          p += 3;
+        } else {
+          len = src.readUInt32LE(p) + src.readUInt32LE(p + 4) * 0x100000000;
+          p += 8;
+        }
+      }
+      const e = p + len;
+      if (e > pend) throw new Error(`malformed row packet for table ${t.name}`);
+      const k = kinds[i];
+      if (k === NUMBER) {
+        while (p < e) ob[o++] = src[p++]!;
+      } else if (k === PLAIN_TEXT) {
+        ob[o++] = 0x27;
+        while (p < e) ob[o++] = src[p++]!;
+        ob[o++] = 0x27;
+      } else if (k === STRING) {
+        ob[o++] = 0x27;
+        while (p < e) {
+          const c = src[p++]!;
+          const x = ESCAPES[c]!;
+          if (x === 0) ob[o++] = c;
+          else {
+            ob[o++] = 0x5c;
+            ob[o++] = x;
+          }
+        }
+        ob[o++] = 0x27;
+      } else {
+        // within the capacity reserved above (≤ 2n+2 bytes): no reallocation, but take the buffer again anyway
+        sink.len = o;
+        if (k === BYTES) writeBytes(sink, src, p, e);
+        else writeHex(sink, src, p, e);
+        ob = sink.buf;
+        o = sink.len;
+        p = e;
+      }
+    }
+    ob[o++] = 0x29;
+    sink.len = o;
+    finishRow(rowAt, valuesAt, fresh);
+  };
+  const fused = !hasEnumHelpers;
 
   const fastParser = {
     next(packet: RawPacket): symbol {
+      if (fused && packet.end - packet.offset <= FUSED_MAX_PACKET) {
+        writePacketRow(packet);
+        return WRITTEN;
+      }
       const buf = packet.buffer;
       let p = packet.offset;
       for (let i = 0; i < nfields; i++) {

@@ -160,13 +160,11 @@ export function header(cfg: DbConnectionConfig, serverVersion: string): string {
 /*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;
 /*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;
 /*!40111 SET @OLD_SQL_NOTES=@@SQL_NOTES, SQL_NOTES=0 */;
-/*!40101 SET @OLD_AUTOCOMMIT=@@AUTOCOMMIT, AUTOCOMMIT=0 */;
 
 `;
 }
 
-const FOOTER_TEXT = `/*!40101 SET AUTOCOMMIT=@OLD_AUTOCOMMIT */;
-/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
+const FOOTER_TEXT = `/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
 /*!40101 SET SQL_MODE=@OLD_SQL_MODE */;
 /*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS */;
 /*!40014 SET UNIQUE_CHECKS=@OLD_UNIQUE_CHECKS */;
@@ -288,7 +286,9 @@ export function invalidViewSql(v: ViewDef, stripDefiners: boolean): string {
 /** Before a table's rows (a JS string); `history`: the rows keep their row start/end times. */
 export function rowsHead(name: string, history: boolean): string {
   const table = quoteIdent(name);
-  let s = `--\n-- Dumping data for table ${commentName(name)}\n--\n\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`;
+  // as mariadb-dump: autocommit stays on and the table is locked (the stock client loaded the same rows in one
+  // transaction per table about 1.8 times slower: measured 111-123 s against 59-67 s for 170 MB of narrow rows)
+  let s = `--\n-- Dumping data for table ${commentName(name)}\n--\n\nLOCK TABLES ${table} WRITE;\n/*!40000 ALTER TABLE ${table} DISABLE KEYS */;\n`;
   // history rows keep their row start/end times (MariaDB 10.11+)
   if (history) s += '/*!101100 SET @@session.system_versioning_insert_history = 1 */;\n';
   return s;
@@ -298,5 +298,5 @@ export function rowsHead(name: string, history: boolean): string {
 export function rowsTail(name: string, history: boolean): string {
   let s = '';
   if (history) s += '/*!101100 SET @@session.system_versioning_insert_history = 0 */;\n';
-  return s + `/*!40000 ALTER TABLE ${quoteIdent(name)} ENABLE KEYS */;\nCOMMIT;\n\n`;
+  return s + `/*!40000 ALTER TABLE ${quoteIdent(name)} ENABLE KEYS */;\nUNLOCK TABLES;\n\n`;
 }

@@ -17,7 +17,7 @@ export type ValueKind =
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
 
 /** byte → its escape letter after a backslash, 0 when the byte needs no escaping. Same set as mysql_real_escape_string. */
-const ESCAPES = new Uint8Array(256);
+export const ESCAPES = new Uint8Array(256);
 ESCAPES[0x00] = 0x30; // \0
 ESCAPES[0x0a] = 0x6e; // \n
 ESCAPES[0x0d] = 0x72; // \r
