@@ -171,29 +171,24 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
       } else if (t.engine !== null && NO_OWN_ROWS.has(t.engine.toUpperCase())) {
         await out.text(noRowsComment(t.name, t.engine));
       } else {
-        emit({
-          type: 'progress',
-          part: 'db',
-          operation: 'backup',
-          bytes: out.bytes + out.sink.len,
-          table: t.name,
-          rows: 0,
-        });
+        const output = out;
+        const progress = (rows: number): void =>
+          emit({
+            type: 'progress',
+            part: 'db',
+            operation: 'backup',
+            bytes: output.bytes + output.sink.len,
+            table: t.name,
+            rows,
+          });
+        progress(0);
         const rows = await dumpRows({
           conn,
           table: t,
           out,
           maxStatementBytes: maxStmt,
           signal: o.signal,
-          onProgress: (rowsSoFar) =>
-            emit({
-              type: 'progress',
-              part: 'db',
-              operation: 'backup',
-              bytes: out!.bytes + out!.sink.len,
-              table: t.name,
-              rows: rowsSoFar,
-            }),
+          onProgress: progress,
           maxPacket,
           onTooBig: (bytes) =>
             emit({
@@ -204,14 +199,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
           rowParser: o.rowParser,
         });
         result.rows += rows;
-        emit({
-          type: 'progress',
-          part: 'db',
-          operation: 'backup',
-          bytes: out.bytes + out.sink.len,
-          table: t.name,
-          rows,
-        });
+        progress(rows);
       }
       for (const tr of t.triggers) await out.bin(triggerSql(tr, stripDefiners));
     }
