@@ -112,3 +112,11 @@ console.log(
     'Run `npm run demo` again to get a working store and server; code and media commands work as they are, e.g.:',
 );
 console.log(`  node bin/magebackup.js info:backups:list --root ${shown}`);
+console.log(
+  'The web interface on the demo store (list, verify, download, code and media restores, history, retention):',
+);
+console.log(`  node bin/magebackup.js serve --root ${shown}`);
+console.log(
+  '  then open the address it prints (http://127.0.0.1:8765/#token=…); it listens on 127.0.0.1 only. ' +
+    'Over SSH: ssh -L 8765:127.0.0.1:8765 <this host>, then open the same address on your machine.',
+);

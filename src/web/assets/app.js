@@ -138,7 +138,7 @@ function showLogin(message) {
         ev.preventDefault();
         try {
           await login(input.value);
-          route();
+          await afterLogin();
         } catch (err) {
           out.replaceChildren(errorBox(err));
           input.focus();
@@ -829,27 +829,22 @@ async function route() {
   }
 }
 
-async function start() {
-  window.addEventListener('hashchange', route);
+/** A `#token=…` address (what serve prints) logs in, then the token leaves the address bar and the history. */
+async function loginFromAddress() {
   const m = /^#token=([A-Za-z0-9_-]+)$/.exec(location.hash);
-  if (m) {
-    // the token leaves the address bar (and the browser history) at once
-    history.replaceState(null, '', `${location.pathname}#/`);
-    try {
-      await login(m[1]);
-    } catch (err) {
-      showLogin(err.message);
-      return;
-    }
-  } else {
-    try {
-      const s = await api('GET', '/api/session');
-      state.csrf = s.csrf;
-      startEvents();
-    } catch {
-      return; // showLogin was called
-    }
+  if (!m) return false;
+  history.replaceState(null, '', `${location.pathname}#/`);
+  try {
+    await login(m[1]);
+  } catch (err) {
+    showLogin(err.message);
+    return true;
   }
+  await afterLogin();
+  return true;
+}
+
+async function afterLogin() {
   const st = await api('GET', '/api/status').catch(() => null);
   if (st) {
     state.job = st.job;
@@ -858,6 +853,21 @@ async function start() {
     renderBusy();
   }
   route();
+}
+
+async function start() {
+  window.addEventListener('hashchange', async () => {
+    if (!(await loginFromAddress())) route();
+  });
+  if (await loginFromAddress()) return;
+  try {
+    const s = await api('GET', '/api/session');
+    state.csrf = s.csrf;
+    startEvents();
+  } catch {
+    return; // showLogin was called
+  }
+  await afterLogin();
 }
 
 start();
