@@ -191,6 +191,8 @@ export async function buildServer(o: WebServerOptions): Promise<{ app: FastifyIn
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
+    // an open page keeps its event stream open: closing the server must not wait for it
+    forceCloseConnections: true,
     // errors are answered by the handler below: one line, never a stack
     ajv: { customOptions: { allErrors: false, removeAdditional: false, coerceTypes: false } },
   });
@@ -681,9 +683,15 @@ export async function buildServer(o: WebServerOptions): Promise<{ app: FastifyIn
   );
 
   // live progress: server-sent events; on connect, the current (or last) job with its events so far
+  const streams = new Set<NodeJS.WritableStream & { end(): unknown }>();
+  app.addHook('preClose', (done) => {
+    for (const s of streams) s.end();
+    done();
+  });
   app.get('/api/events', { preHandler: auth }, (req, reply) => {
     reply.hijack();
     const res = reply.raw;
+    streams.add(res);
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-store',
@@ -709,6 +717,7 @@ export async function buildServer(o: WebServerOptions): Promise<{ app: FastifyIn
       res.write(': keep-alive\n\n');
     }, 1000);
     req.raw.on('close', () => {
+      streams.delete(res);
       clearInterval(poll);
       jobs.off('message', onMessage);
     });

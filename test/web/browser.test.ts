@@ -40,6 +40,17 @@ const CODE_SKIP = (rel: string) =>
   /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel) ||
   rel.startsWith('.magebackup');
 
+/** Waits for the operation on the Progress page to end; returns its status and message. */
+async function jobEnd(page: Page, timeout: number): Promise<string> {
+  await page.locator('#job-status .badge:not(.s-running)').waitFor({ timeout });
+  const status = await page.locator('#job-status').innerText();
+  const message = await page
+    .locator('#job-message')
+    .innerText()
+    .catch(() => '');
+  return `${status.trim()}: ${message}`;
+}
+
 async function shot(page: Page, name: string): Promise<void> {
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
@@ -58,13 +69,15 @@ void test('browser: list, create with progress, break, restore with the typed id
     db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
   });
   const web = await startWeb(root);
-  t.after(() => web.close());
 
   const browser: Browser = await chromium.launch({
     executablePath: chromiumPath(),
     args: ['--no-sandbox', '--disable-dev-shm-usage'],
   });
-  t.after(() => browser.close());
+  t.after(async () => {
+    await browser.close();
+    await web.close();
+  });
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   const page = await context.newPage();
   const pageErrors: string[] = [];
@@ -89,16 +102,16 @@ void test('browser: list, create with progress, break, restore with the typed id
   // create a snapshot, confirm, follow its progress to the end
   await page.getByRole('link', { name: 'Create', exact: true }).click();
   await page.getByRole('heading', { name: 'Create a backup' }).waitFor();
-  await page.getByLabel('@sessions').check();
+  await page.getByLabel('Compress the database dump (gzip)').check();
   await shot(page, '02-create');
   await page.getByRole('button', { name: 'Review…' }).click();
-  await page.getByText(/Back up code, media, db, without the data of @sessions/).waitFor();
+  await page.getByText(/Back up code, media, db, dump compressed/).waitFor();
   await page.getByRole('button', { name: 'Create the backup now' }).click();
   await page.getByRole('heading', { name: 'Progress' }).waitFor();
   // the page reloads mid-run or after: progress survives (it comes from the server)
   await page.reload();
   await page.getByRole('heading', { name: 'Progress' }).waitFor();
-  await page.locator('#job-status .s-ok').waitFor({ timeout: 120_000 });
+  assert.match(await jobEnd(page, 300_000), /^ok: /);
   await page.getByText(/db backup done: \d+_db\.sql/).waitFor();
   await page.getByText(/code backup done: \d+_filesystem\.tgz/).waitFor();
   await shot(page, '03-progress');
@@ -117,7 +130,7 @@ void test('browser: list, create with progress, break, restore with the typed id
   await shot(page, '05-snapshot');
   await page.getByRole('button', { name: 'Verify', exact: true }).click();
   await page.getByRole('heading', { name: 'Progress' }).waitFor();
-  await page.locator('#job-status .s-ok').waitFor({ timeout: 120_000 });
+  assert.match(await jobEnd(page, 300_000), /^ok: /);
   await page.getByText(/^Verification: \d+ OK$/).waitFor();
 
   // break the store: code, media and database
@@ -146,7 +159,7 @@ void test('browser: list, create with progress, break, restore with the typed id
   await shot(page, '06-restore');
   await go.click();
   await page.getByRole('heading', { name: 'Progress' }).waitFor();
-  await page.locator('#job-status .s-ok').waitFor({ timeout: 180_000 });
+  assert.match(await jobEnd(page, 300_000), /^ok: /);
   assert.deepEqual(diffTrees(codeBefore, describeTree(root, CODE_SKIP)), []);
   assert.deepEqual(diffTrees(mediaBefore, describeTree(path.join(root, 'pub/media'))), []);
   assert.deepEqual(diffDatabases(dbBefore, await describeDatabase(conn, dbname)), []);
