@@ -234,9 +234,10 @@ void test('browser: list, create with progress, break, restore with the typed id
   assert.ok(overflow <= 0, `page wider than the phone by ${overflow}px`);
   await shot(page, '11-phone');
 
-  // keyboard: the skip link is the first stop and leads to the content
+  // keyboard: each page puts the focus on its heading, and Tab goes on to the page's first control
+  assert.equal(await page.evaluate<string>('document.activeElement?.textContent'), 'Backups');
   await page.keyboard.press('Tab');
-  assert.equal(await page.evaluate<string>('document.activeElement?.textContent'), 'Skip to content');
+  assert.equal(await page.evaluate<string>('document.activeElement?.textContent'), 'Create a backup');
 
   assert.deepEqual(pageErrors, []);
 });
