@@ -42,7 +42,7 @@ export type MagebackupEvent =
       tables?: number;
       rows?: number;
     }
-  | { type: 'warning'; code: string; message: string; path?: string }
+  | { type: 'warning'; code: WarningCodeValue; message: string; path?: string }
   | { type: 'info'; message: string };
 
 export type EventSink = (event: MagebackupEvent) => void;
@@ -55,20 +55,22 @@ export const WarningCode = {
   SPECIAL_FILE: 'SPECIAL_FILE',
   VANISHED: 'VANISHED',
   PASSWORD_ON_CLI: 'PASSWORD_ON_CLI',
-  STALE_LOCK: 'STALE_LOCK',
   EXTRA_TABLES: 'EXTRA_TABLES',
   INVALID_VIEW: 'INVALID_VIEW',
   /** a row of the dump is bigger than the server's max_allowed_packet: the dump cannot be loaded there */
   ROW_TOO_BIG: 'ROW_TOO_BIG',
   /** the rollback's own working tables (`__mbk_…`) were found in the database and left out of the dump */
   DB_WORK_TABLES: 'DB_WORK_TABLES',
-  DB_IN_PLACE: 'DB_IN_PLACE',
   DB_DEFINITION: 'DB_DEFINITION',
   DB_HALF_RESTORED: 'DB_HALF_RESTORED',
+  /** live views, routines, triggers or events that are not in the dump (kept, or dropped with --drop-extra-tables) */
+  EXTRA_OBJECTS: 'EXTRA_OBJECTS',
   EXCLUDED_PATH: 'EXCLUDED_PATH',
   OUTSIDE_MEDIA: 'OUTSIDE_MEDIA',
   LINK_TARGET_SKIPPED: 'LINK_TARGET_SKIPPED',
   OLD_TREE_LEFT: 'OLD_TREE_LEFT',
+  /** a code rollback keeps this live path (var, pub/media, generated code, ...): it is not in the backup's tree */
+  KEPT_PATH: 'KEPT_PATH',
   VERIFY_LEFTOVER: 'VERIFY_LEFTOVER',
   DEAD_RUN: 'DEAD_RUN',
   /** the history log (var/backups/.magebackup-history.jsonl) could not be written */
@@ -81,3 +83,5 @@ export const WarningCode = {
   WORLD_WRITABLE: 'WORLD_WRITABLE',
   OUTSIDE_LINK: 'OUTSIDE_LINK',
 } as const;
+/** A warning code: one of WarningCode's values (an undeclared code does not compile). */
+export type WarningCodeValue = (typeof WarningCode)[keyof typeof WarningCode];

@@ -12,7 +12,7 @@ import { ExtractPlan, UnsafeEntryError, componentWithPrefix, normalizeEntryPath 
 import { INTERNAL_PREFIX, ROOT_EXCLUDES, codeExcludedPrefix } from './extract-filter.js';
 import { LiveChangedError, LiveComparer, type LinkedFile, type TreeChanges } from './extract-compare.js';
 import { formatBytesPlain } from '../fs/units.js';
-import { WarningCode } from '../events.js';
+import { WarningCode, type WarningCodeValue } from '../events.js';
 
 export interface WorkerInput {
   mode: 'verify' | 'extract';
@@ -61,7 +61,7 @@ export interface WorkerResult {
 
 export type WorkerMessage =
   | { t: 'progress'; entries: number; bytes: number }
-  | { t: 'warning'; code: string; path: string; message: string }
+  | { t: 'warning'; code: WarningCodeValue; path: string; message: string }
   | { t: 'done'; result: WorkerResult }
   | {
       t: 'error';
@@ -165,14 +165,14 @@ export class Sink implements TarSink {
   /** disk space the entries declared so far (block-rounded, one block per entry at least) */
   private declared = 0;
   private readonly blockSize: number;
-  private readonly warnCounts = new Map<string, number>();
+  private readonly warnCounts = new Map<WarningCodeValue, number>();
   /** compares entries with the live tree (and links equal files) when the input asks for it */
   readonly cmp: LiveComparer | undefined;
   private comparing = false;
 
   constructor(
     private readonly input: WorkerInput,
-    private readonly warn: (code: string, p: string, message: string) => void,
+    private readonly warn: (code: WarningCodeValue, p: string, message: string) => void,
     readonly bound: Bound,
     blockSize: number,
   ) {
@@ -218,7 +218,7 @@ export class Sink implements TarSink {
   }
 
   /** A warning of a kind that may concern thousands of entries: the first ones named, the rest counted. */
-  private warnMany(code: string, rel: string, message: string): void {
+  private warnMany(code: WarningCodeValue, rel: string, message: string): void {
     const n = (this.warnCounts.get(code) ?? 0) + 1;
     this.warnCounts.set(code, n);
     if (n <= NAMED_WARNINGS) this.warn(code, rel, message);
@@ -327,7 +327,7 @@ export class Sink implements TarSink {
     return rel;
   }
 
-  private warnOnce(code: string, prefix: string, message: string): void {
+  private warnOnce(code: WarningCodeValue, prefix: string, message: string): void {
     this.result.skipped++;
     if (this.warnedPrefixes.has(prefix)) return;
     this.warnedPrefixes.add(prefix);

@@ -18,6 +18,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { WarningCodeValue } from '../events.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
 import type { WorkerInput, WorkerMessage, WorkerResult } from './extract-worker.js';
 import type { LinkedFile, TreeChanges } from './extract-compare.js';
@@ -59,7 +60,7 @@ export interface ArchiveWarning {
    * stable code: SPECIAL_FILE, EXCLUDED_PATH, OUTSIDE_MEDIA, LINK_TARGET_SKIPPED, INTERNAL_PATH, SPECIAL_MODE,
    * WORLD_WRITABLE, OUTSIDE_LINK; `path` is '' for a line that counts further entries with the same code
    */
-  code: string;
+  code: WarningCodeValue;
   path: string;
   message: string;
 }

@@ -6,7 +6,7 @@ import { promises as fsp, existsSync } from 'node:fs';
 import path from 'node:path';
 import { Engine as PhpEngine } from 'php-parser';
 import { CliError, UsageError, errnoCode } from '../errors.js';
-import { WarningCode } from '../events.js';
+import { WarningCode, type WarningCodeValue } from '../events.js';
 import type { DbConnectionConfig } from './types.js';
 
 export interface DbFlags {
@@ -22,7 +22,7 @@ export interface ResolveDbConfigOptions {
   root: string;
   flags: DbFlags;
   env: NodeJS.ProcessEnv;
-  onWarning?: (w: { code: string; message: string }) => void;
+  onWarning?: (w: { code: WarningCodeValue; message: string }) => void;
 }
 
 /** Where PHP's mysql driver looks for the socket when the host is `localhost` (it never uses TCP then). */

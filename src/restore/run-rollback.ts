@@ -187,7 +187,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           ...(o.signal ? { signal: o.signal } : {}),
           onProgress: (p: { entries: number; bytes: number }) =>
             emit({ type: 'progress', part, operation: 'verify', files: p.entries, bytes: p.bytes }),
-          onWarning: (w: { code: string; path: string; message: string }) => emit({ type: 'warning', ...w }),
+          onWarning: (w) => emit({ type: 'warning', ...w }),
         });
         staged.push(s);
         const size = (await fsp.stat(file)).size;

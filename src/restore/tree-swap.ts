@@ -23,6 +23,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { CliError, errnoCode, throwIfAborted } from '../errors.js';
+import { WarningCode } from '../events.js';
 import { fsyncDir } from '../fs/atomic.js';
 import {
   extractArchive,
@@ -210,7 +211,7 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
     };
     if (mode === 'children') {
       const plan = planChildren(liveDir, newDir, o.target === 'code', (rel, message) =>
-        o.onWarning?.({ code: 'KEPT_PATH', path: rel, message }),
+        o.onWarning?.({ code: WarningCode.KEPT_PATH, path: rel, message }),
       );
       journal.units = plan.units;
       journal.fixes = plan.fixes;
