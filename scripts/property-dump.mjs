@@ -25,6 +25,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     size: { type: 'string', default: '8' },
     runs: { type: 'string', default: '1' },
+    'plain-names': { type: 'boolean', default: false },
   },
 });
 const seed0 = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);

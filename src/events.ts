@@ -65,6 +65,10 @@ export const WarningCode = {
   DB_HALF_RESTORED: 'DB_HALF_RESTORED',
   /** live views, routines, triggers or events that are not in the dump (kept, or dropped with --drop-extra-tables) */
   EXTRA_OBJECTS: 'EXTRA_OBJECTS',
+  /** a table or definition of a dump with the restore's reserved prefix `__mbk_`: skipped */
+  RESERVED_TABLE: 'RESERVED_TABLE',
+  /** rows a dump holds for a table whose engine keeps none of its own (MERGE, FEDERATED, …): skipped */
+  SKIPPED_ROWS: 'SKIPPED_ROWS',
   EXCLUDED_PATH: 'EXCLUDED_PATH',
   OUTSIDE_MEDIA: 'OUTSIDE_MEDIA',
   LINK_TARGET_SKIPPED: 'LINK_TARGET_SKIPPED',

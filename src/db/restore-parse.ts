@@ -4,6 +4,7 @@
  * defines a view/trigger/routine/event (deferred until the tables are in place), or is a client-side
  * statement the restore skips (USE, CREATE DATABASE, LOCK/UNLOCK TABLES, COMMIT).
  */
+import { decodeStringLiteral, unquoteIdent } from './sql-tokens.js';
 
 export type StatementKind =
   | { kind: 'skip'; why: 'use' | 'create-database' | 'lock' | 'transaction'; database?: string }
@@ -13,87 +14,17 @@ export type StatementKind =
   | { kind: 'table'; table: string; database?: string; create?: boolean; drop?: boolean }
   /** view, trigger, routine, event or database-attribute definition: created once the tables are in place */
   | { kind: 'definition'; object: DefinitionObject }
-  /** anything else: runs alone, after everything before it */
-  | { kind: 'barrier' };
+  /**
+   * anything else: runs alone, after everything before it; `table` when it wraps a table statement in
+   * EXECUTE IMMEDIATE (which the restore cannot redirect to a shadow table)
+   */
+  | { kind: 'barrier'; table?: string };
 
 export type DefinitionObject =
   'view' | 'trigger' | 'procedure' | 'function' | 'event' | 'package' | 'package body' | 'database';
 
-const HEAD_BYTES = 768;
-
-/**
- * The statement's first bytes as text, without comments and with executable-comment markers (`/*!50001`,
- * `/*M!100100`, `*\/`) removed, whitespace collapsed.
- */
-export function statementHead(raw: Buffer, max = HEAD_BYTES): string {
-  const text = raw.subarray(0, max).toString('utf8');
-  let out = '';
-  let i = 0;
-  const n = text.length;
-  while (i < n && out.length < 400) {
-    const c = text[i]!;
-    if (c === '/' && text[i + 1] === '*') {
-      const m = /^\/\*M?!\d*/.exec(text.slice(i, i + 16));
-      if (m) {
-        i += m[0].length;
-        out += ' ';
-        continue;
-      }
-      const e = text.indexOf('*/', i + 2);
-      i = e < 0 ? n : e + 2;
-      out += ' ';
-      continue;
-    }
-    if (c === '*' && text[i + 1] === '/') {
-      i += 2;
-      out += ' ';
-      continue;
-    }
-    if (c === '#' || (c === '-' && text[i + 1] === '-' && (text[i + 2] ?? ' ') <= ' ')) {
-      const e = text.indexOf('\n', i);
-      i = e < 0 ? n : e + 1;
-      out += ' ';
-      continue;
-    }
-    if (c === '`' || c === "'" || c === '"') {
-      // copy quoted text verbatim (identifiers may hold anything)
-      let j = i + 1;
-      while (j < n) {
-        if (text[j] === '\\' && c !== '`') {
-          j += 2;
-          continue;
-        }
-        if (text[j] === c) {
-          if (text[j + 1] === c) {
-            j += 2;
-            continue;
-          }
-          break;
-        }
-        j++;
-      }
-      out += text.slice(i, j + 1);
-      i = j + 1;
-      continue;
-    }
-    if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {
-      if (!out.endsWith(' ')) out += ' ';
-      i++;
-      continue;
-    }
-    out += c;
-    i++;
-  }
-  return out.replace(/\s+/g, ' ').trim();
-}
-
 const IDENT = String.raw`(?:\`(?:[^\`]|\`\`)+\`|[\w$\u0080-\uffff]+)`;
 const QUALIFIED = String.raw`(${IDENT})(?:\s*\.\s*(${IDENT}))?`;
-
-export function unquoteIdent(id: string): string {
-  if (id.startsWith('`') && id.endsWith('`') && id.length >= 2) return id.slice(1, -1).replace(/``/g, '`');
-  return id;
-}
 
 /** `db`.`t` → t (and its database); `t` → t. */
 function tableOf(m: RegExpExecArray, first: number): { table: string; database?: string } {
@@ -112,7 +43,7 @@ const RE = {
   lock: /^(?:LOCK|UNLOCK)\s+TABLES?\b/i,
   tx: /^(?:COMMIT|START\s+TRANSACTION|BEGIN|ROLLBACK)\b/i,
   set: /^SET\b/i,
-  executeImmediate: /^EXECUTE\s+IMMEDIATE\s+(?:'|")([\s\S]*)$/i,
+  executeImmediate: /^EXECUTE\s+IMMEDIATE\s+((?:'|")[\s\S]*)$/i,
   /** our dumper's form for a NO_BACKSLASH_ESCAPES body with a carriage return: `_charset 0x<hex>` */
   executeImmediateHex: /^EXECUTE\s+IMMEDIATE\s+(?:_\w+\s*)?0x((?:[0-9a-f]{2})+)/i,
   dropTable: new RegExp(
@@ -165,7 +96,7 @@ export function definitionTarget(
 ): { object: Exclude<DefinitionObject, 'database'>; name: string; drop: boolean } | undefined {
   let text = head;
   const ei = RE.executeImmediate.exec(text);
-  if (ei) text = (ei[1] ?? '').replace(/\\(.)/g, '$1').replace(/''/g, "'").trim();
+  if (ei) text = decodeStringLiteral(ei[1] ?? '').trim();
   const drop = new RegExp(
     String.raw`^DROP\s+(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|PACKAGE\s+BODY|PACKAGE)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}`,
     'i',
@@ -187,6 +118,23 @@ export function definitionTarget(
   return { object: o, name: tableOf(m, 2).table, drop: false };
 }
 
+/** The table a CREATE TRIGGER statement's head attaches the trigger to (undefined for anything else). */
+export function triggerTable(head: string): string | undefined {
+  const ei = RE.executeImmediate.exec(head);
+  const text = ei ? decodeStringLiteral(ei[1] ?? '').trim() : head;
+  const m = new RegExp(
+    String.raw`\bTRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?${QUALIFIED}\s+(?:BEFORE|AFTER)\s+\w+(?:\s+OR\s+\w+)*\s+ON\s+${QUALIFIED}`,
+    'i',
+  ).exec(text);
+  return m ? tableOf(m, 3).table : undefined;
+}
+
+/** What EXECUTE IMMEDIATE '<inner>' is: a definition is held like any other; the rest runs alone. */
+function wrapped(inner: StatementKind): StatementKind {
+  if (inner.kind === 'definition') return inner;
+  return inner.kind === 'table' ? { kind: 'barrier', table: inner.table } : { kind: 'barrier' };
+}
+
 /** Classifies one statement by its head (see statementHead). */
 export function classifyStatement(head: string): StatementKind {
   let m: RegExpExecArray | null;
@@ -198,12 +146,10 @@ export function classifyStatement(head: string): StatementKind {
   if (RE.set.test(head)) return { kind: 'session' };
   if ((m = RE.executeImmediate.exec(head))) {
     // a definition whose text cannot sit in a DELIMITER block (our dumper writes some this way)
-    const inner = classifyStatement((m[1] ?? '').replace(/\\(.)/g, '$1').replace(/''/g, "'").trim());
-    return inner.kind === 'definition' ? inner : { kind: 'barrier' };
+    return wrapped(classifyStatement(decodeStringLiteral(m[1] ?? '').trim()));
   }
   if ((m = RE.executeImmediateHex.exec(head))) {
-    const inner = classifyStatement(Buffer.from(m[1]!, 'hex').toString('latin1').trim());
-    return inner.kind === 'definition' ? inner : { kind: 'barrier' };
+    return wrapped(classifyStatement(Buffer.from(m[1]!, 'hex').toString('utf8').trim()));
   }
   if ((m = RE.insert.exec(head))) return { kind: 'table', ...tableOf(m, 1) };
   if ((m = RE.dropTable.exec(head))) {
@@ -230,243 +176,4 @@ export function classifyStatement(head: string): StatementKind {
     }
   }
   return { kind: 'barrier' };
-}
-
-/** Escape an identifier with backticks. */
-export function quoteIdent(id: string): string {
-  return '`' + id.replace(/`/g, '``') + '`';
-}
-
-/** First ~80 characters of a statement, on one line, for error messages. */
-export function statementExcerpt(raw: Buffer, max = 80): string {
-  const text = raw
-    .subarray(0, max * 4)
-    .toString('utf8')
-    .replace(/\s+/g, ' ')
-    .trim();
-  return text.length > max ? text.slice(0, max - 1) + '…' : text;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// renaming the tables of a table statement (shadow loads)
-
-interface Token {
-  /** 'id': a bare word or a `quoted` identifier; 'str': a string literal; 'p': one punctuation character */
-  t: 'id' | 'str' | 'p';
-  start: number;
-  end: number;
-  /** identifier text (unquoted, decoded from utf8) or the punctuation character */
-  v: string;
-  quoted: boolean;
-}
-
-function decodeLatin1(s: string): string {
-  return Buffer.from(s, 'latin1').toString('utf8');
-}
-
-/**
- * Tokens of a statement held as a latin1 string (one char per byte). Comments are skipped; the markers of
- * executable comments are skipped and their content read. `limit` stops early (token count).
- */
-function tokenize(s: string, limit = Infinity): Token[] {
-  const out: Token[] = [];
-  const n = s.length;
-  let i = 0;
-  while (i < n && out.length < limit) {
-    const c = s[i]!;
-    if (c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f') {
-      i++;
-      continue;
-    }
-    if (c === '/' && s[i + 1] === '*') {
-      const m = /^\/\*M?!\d*/.exec(s.slice(i, i + 16));
-      if (m) {
-        i += m[0].length;
-        continue;
-      }
-      const e = s.indexOf('*/', i + 2);
-      i = e < 0 ? n : e + 2;
-      continue;
-    }
-    if (c === '*' && s[i + 1] === '/') {
-      i += 2;
-      continue;
-    }
-    if (c === '#' || (c === '-' && s[i + 1] === '-' && (s[i + 2] ?? ' ') <= ' ')) {
-      const e = s.indexOf('\n', i);
-      i = e < 0 ? n : e + 1;
-      continue;
-    }
-    if (c === '`' || c === "'" || c === '"') {
-      let j = i + 1;
-      let v = '';
-      while (j < n) {
-        const d = s[j]!;
-        if (d === '\\' && c !== '`') {
-          v += d + (s[j + 1] ?? '');
-          j += 2;
-          continue;
-        }
-        if (d === c) {
-          if (s[j + 1] === c) {
-            v += c;
-            j += 2;
-            continue;
-          }
-          break;
-        }
-        v += d;
-        j++;
-      }
-      out.push({
-        t: c === '`' ? 'id' : 'str',
-        start: i,
-        end: Math.min(j + 1, n),
-        v: decodeLatin1(v),
-        quoted: true,
-      });
-      i = j + 1;
-      continue;
-    }
-    if (/[A-Za-z0-9_$\x80-\xff]/.test(c)) {
-      let j = i + 1;
-      while (j < n && /[A-Za-z0-9_$\x80-\xff]/.test(s[j]!)) j++;
-      out.push({ t: 'id', start: i, end: j, v: decodeLatin1(s.slice(i, j)), quoted: false });
-      i = j;
-      continue;
-    }
-    out.push({ t: 'p', start: i, end: i + 1, v: c, quoted: false });
-    i++;
-  }
-  return out;
-}
-
-function isWord(tok: Token | undefined, ...words: string[]): boolean {
-  return !!tok && tok.t === 'id' && !tok.quoted && words.includes(tok.v.toUpperCase());
-}
-
-export interface TableRenames {
-  /** the name to use for table `name` (of database `db`, when the statement qualifies it); undefined: keep */
-  table(name: string, db: string | undefined): string | undefined;
-  /** the name to use for foreign-key constraint `name` */
-  constraint(name: string): string;
-}
-
-/**
- * Rewrites the table names a table statement (CREATE/ALTER/DROP TABLE, INSERT, SETVAL, CREATE INDEX …)
- * names in its head, in `REFERENCES` and `LIKE` clauses, and the names of its foreign-key constraints.
- * Only identifier tokens are replaced (never text inside literals or comments); the rest of the bytes
- * are left as they are. A qualified `db`.`t` that is renamed loses its qualifier.
- */
-export function renameTables(raw: Buffer, r: TableRenames): Buffer {
-  // an INSERT's table is in its first few tokens: do not copy or tokenize megabytes of values
-  const head = statementHead(raw, 64).toUpperCase();
-  const isInsert = /^(INSERT|REPLACE)\b/.test(head);
-  const s = (isInsert ? raw.subarray(0, 4096) : raw).toString('latin1');
-  const toks = tokenize(s, isInsert ? 24 : Infinity);
-  const edits: { start: number; end: number; text: string }[] = [];
-  const q = (id: string): string => quoteIdent(id);
-  /** the (possibly qualified) name starting at token k: renames it, returns the index after it */
-  const nameAt = (k: number): number => {
-    const a = toks[k];
-    if (!a || a.t !== 'id') return k;
-    const dot = toks[k + 1];
-    const b = toks[k + 2];
-    if (dot?.t === 'p' && dot.v === '.' && b?.t === 'id') {
-      const to = r.table(b.v, a.v);
-      if (to !== undefined) edits.push({ start: a.start, end: b.end, text: q(to) });
-      return k + 3;
-    }
-    const to = r.table(a.v, undefined);
-    if (to !== undefined) edits.push({ start: a.start, end: a.end, text: q(to) });
-    return k + 1;
-  };
-  let k = 0;
-  const skipWords = (...words: string[]): void => {
-    while (isWord(toks[k], ...words)) k++;
-  };
-  const first = toks[0];
-  if (isWord(first, 'INSERT', 'REPLACE')) {
-    k = 1;
-    skipWords('LOW_PRIORITY', 'DELAYED', 'HIGH_PRIORITY', 'IGNORE', 'INTO');
-    nameAt(k);
-    return apply(raw, edits);
-  }
-  if (isWord(first, 'SELECT', 'DO')) {
-    // SELECT SETVAL(`s`, …)
-    if (isWord(toks[1], 'SETVAL') && toks[2]?.v === '(') nameAt(3);
-    return apply(raw, edits);
-  }
-  if (isWord(first, 'TRUNCATE')) {
-    k = 1;
-    skipWords('TABLE');
-    nameAt(k);
-    return apply(raw, edits);
-  }
-  if (isWord(first, 'DROP')) {
-    k = 1;
-    skipWords('TEMPORARY');
-    if (!isWord(toks[k], 'TABLE', 'TABLES', 'SEQUENCE')) return raw;
-    k++;
-    if (isWord(toks[k], 'IF') && isWord(toks[k + 1], 'EXISTS')) k += 2;
-    for (;;) {
-      k = nameAt(k);
-      if (toks[k]?.v !== ',') break;
-      k++;
-    }
-    return apply(raw, edits);
-  }
-  // CREATE … TABLE|SEQUENCE|INDEX, ALTER … TABLE|SEQUENCE: the name, then clauses anywhere in the statement
-  let i = 1;
-  while (i < toks.length && !isWord(toks[i], 'TABLE', 'SEQUENCE', 'INDEX')) i++;
-  const kindTok = toks[i];
-  if (!kindTok) return raw;
-  k = i + 1;
-  if (isWord(kindTok, 'INDEX')) {
-    while (k < toks.length && !isWord(toks[k], 'ON')) k++;
-    nameAt(k + 1);
-    return apply(raw, edits);
-  }
-  if (isWord(toks[k], 'IF')) k += isWord(toks[k + 1], 'NOT') ? 3 : 2;
-  k = nameAt(k);
-  for (; k < toks.length; k++) {
-    const t = toks[k]!;
-    if (isWord(t, 'REFERENCES') || (isWord(t, 'LIKE') && (toks[k - 1]?.v === '(' || k === i + 2))) {
-      k = nameAt(k + 1) - 1;
-      continue;
-    }
-    if (isWord(t, 'CONSTRAINT')) {
-      const name = toks[k + 1];
-      if (name && name.t === 'id' && !isWord(name, 'FOREIGN', 'CHECK', 'PRIMARY', 'UNIQUE')) {
-        if (isWord(toks[k + 2], 'FOREIGN')) {
-          edits.push({ start: name.start, end: name.end, text: q(r.constraint(name.v)) });
-        }
-      }
-      continue;
-    }
-    if (isWord(t, 'DROP') && isWord(toks[k + 1], 'FOREIGN') && isWord(toks[k + 2], 'KEY')) {
-      let j = k + 3;
-      if (isWord(toks[j], 'IF') && isWord(toks[j + 1], 'EXISTS')) j += 2;
-      const name = toks[j];
-      if (name && name.t === 'id') {
-        edits.push({ start: name.start, end: name.end, text: q(r.constraint(name.v)) });
-      }
-      k = j;
-    }
-  }
-  return apply(raw, edits);
-}
-
-/** Offsets are byte offsets (the statement was read as latin1, one char per byte). */
-function apply(raw: Buffer, edits: { start: number; end: number; text: string }[]): Buffer {
-  if (edits.length === 0) return raw;
-  edits.sort((a, b) => a.start - b.start);
-  const parts: Buffer[] = [];
-  let p = 0;
-  for (const e of edits) {
-    parts.push(raw.subarray(p, e.start), Buffer.from(e.text, 'utf8'));
-    p = e.end;
-  }
-  parts.push(raw.subarray(p));
-  return Buffer.concat(parts);
 }

@@ -42,15 +42,10 @@ import {
   sqlErrno,
   sqlMessage,
 } from './restore-connect.js';
-import {
-  classifyStatement,
-  definitionTarget,
-  quoteIdent,
-  renameTables,
-  statementExcerpt,
-  statementHead,
-  type DefinitionObject,
-} from './restore-parse.js';
+import { classifyStatement, definitionTarget, triggerTable, type DefinitionObject } from './restore-parse.js';
+import { redirectTableStatement, sessionRefusal, type Redirected } from './restore-redirect.js';
+import { quoteIdent } from './sql-values.js';
+import { statementExcerpt, statementHead } from './sql-tokens.js';
 import { LoaderPool, StatementFailure } from './restore-pool.js';
 import { openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
 import { dumpedDatabaseFromHeader, readDumpHead } from './verify-dump.js';
@@ -512,6 +507,7 @@ async function loadDump(
       // needs BINLOG ADMIN/SUPER: the load is then replicated, which is correct, only slower
     }
   }
+  const serverVersion = await versionOf(conns[0]!);
   const pool = new LoaderPool(conns);
   const held: HeldDefinition[] = [];
   const tables: string[] = [];
@@ -546,8 +542,40 @@ async function loadDump(
     },
   };
 
+  const refuse = (s: RawStatement, why: string): RestoreError =>
+    new RestoreError(
+      `Database backup ${o.file} has a statement at line ${s.line} that a rollback does not run (${why}): ${statementExcerpt(s.raw)}`,
+    );
+  const skipped = new Set<string>();
+  /** tables whose rows are other tables' (MERGE, FEDERATED, …), and those whose rows were skipped */
+  const elsewhere = new Set<string>();
+  const skippedRows = new Set<string>();
+  /** a table of the dump that has the restore's reserved prefix: never loaded (it would pass for ours) */
+  const reserved = (table: string, line: number): boolean => {
+    if (!table.toLowerCase().startsWith(RESERVED_PREFIX)) return false;
+    if (!skipped.has(table)) {
+      skipped.add(table);
+      ctx.emit({
+        type: 'warning',
+        code: WarningCode.RESERVED_TABLE,
+        message: `Skipped table ${table} of database backup ${o.file} (line ${line}): names starting with ${RESERVED_PREFIX} belong to magebackup's restores`,
+      });
+    }
+    return true;
+  };
+  /** the statement with its tables redirected to shadow tables; refused when that is not certain */
+  const redirect = (s: RawStatement, head: string): Redirected & { table: string } => {
+    const r = redirectTableStatement(s.raw, renames, serverVersion);
+    if (r.refusal !== undefined) throw refuse(s, r.refusal);
+    if (r.target === undefined || r.unredirected.length > 0) {
+      const t = r.unredirected[0] ?? classifyStatement(head).kind;
+      throw refuse(s, `it names table ${t}, which cannot be loaded into a shadow table`);
+    }
+    return { ...r, table: r.target };
+  };
+
   const handle = async (s: RawStatement): Promise<void> => {
-    const head = statementHead(s.raw);
+    const head = statementHead(s.raw, undefined, serverVersion);
     const k = classifyStatement(head);
     statements++;
     switch (k.kind) {
@@ -562,44 +590,88 @@ async function loadDump(
           if (k.database !== undefined) dumpedDb = k.database;
         }
         return;
-      case 'session':
+      case 'session': {
+        const why = sessionRefusal(s.raw, serverVersion);
+        if (why !== undefined) throw refuse(s, why);
         pool.broadcast(s.raw, s.line);
         held.push({ kind: 'session', line: s.line, raw: s.raw });
         return;
+      }
       case 'table': {
         if (k.database !== undefined && k.database !== dumpedDb && k.database !== ctx.live) {
           throw new RestoreError(
             `Database backup ${o.file} writes to another database (${k.database}) at line ${s.line}: restore one database at a time`,
           );
         }
-        if (k.create && !seen.has(k.table)) {
-          seen.add(k.table);
-          tables.push(k.table);
+        if (reserved(k.table, s.line)) return;
+        const r = redirect(s, head);
+        const { raw, table } = r;
+        if (reserved(table, s.line)) return;
+        if (r.rowsElsewhere) elsewhere.add(table);
+        else if (k.create) elsewhere.delete(table);
+        if (elsewhere.has(table) && /^(?:INSERT|REPLACE|TRUNCATE)\b/i.test(head)) {
+          if (!skippedRows.has(table)) {
+            skippedRows.add(table);
+            ctx.emit({
+              type: 'warning',
+              code: WarningCode.SKIPPED_ROWS,
+              message: `Skipped the rows of table ${table} in database backup ${o.file} (line ${s.line}): its engine keeps no rows of its own (MERGE, FEDERATED, …), they belong to the tables it reads`,
+            });
+          }
+          return;
         }
-        lastTable = k.table;
+        if (k.create && !seen.has(table)) {
+          seen.add(table);
+          tables.push(table);
+        }
+        lastTable = table;
         const isDdl = !/^(?:INSERT|REPLACE|SELECT|DO)\b/i.test(head);
-        pool.dispatchTable({
-          raw: renameTables(s.raw, renames),
-          shown: s.raw,
-          line: s.line,
-          table: k.table,
-          ddl: isDdl,
-        });
+        if (r.copies) {
+          // CREATE TABLE … LIKE another: after everything before it (the other table's CREATE included)
+          await pool.barrier({ raw, shown: s.raw, line: s.line, ddl: true });
+          return;
+        }
+        pool.dispatchTable({ raw, shown: s.raw, line: s.line, table, ddl: isDdl });
         await pool.room();
         return;
       }
-      case 'definition':
+      case 'definition': {
+        const target = definitionTarget(head);
+        const on = target?.object === 'trigger' ? triggerTable(head) : undefined;
+        if (
+          target !== undefined &&
+          (target.name.toLowerCase().startsWith(RESERVED_PREFIX) || (on !== undefined && skipped.has(on)))
+        ) {
+          ctx.emit({
+            type: 'warning',
+            code: WarningCode.RESERVED_TABLE,
+            message: `Skipped ${target.object} ${target.name} of database backup ${o.file} (line ${s.line}): it belongs to a table or name reserved for magebackup's restores`,
+          });
+          return;
+        }
         held.push({ kind: k.object, line: s.line, raw: s.raw });
         return;
-      case 'barrier':
+      }
+      case 'barrier': {
+        if (k.table !== undefined) {
+          throw refuse(
+            s,
+            `it wraps a statement on table ${k.table} in EXECUTE IMMEDIATE, which cannot be loaded into a shadow table`,
+          );
+        }
         if (REFUSED.test(head)) {
           throw new RestoreError(
             `Database backup ${o.file} has a statement at line ${s.line} that a rollback does not run (it would change the live database or the server before the swap): ${statementExcerpt(s.raw)}`,
           );
         }
-        // e.g. DROP TABLE a, b: the names it gives are the shadow tables'
-        await pool.barrier({ raw: renameTables(s.raw, renames), shown: s.raw, line: s.line, ddl: true });
+        if (!/^DROP\s+(?:TEMPORARY\s+)?(?:TABLES?|SEQUENCE)\b/i.test(head)) {
+          throw refuse(s, 'only table statements are loaded before the swap');
+        }
+        // DROP TABLE a, b: every name it gives must be a shadow table's
+        const { raw } = redirect(s, head);
+        await pool.barrier({ raw, shown: s.raw, line: s.line, ddl: true });
         return;
+      }
     }
   };
 
@@ -666,6 +738,13 @@ async function loadDump(
     await pool.close();
     for (const c of conns) await release(ctx, c);
   }
+}
+
+/** The server's version as executable comments number it (10.11.6 → 101106). */
+async function versionOf(conn: Connection): Promise<number> {
+  const r = await rows(conn, 'SELECT VERSION() AS v');
+  const m = /^(\d+)\.(\d+)\.(\d+)/.exec(str(r[0]?.v));
+  return m ? Number(m[1]) * 10000 + Number(m[2]) * 100 + Number(m[3]) : Infinity;
 }
 
 function statementError(ctx: Ctx, file: string, f: StatementFailure, suffix: string): RestoreError {

@@ -1,12 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  classifyStatement,
-  definitionTarget,
-  renameTables,
-  statementExcerpt,
-  statementHead,
-} from '../../src/db/restore-parse.js';
+import { classifyStatement, definitionTarget } from '../../src/db/restore-parse.js';
+import { renameTables } from '../../src/db/restore-redirect.js';
+import { statementExcerpt, statementHead } from '../../src/db/sql-tokens.js';
 
 const kind = (sql: string) => classifyStatement(statementHead(Buffer.from(sql)));
 

@@ -1,0 +1,230 @@
+/**
+ * Redirecting a table statement of a dump to the restore's shadow tables (pure). A dump is hostile input:
+ * every table a statement creates, changes or drops must be a shadow table, so anything this cannot
+ * redirect with certainty is reported (`unredirected`, `refusal`) and the loader refuses it before the
+ * swap. Only identifier tokens are replaced (never text inside literals or comments).
+ */
+import { quoteIdent } from './sql-values.js';
+import { isWord, statementHead, tokenize, type Token } from './sql-tokens.js';
+
+export interface TableRenames {
+  /** the name to use for table `name` (of database `db`, when the statement qualifies it); undefined: keep */
+  table(name: string, db: string | undefined): string | undefined;
+  /** the name to use for foreign-key constraint `name` */
+  constraint(name: string): string;
+}
+
+export interface Redirected {
+  raw: Buffer;
+  /** the table the statement acts on, as the dump names it (its head), when it was redirected */
+  target?: string;
+  /** tables the statement writes (its head, DROP lists) that were not redirected */
+  unredirected: string[];
+  /** CREATE TABLE … LIKE: it needs the other table to exist first */
+  copies?: boolean;
+  /** the table keeps no rows of its own (MERGE, FEDERATED, …): rows written to it would go elsewhere */
+  rowsElsewhere?: boolean;
+  /** why the statement cannot be loaded into shadow tables at all (it would read or change others) */
+  refusal?: string;
+}
+
+/**
+ * Rewrites the table names a table statement (CREATE/ALTER/DROP TABLE, INSERT, SETVAL, CREATE INDEX …)
+ * names in its head, in `REFERENCES` and `LIKE` clauses, and the names of its foreign-key constraints. A
+ * qualified `db`.`t` that is renamed loses its qualifier. A MERGE table's `UNION=(…)` is kept: it names
+ * tables resolved when the table is opened (after the swap: the restored ones).
+ */
+export function redirectTableStatement(raw: Buffer, r: TableRenames, serverVersion = Infinity): Redirected {
+  // an INSERT's table is in its first few tokens: do not copy or tokenize megabytes of values
+  const head = statementHead(raw, 64, serverVersion).toUpperCase();
+  const isInsert = /^(INSERT|REPLACE)\b/.test(head);
+  const s = (isInsert ? raw.subarray(0, 4096) : raw).toString('latin1');
+  const toks = tokenize(s, isInsert ? 24 : Infinity, serverVersion);
+  const edits: Edit[] = [];
+  const out: Redirected = { raw, unredirected: [] };
+  /** the (possibly qualified) name at token k: renames it, returns the index after it */
+  const nameAt = (k: number, role: 'target' | 'write' | 'read'): number => {
+    const a = toks[k];
+    if (!a || a.t !== 'id') {
+      if (role !== 'read') out.unredirected.push(a?.v ?? '(none)');
+      return k;
+    }
+    const dot = toks[k + 1];
+    const b = toks[k + 2];
+    const qualified = dot?.t === 'p' && dot.v === '.' && b?.t === 'id';
+    const name = qualified ? b.v : a.v;
+    const to = r.table(name, qualified ? a.v : undefined);
+    if (to !== undefined) {
+      edits.push({ start: a.start, end: (qualified ? b : a).end, text: quoteIdent(to) });
+      if (role === 'target') out.target = name;
+    } else if (role !== 'read') {
+      out.unredirected.push(qualified ? `${a.v}.${name}` : name);
+    }
+    return qualified ? k + 3 : k + 1;
+  };
+  const done = (): Redirected => ({ ...out, raw: apply(raw, edits) });
+  let k = 0;
+  const skipWords = (...words: string[]): void => {
+    while (isWord(toks[k], ...words)) k++;
+  };
+  const first = toks[0];
+  if (isWord(first, 'INSERT', 'REPLACE')) {
+    k = 1;
+    skipWords('LOW_PRIORITY', 'DELAYED', 'HIGH_PRIORITY', 'IGNORE', 'INTO');
+    nameAt(k, 'target');
+    return done();
+  }
+  if (isWord(first, 'SELECT', 'DO')) {
+    // SELECT SETVAL(`s`, …)
+    if (isWord(toks[1], 'SETVAL') && toks[2]?.v === '(') nameAt(3, 'target');
+    return done();
+  }
+  if (isWord(first, 'TRUNCATE')) {
+    k = 1;
+    skipWords('TABLE');
+    nameAt(k, 'target');
+    return done();
+  }
+  if (isWord(first, 'DROP')) {
+    k = 1;
+    skipWords('TEMPORARY');
+    if (!isWord(toks[k], 'TABLE', 'TABLES', 'SEQUENCE')) return out;
+    k++;
+    if (isWord(toks[k], 'IF') && isWord(toks[k + 1], 'EXISTS')) k += 2;
+    let role: 'target' | 'write' = 'target';
+    for (;;) {
+      k = nameAt(k, role);
+      role = 'write';
+      if (toks[k]?.v !== ',') break;
+      k++;
+    }
+    return done();
+  }
+  // CREATE … TABLE|SEQUENCE|INDEX, ALTER … TABLE|SEQUENCE: the name, then clauses anywhere in the statement
+  const create = isWord(first, 'CREATE');
+  let i = 1;
+  while (i < toks.length && !isWord(toks[i], 'TABLE', 'SEQUENCE', 'INDEX')) i++;
+  const kindTok = toks[i];
+  if (!kindTok) return out;
+  k = i + 1;
+  if (isWord(kindTok, 'INDEX')) {
+    while (k < toks.length && !isWord(toks[k], 'ON')) k++;
+    nameAt(k + 1, 'target');
+    return done();
+  }
+  if (isWord(toks[k], 'IF')) k += isWord(toks[k + 1], 'NOT') ? 3 : 2;
+  k = nameAt(k, 'target');
+  // CREATE TABLE t LIKE u / CREATE TABLE t (LIKE u)
+  const like = isWord(toks[k], 'LIKE')
+    ? k + 1
+    : toks[k]?.v === '(' && isWord(toks[k + 1], 'LIKE')
+      ? k + 2
+      : -1;
+  if (like >= 0) {
+    out.copies = true;
+    k = nameAt(like, 'read');
+  }
+  for (; k < toks.length; k++) {
+    const t = toks[k]!;
+    if (isWord(t, 'REFERENCES')) {
+      k = nameAt(k + 1, 'read') - 1;
+      continue;
+    }
+    if (isWord(t, 'SELECT', 'TABLE')) {
+      // CREATE TABLE … [AS] SELECT would read (and call functions of) the live database before the swap;
+      // ALTER TABLE … EXCHANGE PARTITION … WITH TABLE / CONVERT … TABLE would move rows of another table
+      out.refusal ??= create
+        ? `CREATE TABLE … ${t.v.toUpperCase()} would read the live database before the swap`
+        : `ALTER TABLE … ${t.v.toUpperCase()} would act on another table`;
+      continue;
+    }
+    if (!create && isWord(t, 'RENAME') && !isWord(toks[k + 1], 'COLUMN', 'INDEX', 'KEY')) {
+      out.refusal ??= 'ALTER TABLE … RENAME would give a table a name outside the restore';
+      continue;
+    }
+    if (!create && isWord(t, 'EXCHANGE', 'CONVERT') && isWord(toks[k + 1], 'PARTITION', 'TABLE')) {
+      out.refusal ??= `ALTER TABLE … ${t.v.toUpperCase()} ${toks[k + 1]!.v.toUpperCase()} would move rows of another table`;
+      continue;
+    }
+    if (
+      isWord(t, 'UNION') ||
+      (isWord(t, 'ENGINE') && isElsewhere(toks[k + 1]?.v === '=' ? toks[k + 2] : toks[k + 1]))
+    ) {
+      // MERGE, FEDERATED, CONNECT, SPIDER: the rows are another table's (its names are resolved when it is
+      // opened, so they stay as dumped); the loader must not write rows through it
+      out.rowsElsewhere = true;
+      continue;
+    }
+    if (isWord(t, 'CONSTRAINT')) {
+      const name = toks[k + 1];
+      if (name && name.t === 'id' && !isWord(name, 'FOREIGN', 'CHECK', 'PRIMARY', 'UNIQUE')) {
+        if (isWord(toks[k + 2], 'FOREIGN')) {
+          edits.push({ start: name.start, end: name.end, text: quoteIdent(r.constraint(name.v)) });
+        }
+      }
+      continue;
+    }
+    if (isWord(t, 'DROP') && isWord(toks[k + 1], 'FOREIGN') && isWord(toks[k + 2], 'KEY')) {
+      let j = k + 3;
+      if (isWord(toks[j], 'IF') && isWord(toks[j + 1], 'EXISTS')) j += 2;
+      const name = toks[j];
+      if (name && name.t === 'id') {
+        edits.push({ start: name.start, end: name.end, text: quoteIdent(r.constraint(name.v)) });
+      }
+      k = j;
+    }
+  }
+  return done();
+}
+
+const ELSEWHERE = new Set(['MRG_MYISAM', 'MERGE', 'FEDERATED', 'FEDERATEDX', 'CONNECT', 'SPIDER']);
+const isElsewhere = (t: Token | undefined): boolean =>
+  !!t && t.t === 'id' && ELSEWHERE.has(t.v.toUpperCase());
+
+/** redirectTableStatement's statement only (the names it could not redirect are left as they are). */
+export function renameTables(raw: Buffer, r: TableRenames): Buffer {
+  return redirectTableStatement(raw, r).raw;
+}
+
+interface Edit {
+  start: number;
+  end: number;
+  text: string;
+}
+
+/** Offsets are byte offsets (the statement was read as latin1, one char per byte). */
+function apply(raw: Buffer, edits: Edit[]): Buffer {
+  if (edits.length === 0) return raw;
+  edits.sort((a, b) => a.start - b.start);
+  const parts: Buffer[] = [];
+  let p = 0;
+  for (const e of edits) {
+    parts.push(raw.subarray(p, e.start), Buffer.from(e.text, 'utf8'));
+    p = e.end;
+  }
+  parts.push(raw.subarray(p));
+  return Buffer.concat(parts);
+}
+
+/** Functions a dump's SET statements use (mysqldump's own headers): none of them reads or changes a table. */
+const SET_FUNCTIONS = new Set(['IF', 'IFNULL', 'COALESCE', 'NULLIF', 'CONCAT', 'CONCAT_WS']);
+
+/**
+ * Why a session statement (SET …) of a dump may not run on the loading connections before the swap, or
+ * undefined: `SET STATEMENT … FOR` runs any statement, `SET GLOBAL`/`PASSWORD`/`ROLE` change the server or
+ * the account, and a subquery or a stored function could read or change live tables.
+ */
+export function sessionRefusal(raw: Buffer, serverVersion = Infinity): string | undefined {
+  const toks = tokenize(raw.toString('latin1'), Infinity, serverVersion);
+  if (isWord(toks[1], 'STATEMENT', 'PASSWORD', 'ROLE', 'DEFAULT')) {
+    return `SET ${toks[1]!.v.toUpperCase()} is not a session setting`;
+  }
+  for (let k = 1; k < toks.length; k++) {
+    const t = toks[k]!;
+    if (isWord(t, 'GLOBAL', 'SELECT')) return `SET … ${t.v.toUpperCase()} is not a session setting`;
+    if (t.t === 'id' && toks[k + 1]?.v === '(' && !(!t.quoted && SET_FUNCTIONS.has(t.v.toUpperCase()))) {
+      return `SET … ${t.v}(…) could call a stored function`;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,255 @@
+/**
+ * A dump is hostile input: nothing in it may touch a live table before the swap. Every statement kind the
+ * loader could pass through is tried here against a live database that must come out exactly as it was,
+ * with one line naming what was refused, and no table of the restore left behind.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Connection } from 'mysql2/promise';
+import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
+import { describeDatabase, diffDatabases } from '../../fixtures/db-compare.js';
+import { dumpDatabase } from '../../src/db/dump.js';
+import { restoreDatabase, RestoreError } from '../../src/db/restore.js';
+import { definitionTarget, triggerTable } from '../../src/db/restore-parse.js';
+import { statementHead } from '../../src/db/sql-tokens.js';
+import type { MagebackupEvent } from '../../src/events.js';
+import { configFor, queryRows } from './restore-helpers.js';
+
+let server: TestServer;
+let conn: Connection;
+let dir: string;
+let other: string;
+
+const qi = (n: string): string => '`' + n.replace(/`/g, '``') + '`';
+
+before(async () => {
+  server = await getTestServer();
+  conn = await server.connect();
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'mbk-rhostile-'));
+  other = await server.createDatabase('rh_other');
+  await conn.query(`CREATE TABLE ${qi(other)}.b (id INT PRIMARY KEY)`);
+  await conn.query(`INSERT INTO ${qi(other)}.b VALUES (7)`);
+});
+
+after(async () => {
+  await conn?.end();
+  if (dir) await fsp.rm(dir, { recursive: true, force: true });
+});
+
+/** A live store database: table live_t (rows 1, 2), a function that deletes them, a partitioned table. */
+async function newLive(): Promise<string> {
+  const db = await server.createDatabase('rh_live');
+  const c = await server.connect(db);
+  try {
+    await c.query('CREATE TABLE live_t (id INT PRIMARY KEY, v VARCHAR(10))');
+    await c.query("INSERT INTO live_t VALUES (1, 'old'), (2, 'old')");
+    await c.query('CREATE TABLE live_p (id INT PRIMARY KEY) PARTITION BY HASH (id) PARTITIONS 2');
+    await c.query('INSERT INTO live_p VALUES (1), (2)');
+    await c.query(
+      'CREATE FUNCTION wipe() RETURNS INT MODIFIES SQL DATA BEGIN DELETE FROM live_t; RETURN 1; END',
+    );
+  } finally {
+    await c.end();
+  }
+  return db;
+}
+
+let n = 0;
+async function dumpFile(body: string): Promise<string> {
+  const f = path.join(dir, `d${++n}.sql`);
+  await fsp.writeFile(
+    f,
+    `/*!40101 SET NAMES utf8mb4 */;\n/*!40014 SET FOREIGN_KEY_CHECKS=0 */;\n${body}\n-- Dump completed on 2026-12-01  0:00:00\n`,
+  );
+  return f;
+}
+
+async function ownTables(db: string): Promise<string[]> {
+  const r = await queryRows(
+    conn,
+    "SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '\\_\\_mbk\\_%'",
+    [db],
+  );
+  return r.map((x) => String(x.n));
+}
+
+const HOSTILE: { name: string; body: string; names?: RegExp }[] = [
+  {
+    name: 'CREATE TABLE wrapped in EXECUTE IMMEDIATE',
+    body: "EXECUTE IMMEDIATE 'CREATE TABLE `fresh` (id INT)';\nEXECUTE IMMEDIATE 'DROP TABLE `live_t`';",
+    names: /table fresh\b/,
+  },
+  {
+    name: 'CREATE TABLE wrapped in EXECUTE IMMEDIATE as hex',
+    body: `EXECUTE IMMEDIATE _utf8mb4 0x${Buffer.from('CREATE TABLE `fresh` (id INT)').toString('hex')};`,
+    names: /table fresh\b/,
+  },
+  { name: 'DROP TABLE wrapped in EXECUTE IMMEDIATE', body: "EXECUTE IMMEDIATE 'DROP TABLE `live_t`';" },
+  { name: 'DELETE wrapped in EXECUTE IMMEDIATE', body: "EXECUTE IMMEDIATE 'DELETE FROM live_t';" },
+  { name: 'PREPARE/EXECUTE', body: "PREPARE s FROM 'DELETE FROM live_t';\nEXECUTE s;" },
+  {
+    name: 'CREATE TABLE … SELECT calling a function',
+    body: 'CREATE TABLE `n` SELECT wipe() AS x;',
+  },
+  { name: 'CREATE TABLE … AS SELECT', body: 'CREATE TABLE `n` AS SELECT * FROM live_t;' },
+  {
+    name: 'ALTER TABLE … RENAME TO a live name',
+    body: 'CREATE TABLE `n` (id INT);\nALTER TABLE `n` RENAME TO `fresh`;',
+  },
+  {
+    name: 'ALTER TABLE … EXCHANGE PARTITION with a live table',
+    body: 'CREATE TABLE `n` (id INT PRIMARY KEY);\nALTER TABLE `live_p` EXCHANGE PARTITION p0 WITH TABLE `n`;',
+  },
+  {
+    name: 'DROP TABLE naming a table of another database',
+    body: 'DROP TABLE IF EXISTS `a`, `OTHER`.`b`;',
+    names: /\.b\b/,
+  },
+  {
+    name: 'a table name the server reads outside a comment it skips',
+    body: 'INSERT /*!999999 INTO `x` */ INTO `live_t` VALUES (3, 1);',
+    names: /live_t/,
+  },
+  { name: 'SET STATEMENT … FOR', body: 'SET STATEMENT max_statement_time=0 FOR DELETE FROM live_t;' },
+  { name: 'SET with a stored function', body: 'SET @a = wipe();' },
+  { name: 'SET with a subquery', body: 'SET @a = (SELECT COUNT(*) FROM live_t);' },
+  { name: 'SET GLOBAL', body: 'SET GLOBAL max_connections = 2;' },
+  { name: 'SELECT calling a function', body: 'SELECT wipe();' },
+  { name: 'DO calling a function', body: 'DO wipe();' },
+];
+
+for (const h of HOSTILE) {
+  void test(`a dump with ${h.name} is refused before the live database is touched`, async () => {
+    const live = await newLive();
+    const before = await describeDatabase(conn, live);
+    const otherBefore = await describeDatabase(conn, other);
+    const body = h.body.replace(/OTHER/g, other.replace(/`/g, '``'));
+    const file = await dumpFile(`CREATE TABLE \`keep\` (id INT);\nINSERT INTO \`keep\` VALUES (1);\n${body}`);
+    const err = await restoreDatabase({ config: configFor(server, live), file }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof RestoreError, `refused: ${String(err)}`);
+    assert.equal(err.live, 'unchanged');
+    assert.ok(!err.message.includes('\n'), err.message);
+    assert.match(err.message, /line \d+/);
+    if (h.names) assert.match(err.message, h.names);
+    assert.deepEqual(diffDatabases(before, await describeDatabase(conn, live)), []);
+    assert.deepEqual(diffDatabases(otherBefore, await describeDatabase(conn, other)), []);
+    assert.deepEqual(await ownTables(live), []);
+    const [g] = await queryRows(conn, 'SELECT @@GLOBAL.max_connections AS m');
+    assert.notEqual(Number(g?.m), 2);
+  });
+}
+
+void test('rows a dump holds for a MERGE table are skipped (never written through it), and CREATE … LIKE copies the dump', async () => {
+  const live = await newLive();
+  await conn.query(`CREATE TABLE ${qi(live)}.m1 (id INT) ENGINE=MyISAM`);
+  await conn.query(`INSERT INTO ${qi(live)}.m1 VALUES (100)`);
+  const file = await dumpFile(
+    [
+      'CREATE TABLE `m1` (id INT) ENGINE=MyISAM;',
+      'INSERT INTO `m1` VALUES (5);',
+      'CREATE TABLE `mm` (id INT) ENGINE=MRG_MyISAM UNION=(`m1`) INSERT_METHOD=LAST;',
+      'INSERT INTO `mm` VALUES (5);',
+      'CREATE TABLE `proto` (id INT, note VARCHAR(3));',
+      'CREATE TABLE IF NOT EXISTS `copy` LIKE `proto`;',
+    ].join('\n'),
+  );
+  const events: MagebackupEvent[] = [];
+  await restoreDatabase({ config: configFor(server, live), file, onEvent: (e) => events.push(e) });
+  assert.equal(events.filter((e) => e.type === 'warning' && e.code === 'SKIPPED_ROWS').length, 1);
+  for (const t of ['m1', 'mm']) {
+    assert.deepEqual(
+      (await queryRows(conn, `SELECT id FROM ${qi(live)}.${t}`)).map((r) => Number(r.id)),
+      [5],
+      t,
+    );
+  }
+  const cols = await queryRows(
+    conn,
+    'SELECT COLUMN_NAME AS c FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION',
+    [live, 'copy'],
+  );
+  assert.deepEqual(
+    cols.map((r) => String(r.c)),
+    ['id', 'note'],
+  );
+  assert.deepEqual(await ownTables(live), []);
+});
+
+void test('tables named __mbk_… in a dump are skipped with a warning, with their triggers', async () => {
+  const live = await newLive();
+  const file = await dumpFile(
+    [
+      'CREATE TABLE `__mbk_0abc_journal` (seq INT, kind VARCHAR(16), line INT, body LONGBLOB);',
+      "INSERT INTO `__mbk_0abc_journal` VALUES (0, 'state', 0, '{}');",
+      'CREATE TABLE `__MBK_0abc_o1` (id INT);',
+      'CREATE TRIGGER `tr_old` BEFORE INSERT ON `__MBK_0abc_o1` FOR EACH ROW SET @x = 1;',
+      'CREATE TABLE `t` (id INT);',
+      'INSERT INTO `t` VALUES (1);',
+    ].join('\n'),
+  );
+  const events: MagebackupEvent[] = [];
+  const r = await restoreDatabase({
+    config: configFor(server, live),
+    file,
+    onEvent: (e) => events.push(e),
+  });
+  assert.equal(r.tables, 1);
+  const warnings = events.filter((e) => e.type === 'warning' && e.code === 'RESERVED_TABLE');
+  assert.equal(warnings.length, 3, JSON.stringify(warnings));
+  assert.ok(warnings.some((w) => w.type === 'warning' && w.message.includes('__mbk_0abc_journal')));
+  assert.deepEqual(await ownTables(live), []);
+  const trig = await queryRows(
+    conn,
+    'SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?',
+    [live],
+  );
+  assert.deepEqual(trig, []);
+});
+
+void test('tables and views whose names hold tab, newline, backslash, backtick and quotes roll back over themselves', async () => {
+  const live = await server.createDatabase('rh_names');
+  const t = 'a/*\t\t\n;$\\_`\'"0';
+  const v = 'v\n\\\t\'`"';
+  const c = await server.connect(live);
+  try {
+    await c.query(`CREATE TABLE ${qi(t)} (${qi('c\t\n`')} INT)`);
+    await c.query(`INSERT INTO ${qi(t)} VALUES (1), (2)`);
+    await c.query(`CREATE VIEW ${qi(v)} AS SELECT ${qi('c\t\n`')} FROM ${qi(t)}`);
+    await c.query(`CREATE TRIGGER ${qi('tr\n`')} BEFORE INSERT ON ${qi(t)} FOR EACH ROW SET @x = 1`);
+  } finally {
+    await c.end();
+  }
+  const snap = await describeDatabase(conn, live);
+  const file = path.join(dir, 'names.sql');
+  await dumpDatabase({ config: configFor(server, live), outFile: file, compress: false });
+  await conn.query(`INSERT INTO ${qi(live)}.${qi(t)} VALUES (3)`);
+  // the live view and trigger exist: the restore must find them by their exact names
+  await restoreDatabase({ config: configFor(server, live), file });
+  assert.deepEqual(diffDatabases(snap, await describeDatabase(conn, live)), []);
+  assert.deepEqual(await ownTables(live), []);
+});
+
+void test('definition names are read exactly from EXECUTE IMMEDIATE literals', () => {
+  const head = (sql: string) => statementHead(Buffer.from(sql));
+  assert.deepEqual(definitionTarget(head("EXECUTE IMMEDIATE 'CREATE VIEW `a\\nb\\t\\\\_\\'` AS SELECT 1'")), {
+    object: 'view',
+    name: "a\nb\t\\_'",
+    drop: false,
+  });
+  assert.equal(
+    triggerTable(
+      head('CREATE DEFINER=`u`@`%` TRIGGER `x` AFTER INSERT ON `db`.`t\n1` FOR EACH ROW SET @a=1'),
+    ),
+    't\n1',
+  );
+  assert.equal(
+    statementHead(Buffer.from('CREATE  TABLE\n`a\t\tb` (x int)')),
+    'CREATE TABLE `a\t\tb` (x int)',
+  );
+});
