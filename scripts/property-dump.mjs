@@ -9,14 +9,14 @@
 // --seed defaults to a random one (printed, so a failure can be replayed); --size is the number of tables
 // (rows per table up to 10 × size); --runs repeats with seed, seed+1, ...; --plain-names uses letters, digits and
 // non-ASCII letters only in names (hostile names by default).
-import { spawn } from 'node:child_process';
-import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startMariaDB } from '../dist/fixtures/mariadb.js';
 import { createRandomDatabase } from '../dist/fixtures/db-random.js';
 import { describeDatabase, diffDatabases } from '../dist/fixtures/db-compare.js';
+import { qi, rootConfig, stockLoad as clientLoad } from '../dist/fixtures/db-clients.js';
 import { dumpDatabase } from '../dist/src/db/dump.js';
 import { restoreDatabase } from '../dist/src/db/restore.js';
 
@@ -31,26 +31,12 @@ const { values } = parseArgs({
 const seed0 = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
 const size = Number(values.size);
 const runs = Number(values.runs);
-const qi = (n) => '`' + n.replace(/`/g, '``') + '`';
 
 const server = await startMariaDB();
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mbk-property-'));
-const config = (database) => ({
-  host: server.host,
-  port: server.port,
-  user: 'root',
-  password: server.password,
-  database,
-  tablePrefix: '',
-});
+const config = (database) => rootConfig(server, database);
 async function stockLoad(file, db) {
-  const { args, env } = server.clientArgs();
-  const child = spawn('mariadb', [...args, db], { env, stdio: ['pipe', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  child.stdin.on('error', () => {});
-  createReadStream(file).pipe(child.stdin);
-  const code = await new Promise((resolve) => child.on('close', resolve));
+  const { code, stderr } = await clientLoad(server, file, db);
   if (code !== 0) throw new Error(`stock client exited ${code}: ${stderr}`);
 }
 

@@ -5,7 +5,7 @@
  * swap. Only identifier tokens are replaced (never text inside literals or comments).
  */
 import { quoteIdent } from './sql-values.js';
-import { isWord, statementHead, tokenize, type Token } from './sql-tokens.js';
+import { DEFAULT_LEXING, isWord, statementHead, tokenize, type Token } from './sql-tokens.js';
 
 export interface TableRenames {
   /** the name to use for table `name` (of database `db`, when the statement qualifies it); undefined: keep */
@@ -34,12 +34,12 @@ export interface Redirected {
  * qualified `db`.`t` that is renamed loses its qualifier. A MERGE table's `UNION=(…)` is kept: it names
  * tables resolved when the table is opened (after the swap: the restored ones).
  */
-export function redirectTableStatement(raw: Buffer, r: TableRenames, serverVersion = Infinity): Redirected {
+export function redirectTableStatement(raw: Buffer, r: TableRenames, lex = DEFAULT_LEXING): Redirected {
   // an INSERT's table is in its first few tokens: do not copy or tokenize megabytes of values
-  const head = statementHead(raw, 64, serverVersion).toUpperCase();
+  const head = statementHead(raw, 64, lex).toUpperCase();
   const isInsert = /^(INSERT|REPLACE)\b/.test(head);
   const s = (isInsert ? raw.subarray(0, 4096) : raw).toString('latin1');
-  const toks = tokenize(s, isInsert ? 24 : Infinity, serverVersion);
+  const toks = tokenize(s, isInsert ? 24 : Infinity, lex);
   const edits: Edit[] = [];
   const out: Redirected = { raw, unredirected: [] };
   /** the (possibly qualified) name at token k: renames it, returns the index after it */
@@ -214,8 +214,8 @@ const SET_FUNCTIONS = new Set(['IF', 'IFNULL', 'COALESCE', 'NULLIF', 'CONCAT', '
  * undefined: `SET STATEMENT … FOR` runs any statement, `SET GLOBAL`/`PASSWORD`/`ROLE` change the server or
  * the account, and a subquery or a stored function could read or change live tables.
  */
-export function sessionRefusal(raw: Buffer, serverVersion = Infinity): string | undefined {
-  const toks = tokenize(raw.toString('latin1'), Infinity, serverVersion);
+export function sessionRefusal(raw: Buffer, lex = DEFAULT_LEXING): string | undefined {
+  const toks = tokenize(raw.toString('latin1'), Infinity, lex);
   if (isWord(toks[1], 'STATEMENT', 'PASSWORD', 'ROLE', 'DEFAULT')) {
     return `SET ${toks[1]!.v.toUpperCase()} is not a session setting`;
   }

@@ -19,20 +19,40 @@ const HEAD_BYTES = 768;
 const EXECUTABLE = /^\/\*M?!(\d*)/;
 
 /**
- * Whether an executable comment's content runs on a server of `serverVersion` (major*10000 + minor*100 +
- * patch): the restore must read a statement exactly as the server will, or a name hidden in a comment the
- * server skips would be renamed while the one it runs would not.
+ * How the server will read a statement: its version (which executable comments run) and the session's
+ * quoting rules. The restore must read a statement exactly as the server will, or a name hidden in a comment
+ * the server skips (or in a string it ends earlier) would be renamed while the one it runs would not.
  */
-function runs(m: RegExpExecArray, serverVersion: number): boolean {
+export interface Lexing {
+  /** major*10000 + minor*100 + patch */
+  serverVersion: number;
+  /** NO_BACKSLASH_ESCAPES: a backslash in a string is an ordinary character */
+  noBackslashEscapes: boolean;
+  /** ANSI_QUOTES: "…" is an identifier */
+  ansiQuotes: boolean;
+}
+
+export const DEFAULT_LEXING: Lexing = {
+  serverVersion: Infinity,
+  noBackslashEscapes: false,
+  ansiQuotes: false,
+};
+
+function runs(m: RegExpExecArray, lex: Lexing): boolean {
   const v = m[1] ?? '';
-  return v === '' || Number(v) <= serverVersion;
+  return v === '' || Number(v) <= lex.serverVersion;
+}
+
+/** Whether a backslash escapes the next character inside text quoted with `quote`. */
+function escapes(quote: string, lex: Lexing): boolean {
+  return quote !== '`' && !lex.noBackslashEscapes && !(quote === '"' && lex.ansiQuotes);
 }
 
 /**
  * The statement's first bytes as text, without comments and with executable-comment markers (`/*!50001`,
  * `/*M!100100`, `*\/`) removed, whitespace collapsed.
  */
-export function statementHead(raw: Buffer, max = HEAD_BYTES, serverVersion = Infinity): string {
+export function statementHead(raw: Buffer, max = HEAD_BYTES, lex = DEFAULT_LEXING): string {
   const text = raw.subarray(0, max).toString('utf8');
   let out = '';
   let i = 0;
@@ -41,7 +61,7 @@ export function statementHead(raw: Buffer, max = HEAD_BYTES, serverVersion = Inf
     const c = text[i]!;
     if (c === '/' && text[i + 1] === '*') {
       const m = EXECUTABLE.exec(text.slice(i, i + 16));
-      if (m && runs(m, serverVersion)) {
+      if (m && runs(m, lex)) {
         i += m[0].length;
         out += ' ';
         continue;
@@ -66,7 +86,7 @@ export function statementHead(raw: Buffer, max = HEAD_BYTES, serverVersion = Inf
       // copy quoted text verbatim (identifiers may hold anything)
       let j = i + 1;
       while (j < n) {
-        if (text[j] === '\\' && c !== '`') {
+        if (text[j] === '\\' && escapes(c, lex)) {
           j += 2;
           continue;
         }
@@ -102,12 +122,12 @@ const ESCAPES: Record<string, string> = { '0': '\0', b: '\b', n: '\n', r: '\r', 
  * NO_BACKSLASH_ESCAPES: `\n`, `\t`, `\0`, … decoded, a doubled quote is one quote; `\%` and `\_` keep their
  * backslash. Stops at the closing quote (or the end of `s`).
  */
-export function decodeStringLiteral(s: string): string {
+export function decodeStringLiteral(s: string, noBackslashEscapes = false): string {
   const quote = s[0];
   let out = '';
   for (let i = 1; i < s.length; i++) {
     const c = s[i]!;
-    if (c === '\\' && i + 1 < s.length) {
+    if (c === '\\' && !noBackslashEscapes && i + 1 < s.length) {
       const d = s[++i]!;
       out += ESCAPES[d] ?? (d === '%' || d === '_' ? '\\' + d : d);
       continue;
@@ -149,7 +169,7 @@ function decodeLatin1(s: string): string {
  * Tokens of a statement held as a latin1 string (one char per byte). Comments are skipped; the markers of
  * executable comments are skipped and their content read. `limit` stops early (token count).
  */
-export function tokenize(s: string, limit = Infinity, serverVersion = Infinity): Token[] {
+export function tokenize(s: string, limit = Infinity, lex = DEFAULT_LEXING): Token[] {
   const out: Token[] = [];
   const n = s.length;
   let i = 0;
@@ -161,7 +181,7 @@ export function tokenize(s: string, limit = Infinity, serverVersion = Infinity):
     }
     if (c === '/' && s[i + 1] === '*') {
       const m = EXECUTABLE.exec(s.slice(i, i + 16));
-      if (m && runs(m, serverVersion)) {
+      if (m && runs(m, lex)) {
         i += m[0].length;
         continue;
       }
@@ -183,7 +203,7 @@ export function tokenize(s: string, limit = Infinity, serverVersion = Infinity):
       let v = '';
       while (j < n) {
         const d = s[j]!;
-        if (d === '\\' && c !== '`') {
+        if (d === '\\' && escapes(c, lex)) {
           v += d + (s[j + 1] ?? '');
           j += 2;
           continue;
@@ -200,7 +220,7 @@ export function tokenize(s: string, limit = Infinity, serverVersion = Infinity):
         j++;
       }
       out.push({
-        t: c === '`' ? 'id' : 'str',
+        t: c === '`' || (c === '"' && lex.ansiQuotes) ? 'id' : 'str',
         start: i,
         end: Math.min(j + 1, n),
         v: decodeLatin1(v),

@@ -1,10 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createReadStream, promises as fsp, mkdtempSync, rmSync } from 'node:fs';
+import { promises as fsp, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createGunzip } from 'node:zlib';
 import type { Connection } from 'mysql2/promise';
 import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
 import {
@@ -23,6 +21,7 @@ import type { DbConnectionConfig } from '../../src/db/types.js';
 import { CliError, InterruptedError } from '../../src/errors.js';
 import type { MagebackupEvent } from '../../src/events.js';
 import { writeAtomic } from '../../src/fs/atomic.js';
+import { rootConfig, stockLoad } from '../../fixtures/db-clients.js';
 
 let server: TestServer;
 let conn: Connection;
@@ -46,15 +45,7 @@ after(async () => {
 });
 
 function cfg(database: string, extra: Partial<DbConnectionConfig> = {}): DbConnectionConfig {
-  return {
-    host: server.host,
-    port: server.port,
-    user: 'root',
-    password: server.password,
-    database,
-    tablePrefix: '',
-    ...extra,
-  };
+  return rootConfig(server, database, extra);
 }
 
 let fileCounter = 0;
@@ -76,20 +67,7 @@ async function loadStock(
   db: string,
   o: { gz?: boolean; user?: string; password?: string } = {},
 ): Promise<string> {
-  const { args, env } = server.clientArgs();
-  const argv = args.map((a) => (o.user !== undefined && a === '--user=root' ? `--user=${o.user}` : a));
-  const childEnv = o.password !== undefined ? { ...env, MYSQL_PWD: o.password } : env;
-  const child = spawn('mariadb', [...argv, db], { env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdout.resume();
-  child.stdin.on('error', () => {}); // the exit code tells
-  const input = createReadStream(file);
-  (o.gz ? input.pipe(createGunzip()) : input).pipe(child.stdin);
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
+  const { code, stderr } = await stockLoad(server, file, db, [], o);
   if (code !== 0) throw new Error(`mariadb exited with ${code}: ${stderr}`);
   return stderr;
 }

@@ -117,6 +117,15 @@ const HOSTILE: { name: string; body: string; names?: RegExp }[] = [
   { name: 'SET with a stored function', body: 'SET @a = wipe();' },
   { name: 'SET with a subquery', body: 'SET @a = (SELECT COUNT(*) FROM live_t);' },
   { name: 'SET GLOBAL', body: 'SET GLOBAL max_connections = 2;' },
+  { name: 'SET sql_mode to an expression', body: "SET sql_mode = CONCAT('NO_BACKSLASH', '_ESCAPES');" },
+  {
+    name: 'CREATE TABLE … SELECT hidden in a string under NO_BACKSLASH_ESCAPES',
+    body: "SET sql_mode = 'NO_BACKSLASH_ESCAPES';\nCREATE TABLE `n` (a VARCHAR(5) DEFAULT '\\', b INT) SELECT wipe() AS x -- '\n;",
+  },
+  {
+    name: 'a live table named as an identifier under ANSI_QUOTES',
+    body: 'SET sql_mode = \'ANSI_QUOTES\';\nINSERT INTO "live_t" VALUES (3, 1);',
+  },
   { name: 'SELECT calling a function', body: 'SELECT wipe();' },
   { name: 'DO calling a function', body: 'DO wipe();' },
 ];

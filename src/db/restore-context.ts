@@ -1,0 +1,118 @@
+/**
+ * What every step of a restore works with: its options, the context (config, connections, lock-wait bound,
+ * events) and the sessions it opens (a control session for DDL, loader sessions for the dump's statements).
+ */
+import type { Connection } from 'mysql2/promise';
+import { noEvents, type EventSink } from '../events.js';
+import type { DbConnectionConfig } from './types.js';
+import {
+  boundLockWaits,
+  closeQuietly,
+  ConnectionSet,
+  isLockWaitTimeout,
+  openControlConnection,
+  openLoaderConnection,
+  sqlMessage,
+} from './restore-connect.js';
+import { RestoreError, type LiveDatabaseState } from './restore-errors.js';
+
+export interface RestoreOptions {
+  config: DbConnectionConfig;
+  file: string;
+  /** drop tables, views, routines, events and triggers that exist live but not in the dump (default: keep, warn) */
+  dropExtraTables?: boolean;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** loader connections (default: 4) */
+  concurrency?: number;
+  /** how long one statement may wait for a lock, in seconds (default 60); longer fails the run, naming the table */
+  lockWaitSeconds?: number;
+  /** test hook: called at named points of the restore (the SIGKILL test stops the process there) */
+  onStep?: (step: RestoreStep) => void | Promise<void>;
+}
+
+export type RestoreStep =
+  | 'journal-created'
+  | 'loading'
+  | 'loaded'
+  | 'prepared'
+  | 'committing'
+  | 'swapped'
+  | 'constraints-renamed'
+  | 'definitions-dropped'
+  | 'definitions-created'
+  | 'done';
+
+const DEFAULT_LOCK_WAIT = 60;
+
+// sessions
+
+export interface Ctx {
+  config: DbConnectionConfig;
+  live: string;
+  lockWait: number;
+  conns: ConnectionSet;
+  emit: EventSink;
+  onStep: ((step: RestoreStep) => void | Promise<void>) | undefined;
+}
+
+export async function control(ctx: Ctx): Promise<Connection> {
+  const c = ctx.conns.add(await openControlConnection(ctx.config, ctx.live));
+  await boundLockWaits(c, ctx.lockWait);
+  await c.query('SET SESSION foreign_key_checks = 0');
+  return c;
+}
+
+export async function loader(ctx: Ctx): Promise<Connection> {
+  const c = ctx.conns.add(await openLoaderConnection(ctx.config, ctx.live));
+  await boundLockWaits(c, ctx.lockWait);
+  return c;
+}
+
+export async function release(ctx: Ctx, c: Connection | undefined): Promise<void> {
+  if (!c) return;
+  ctx.conns.delete(c);
+  await closeQuietly(c);
+}
+
+/** Runs DDL; a lock wait that hits the bound becomes one line naming what it waited for. */
+export async function ddl(ctx: Ctx, conn: Connection, sql: string, what: string): Promise<void> {
+  try {
+    await conn.query(sql);
+  } catch (err) {
+    if (isLockWaitTimeout(err)) {
+      throw new RestoreError(
+        `Waited more than ${ctx.lockWait} s for a lock on ${what} of database ${ctx.live} (another session holds it: a long query, an open transaction or LOCK TABLES)`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+export function contextFor(o: RestoreOptions, conns?: ConnectionSet): Ctx {
+  return {
+    config: o.config,
+    live: o.config.database,
+    lockWait: o.lockWaitSeconds ?? DEFAULT_LOCK_WAIT,
+    conns: conns ?? new ConnectionSet(o.config),
+    emit: o.onEvent ?? noEvents,
+    onStep: o.onStep,
+  };
+}
+
+/** Ends every statement of ctx within seconds when the signal fires. */
+export function watchAbort(ctx: Ctx, signal: AbortSignal | undefined): () => void {
+  if (!signal) return () => {};
+  const onAbort = (): void => void ctx.conns.killAll();
+  if (signal.aborted) onAbort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+export function serverGone(ctx: Ctx, err: unknown, state: string, live: LiveDatabaseState): RestoreError {
+  return new RestoreError(
+    `The database server went away during the rollback (${sqlMessage(err)}): database ${ctx.live} ${state}`,
+    { cause: err, live },
+  );
+}
