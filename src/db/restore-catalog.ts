@@ -45,24 +45,20 @@ export function str(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** Every base table, system-versioned table and sequence (not views) of a database, ours included. */
-export async function allTables(conn: Connection, db: string): Promise<string[]> {
+/** The base tables, system-versioned tables and sequences of a database, ours included (or its views). */
+async function tablesOfType(conn: Connection, db: string, views: boolean): Promise<string[]> {
   const r = await rows(
     conn,
-    "SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
+    `SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE ${views ? '=' : '<>'} 'VIEW' ORDER BY TABLE_NAME`,
     [db],
   );
   return r.map((x) => str(x.n));
 }
 
-export async function listViews(conn: Connection, db: string): Promise<string[]> {
-  const r = await rows(
-    conn,
-    "SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'VIEW' ORDER BY TABLE_NAME",
-    [db],
-  );
-  return r.map((x) => str(x.n));
-}
+/** Every base table, system-versioned table and sequence (not views) of a database, ours included. */
+export const allTables = (conn: Connection, db: string): Promise<string[]> => tablesOfType(conn, db, false);
+
+export const listViews = (conn: Connection, db: string): Promise<string[]> => tablesOfType(conn, db, true);
 
 export async function listTriggers(conn: Connection, db: string): Promise<{ name: string; table: string }[]> {
   const r = await rows(

@@ -90,14 +90,18 @@ export async function verifyDump(
   o: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
 ): Promise<VerifyResult> {
   throwIfAborted(o.signal);
-  let size: number;
+  let st: Awaited<ReturnType<typeof fsp.stat>>;
   try {
-    const st = await fsp.stat(file);
-    if (!st.isFile()) throw Object.assign(new Error('not a file'), { code: 'EISDIR' });
-    size = st.size;
+    st = await fsp.stat(file);
   } catch (err) {
     throw describeStreamError(file, err, false);
   }
+  if (!st.isFile()) {
+    throw new CliError(
+      `Database backup ${file} is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`,
+    );
+  }
+  const size = Number(st.size);
   if (size === 0) throw new CliError(`Database backup ${file} is empty`);
 
   const splitter = new StatementSplitter();

@@ -3,8 +3,7 @@ import path from 'node:path';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
 import {
-  RestoreError,
-  RestoreInterruptedError,
+  isRestoreFailure,
   prepareDatabaseRestore,
   type PreparedRestore,
   type RestoreStep,
@@ -313,10 +312,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
     } catch (err) {
       // Live data neither old nor new until the next run's recovery (an undo that failed, or a database restore
       // that could not put the old state back): stay offline, and keep the lock's record for that run.
-      if (
-        err instanceof OperationIncompleteError ||
-        ((err instanceof RestoreError || err instanceof RestoreInterruptedError) && err.liveDamaged)
-      ) {
+      if (err instanceof OperationIncompleteError || (isRestoreFailure(err) && err.liveDamaged)) {
         keepMaintenance = true;
         lock.keepForRecovery();
       }

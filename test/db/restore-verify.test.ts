@@ -4,6 +4,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 import { verifyDump, dumpFlavour, dumpedDatabaseFromHeader } from '../../src/db/verify-dump.js';
 import { CliError } from '../../src/errors.js';
 
@@ -109,4 +110,13 @@ void test('header helpers', () => {
   assert.equal(dumpFlavour(body), 'mysqldump');
   assert.equal(dumpedDatabaseFromHeader(body), 'shop');
   assert.equal(dumpedDatabaseFromHeader('-- nothing'), undefined);
+});
+
+void test('a directory or a FIFO given as a dump: one line naming it, and what it is', async () => {
+  const d = path.join(dir, 'a-dir.sql');
+  await fsp.mkdir(d);
+  await assert.rejects(verifyDump(d), rejectsNaming(d, /is a directory$/));
+  const fifo = path.join(dir, 'a-fifo.sql');
+  execFileSync('mkfifo', [fifo]);
+  await assert.rejects(verifyDump(fifo), rejectsNaming(fifo, /is not a regular file$/));
 });
