@@ -286,7 +286,7 @@ async function commitPrepared(
   if (state.extraObjects.length > 0 && !o.dropExtraTables) {
     ctx.emit({
       type: 'warning',
-      code: 'EXTRA_OBJECTS',
+      code: WarningCode.EXTRA_OBJECTS,
       message: `Kept ${state.extraObjects.length} object(s) of database ${ctx.live} that are not in the backup: ${state.extraObjects.join(', ')} (--drop-extra-tables removes them)`,
     });
   }
