@@ -1,6 +1,7 @@
 /**
  * The CLI's side of the history log: watches a run's reporter for its result or its error, then appends one entry
- * (origin `cli`). A log that cannot be written is a warning, never a change of the run's exit code.
+ * (origin `cli`). A log that cannot be written is a warning after a run that did its work (silent after a failed
+ * run, whose error stays its one line), never a change of the run's exit code.
  */
 import { assertMagentoRoot } from '../store/paths.js';
 import { ExitCode } from '../errors.js';
@@ -56,6 +57,9 @@ export function recordRun(
           }),
         );
       } catch (err) {
+        // A failed run ends with one line, its error (often var/backups itself refused, the same cause): a second
+        // line about the log would break that rule. A run that did its work is told the log missed it.
+        if (error !== undefined) return;
         reporter.onEvent({
           type: 'warning',
           code: WarningCode.HISTORY,
