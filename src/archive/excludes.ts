@@ -2,7 +2,8 @@ import { UsageError } from '../errors.js';
 
 /**
  * Magento's code-backup excludes, matched as whole path components (Magento matches substrings, which also drops
- * `.gitignore` and `.github`; we keep those).
+ * `.gitignore` and `.github`; we keep those). The one source of these rules: extraction (extract-filter.ts) and the
+ * fixtures derive theirs from it, and test/archive/exclude-agreement.test.ts checks that they agree.
  */
 export const CODE_EXCLUDES: readonly string[] = Object.freeze([
   '/var',
@@ -15,6 +16,10 @@ export const CODE_EXCLUDES: readonly string[] = Object.freeze([
   '.svn',
   '.grunt',
 ]);
+
+/** magebackup's own entries (staging directories, journals, state): never backed up, never restored. */
+export const INTERNAL_PREFIX = '.magebackup-';
+export const INTERNAL_EXCLUDES: readonly string[] = Object.freeze([`${INTERNAL_PREFIX}*`]);
 
 export type ExcludeFn = (relPath: string, isDir: boolean) => boolean;
 

@@ -3,19 +3,18 @@
  * `var`, `pub/static`, `pub/media`, `update` at the root; `node_modules`, `.git`, `.idea`, `.svn`, `.grunt` at
  * any depth; and magebackup's own `.magebackup-*` entries (staging directories, journals) at any depth.
  *
- * This mirrors CODE_EXCLUDES of src/archive/excludes.ts (the backup side); it is kept here as a prefix
- * matcher because extraction and the tree swap need "which excluded ancestor", not a yes/no per path.
+ * The rules are CODE_EXCLUDES of src/archive/excludes.ts (the backup side), split here into root-anchored and
+ * anywhere names, because extraction and the tree swap need "which excluded ancestor", not a yes/no per path.
  */
+import { CODE_EXCLUDES, INTERNAL_PREFIX } from './excludes.js';
 
-export const ROOT_EXCLUDES: readonly string[] = ['var', 'pub/static', 'pub/media', 'update'];
-export const ANYWHERE_EXCLUDES: ReadonlySet<string> = new Set([
-  'node_modules',
-  '.git',
-  '.idea',
-  '.svn',
-  '.grunt',
-]);
-export const INTERNAL_PREFIX = '.magebackup-';
+export { INTERNAL_PREFIX };
+export const ROOT_EXCLUDES: readonly string[] = Object.freeze(
+  CODE_EXCLUDES.filter((p) => p.startsWith('/')).map((p) => p.slice(1)),
+);
+export const ANYWHERE_EXCLUDES: ReadonlySet<string> = new Set(
+  CODE_EXCLUDES.filter((p) => !p.startsWith('/')),
+);
 
 /** The excluded path that is `rel` or one of its ancestors, or undefined when `rel` is part of the code. */
 export function codeExcludedPrefix(rel: string): string | undefined {

@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { createArchive, type CreateArchiveResult } from '../archive/create.js';
 import { BACKUP_GZIP_LEVEL } from '../archive/gzip-parallel.js';
-import { CODE_EXCLUDES, compileExcludes } from '../archive/excludes.js';
+import { CODE_EXCLUDES, INTERNAL_EXCLUDES, compileExcludes } from '../archive/excludes.js';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
 import { openConnection } from '../db/connect.js';
 import { dumpDatabase } from '../db/dump.js';
@@ -68,8 +68,6 @@ export interface RunBackupResult {
 }
 
 /** Staging directories of an interrupted rollback must never end up in a code backup. */
-export const INTERNAL_EXCLUDES = ['.magebackup-*'];
-
 export function codeExcluder(extra: readonly string[] = []) {
   return compileExcludes([...CODE_EXCLUDES, ...INTERNAL_EXCLUDES, ...extra]);
 }
