@@ -33,6 +33,7 @@ import {
   swapForward,
   type StageTreeOptions,
   type StagedTree,
+  type SwapHooks,
   type TreeJournal,
 } from './tree-swap.js';
 import {
@@ -71,10 +72,10 @@ interface OpJournal {
 
 const OP_PREFIX = 'op-';
 
-/** Tests only: called at each step of a commit (a crash test SIGKILLs itself there). */
-let stepHook: ((step: string) => void) | undefined;
-export function setOperationTestHook(fn: ((step: string) => void) | undefined): void {
-  stepHook = fn;
+/** Test seams (production passes none): a crash test SIGKILLs itself at one of these points. */
+export interface OperationHooks extends SwapHooks {
+  /** called at each step of a commit: 'committing', 'swapped-<target>', 'db-committed', 'committed' */
+  onCommitStep?: (step: string) => void;
 }
 
 /** The swap could not be undone either: live data is mixed; maintenance must stay on. */
@@ -99,9 +100,10 @@ export class RollbackOperation {
   private constructor(
     private readonly state: StateDir,
     private readonly j: OpJournal,
+    private readonly hooks: OperationHooks,
   ) {}
 
-  static async begin(paths: StorePaths): Promise<RollbackOperation> {
+  static async begin(paths: StorePaths, hooks: OperationHooks = {}): Promise<RollbackOperation> {
     const state = await openStateDir(paths);
     const st = await fsp.stat(paths.root);
     const j: OpJournal = {
@@ -117,7 +119,7 @@ export class RollbackOperation {
       trees: [],
       db: null,
     };
-    const op = new RollbackOperation(state, j);
+    const op = new RollbackOperation(state, j, hooks);
     await op.save();
     return op;
   }
@@ -166,16 +168,16 @@ export class RollbackOperation {
     }
     this.j.phase = 'committing';
     await this.save();
-    stepHook?.('committing');
+    this.hooks.onCommitStep?.('committing');
     let dbResult: RestoreResult | undefined;
     try {
       for (const t of this.j.trees) {
-        await swapForward(t);
-        stepHook?.(`swapped-${t.target}`);
+        await swapForward(t, this.hooks);
+        this.hooks.onCommitStep?.(`swapped-${t.target}`);
       }
       if (db) {
         dbResult = await db.commit();
-        stepHook?.('db-committed');
+        this.hooks.onCommitStep?.('db-committed');
       }
     } catch (err) {
       const live = (err as { live?: string }).live;
@@ -197,7 +199,7 @@ export class RollbackOperation {
     this.committed = true;
     this.j.phase = 'committed';
     await this.save();
-    stepHook?.('committed');
+    this.hooks.onCommitStep?.('committed');
     return {
       ...(dbResult ? { db: dbResult } : {}),
       cleanup: async () => {
@@ -232,7 +234,7 @@ export class RollbackOperation {
     try {
       this.j.phase = 'aborting';
       await this.save();
-      for (const t of [...this.j.trees].reverse()) await swapBack(t);
+      for (const t of [...this.j.trees].reverse()) await swapBack(t, this.hooks);
       await db?.discard();
     } catch (err) {
       throw new OperationIncompleteError(

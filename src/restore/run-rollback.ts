@@ -13,7 +13,7 @@ import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, UsageError, throwIfAborted, errnoCode, withOutcome } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
-import { OperationIncompleteError, RollbackOperation } from './operation.js';
+import { OperationIncompleteError, RollbackOperation, type OperationHooks } from './operation.js';
 import type { StagedTree } from './tree-swap.js';
 import { parseBackupName, type BackupKind } from '../store/backup-name.js';
 import { recoverStore } from './recover.js';
@@ -51,6 +51,8 @@ export interface RunRollbackOptions {
   command?: string;
   /** tests only: the database restore's steps (a crash test SIGKILLs itself at one) */
   onStep?: (step: RestoreStep) => void | Promise<void>;
+  /** tests only: the operation's commit steps and tree renames */
+  hooks?: OperationHooks;
 }
 
 export interface RollbackPartResult {
@@ -167,7 +169,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
     let cleanup: (() => Promise<void>) | undefined;
     try {
       // One journaled operation: every part ends new, or every part old (operation.ts).
-      op = await RollbackOperation.begin(paths);
+      op = await RollbackOperation.begin(paths, o.hooks);
       const parts: RollbackPartResult[] = [];
       const staged: StagedTree[] = [];
       // 1. Stage: extracting into a staging directory IS the full verification of an archive.

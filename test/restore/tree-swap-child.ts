@@ -3,15 +3,15 @@
 // the N-th rename, 'never').
 import { RollbackOperation } from '../../src/restore/operation.js';
 import { storePaths } from '../../src/store/paths.js';
-import { setSwapTestHook } from '../../src/restore/tree-swap.js';
 
 const [root, target, archive, killAt] = process.argv.slice(2) as [string, 'code' | 'media', string, string];
 let renames = 0;
-setSwapTestHook((n) => {
-  renames = n;
-  if (String(n) === killAt) process.kill(process.pid, 'SIGKILL');
+const op = await RollbackOperation.begin(storePaths(root), {
+  afterRename: () => {
+    renames++;
+    if (String(renames) === killAt) process.kill(process.pid, 'SIGKILL');
+  },
 });
-const op = await RollbackOperation.begin(storePaths(root));
 await op.stage({
   root,
   target,
