@@ -393,6 +393,7 @@ async function backupDb(
       tables: result.tables,
       rows: result.rows,
       bytes: result.bytes,
+      ...(result.content ? { content: result.content } : {}),
     },
     sum,
   ];

@@ -12,14 +12,30 @@ export const CHUNK = 1 << 20;
 /** pause reading rows while this many bytes wait to be written */
 const HIGH_WATER = 8 * CHUNK;
 
+/**
+ * What dumpRows writes one table's rows to: the dump's Output, or a table hasher (table-hash.ts) that encodes a
+ * live table's rows exactly as the dump does. The seam between the dumper and the selective rollback: keep it.
+ */
+export interface RowOutput {
+  readonly sink: ByteSink;
+  readonly error: Error | undefined;
+  readonly congested: boolean;
+  /** hand the sink's bytes on if a chunk is full (or `force`); synchronous, called between rows only */
+  flush(force?: boolean): void;
+  drained(): Promise<void>;
+  text(s: string): Promise<void>;
+}
+
 /** Where the SQL goes: the plain file, or the parallel gzip writer. Writes are serialised; backpressure by promise. */
-export class Output {
+export class Output implements RowOutput {
   readonly sink = new ByteSink(CHUNK + 65536);
   bytes = 0;
   #pending = 0;
   #tail: Promise<void> = Promise.resolve();
   #error: Error | undefined = undefined;
   #waiters: (() => void)[] = [];
+  #tap: ((bytes: Buffer) => void) | null = null;
+  #tapFrom = 0;
   constructor(
     private readonly fh: FileHandle,
     private readonly gz: ParallelGzipWriter | null,
@@ -33,9 +49,26 @@ export class Output {
     return this.#pending >= HIGH_WATER;
   }
 
+  /**
+   * Every byte written from now until the next tap() is also passed to `fn`, in order, synchronously (the
+   * per-table row hash of the manifest, table-hash.ts); null stops it.
+   */
+  tap(fn: ((bytes: Buffer) => void) | null): void {
+    this.#feedTap();
+    this.#tap = fn;
+    this.#tapFrom = this.sink.len;
+  }
+  #feedTap(): void {
+    if (this.#tap && this.sink.len > this.#tapFrom)
+      this.#tap(this.sink.buf.subarray(this.#tapFrom, this.sink.len));
+    this.#tapFrom = this.sink.len;
+  }
+
   /** Hand the sink's bytes to the writer if a chunk is full (or `force`). Synchronous: safe in row callbacks. */
   flush(force = false): void {
     if (this.sink.len === 0 || (!force && this.sink.len < CHUNK)) return;
+    this.#feedTap();
+    this.#tapFrom = 0;
     const buf = this.sink.take(CHUNK + 65536);
     this.bytes += buf.length;
     this.#pending += buf.length;

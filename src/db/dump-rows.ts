@@ -11,7 +11,7 @@
 import type { Connection as CoreConnection } from 'mysql2';
 import type { Connection } from 'mysql2/promise';
 import { InterruptedError, describeAbort } from '../errors.js';
-import { CHUNK, type Output } from './dump-output.js';
+import { CHUNK, type RowOutput } from './dump-output.js';
 import type { TablePlan } from './dump-schema.js';
 import { rowsHead, rowsTail } from './dump-sql.js';
 import { ESCAPES, quoteIdent, writeBytes, writeHex, writeQuoted, writeRaw } from './sql-values.js';
@@ -22,7 +22,7 @@ export type RowParser = 'fast' | 'mysql2';
 export interface DumpRowsOptions {
   conn: Connection;
   table: TablePlan;
-  out: Output;
+  out: RowOutput;
   /** bytes per multi-row INSERT before a new statement starts */
   maxStatementBytes: number;
   signal?: AbortSignal | undefined;
@@ -61,7 +61,11 @@ const PLAIN_TEXT = 4;
 /** Rows whose packet is bigger than this take the exact-estimate path (a bound of twice the packet would be too generous). */
 const FUSED_MAX_PACKET = 256 * 1024;
 
-/** Streams one table's rows into bounded multi-row INSERTs (with the table's data head and tail). Returns the row count. */
+/**
+ * Streams one table's rows into bounded multi-row INSERTs (with the table's data head and tail). Returns the row
+ * count. The dump's encoder, and the live tables' too (table-hash.ts hashes this output for a selective rollback):
+ * the same table, rows and maxStatementBytes give the same bytes.
+ */
 export async function dumpRows(o: DumpRowsOptions): Promise<number> {
   const { conn, table: t, out, signal } = o;
   const maxStmt = o.maxStatementBytes;

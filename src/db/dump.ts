@@ -37,6 +37,7 @@ import {
 } from './dump-sql.js';
 import { quoteIdent } from './sql-values.js';
 import { createStripMatcher } from './strip.js';
+import { ContentHasher, type DbContentHashes } from './table-hash.js';
 import type { DbConnectionConfig } from './types.js';
 
 export interface DumpOptions {
@@ -74,6 +75,8 @@ export interface DumpResult {
   strippedTables: string[];
   /** working tables of a rollback (`__mbk_…`) found in the database and left out */
   skippedTables: string[];
+  /** per-table hashes of what was dumped, for a selective rollback (table-hash.ts) */
+  content?: DbContentHashes;
 }
 
 /**
@@ -159,17 +162,20 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     };
 
     for (const seq of schema.sequences) await out.bin(sequenceSql(seq));
+    const hasher = new ContentHasher(maxStmt);
 
     for (const t of schema.tables) {
       throwIfAborted(o.signal);
       const stripped = stripper.matches(t.name);
+      const noOwnRows = t.engine !== null && NO_OWN_ROWS.has(t.engine.toUpperCase());
+      const rowsTap = hasher.table(t, !stripped && !noOwnRows);
       await out.bin(tableHead(t.name));
       await out.raw(t.create);
       await out.text(';\n\n');
       if (stripped) {
         result.strippedTables.push(t.name);
-      } else if (t.engine !== null && NO_OWN_ROWS.has(t.engine.toUpperCase())) {
-        await out.text(noRowsComment(t.name, t.engine));
+      } else if (noOwnRows) {
+        await out.text(noRowsComment(t.name, t.engine ?? ''));
       } else {
         const output = out;
         const progress = (rows: number): void =>
@@ -182,6 +188,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
             rows,
           });
         progress(0);
+        out.tap(rowsTap);
         const rows = await dumpRows({
           conn,
           table: t,
@@ -198,6 +205,8 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
             }),
           rowParser: o.rowParser,
         });
+        out.tap(null);
+        hasher.rows(rows);
         result.rows += rows;
         progress(rows);
       }
@@ -222,6 +231,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     }
 
     await conn.query('COMMIT');
+    result.content = hasher.finish(schema);
     await out.text(footer());
     await out.finish();
     result.bytes = out.bytes;

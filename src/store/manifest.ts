@@ -4,6 +4,7 @@
  * While a run is under way, `<ts>_manifest.json.running` marks its timestamp as ours, so a crashed run's
  * leftovers are told apart from Magento's own backups (which never have a manifest, and stay usable).
  */
+import type { DbContentHashes } from '../db/table-hash.js';
 import type { FileSum } from '../fs/streaming-hash.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
@@ -25,6 +26,8 @@ export interface BackupPartResult {
   bytes?: number;
   tables?: number;
   rows?: number;
+  /** database: per-table hashes of what was dumped (a selective rollback loads only the tables that differ) */
+  content?: DbContentHashes;
 }
 
 export const MANIFEST_FORMAT = 'magebackup-manifest';
@@ -49,6 +52,11 @@ export interface ManifestPart {
   database?: string;
   strip?: string[];
   stripDefiners?: boolean;
+  /**
+   * per-table hashes of the rows as dumped, normalised schemas and definitions (db/table-hash.ts); absent in
+   * older manifests: such a dump is always restored whole
+   */
+  content?: DbContentHashes;
 }
 
 export interface Manifest {
@@ -186,6 +194,7 @@ export function manifestParts(
       if (o.database !== undefined) entry.database = o.database;
       entry.strip = o.strip;
       entry.stripDefiners = o.stripDefiners;
+      if (p.content !== undefined) entry.content = p.content;
     }
     return entry;
   });
