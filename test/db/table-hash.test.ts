@@ -42,7 +42,7 @@ function changed(c: LiveComparison): string[] {
   return c.tables.filter((t) => t.state !== 'equal' && t.state !== 'unhashed').map((t) => t.name);
 }
 
-test('unit: AUTO_INCREMENT is taken out of the table options only', () => {
+void test('unit: AUTO_INCREMENT is taken out of the table options only', () => {
   const create = Buffer.from(
     "CREATE TABLE `t` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB AUTO_INCREMENT=42 DEFAULT CHARSET=latin1 COMMENT='x AUTO_INCREMENT=7'",
   );
@@ -57,7 +57,7 @@ test('unit: AUTO_INCREMENT is taken out of the table options only', () => {
   assert.equal(normaliseCreate(none).schema.toString(), none.toString());
 });
 
-test('unit: content hashes that are absent, of another version or malformed are not used', () => {
+void test('unit: content hashes that are absent, of another version or malformed are not used', () => {
   assert.equal(parseContentHashes(undefined), null);
   assert.equal(parseContentHashes({ version: 99, statementBytes: 1, tables: [], definitions: [] }), null);
   assert.equal(
@@ -73,7 +73,7 @@ test('unit: content hashes that are absent, of another version or malformed are 
   assert.deepEqual(parseContentHashes(ok), ok);
 });
 
-test('every table of the zoo hashes live exactly as dumped; keyless and row-less tables are left unhashed', async () => {
+void test('every table of the zoo hashes live exactly as dumped; keyless and row-less tables are left unhashed', async () => {
   const { db, conn } = await zooDb('th_equal');
   try {
     for (const stmt of [undefined, 700]) {
@@ -93,7 +93,7 @@ test('every table of the zoo hashes live exactly as dumped; keyless and row-less
   }
 });
 
-test('a change of rows without a change of row count, a column, a trigger, a dropped and an extra table are told apart', async () => {
+void test('a change of rows without a change of row count, a column, a trigger, a dropped and an extra table are told apart', async () => {
   const { db, conn } = await zooDb('th_changes');
   try {
     const backup = await hashesOf(db);
