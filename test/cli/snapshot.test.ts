@@ -41,7 +41,14 @@ function flipByte(file: string): void {
 }
 
 interface ListJson {
-  snapshots: Array<{ id: string; status: string; parts: string[]; totalSize: number; age: number }>;
+  snapshots: Array<{
+    id: string;
+    status: string;
+    parts: string[];
+    totalSize: number;
+    age: number;
+    manifest?: { command: string; created: string; completed: string; warnings: number };
+  }>;
 }
 
 void test('snapshot:create, list, verify, a corrupt byte, restore refused; bad ids and policies are usage errors', async () => {
@@ -65,6 +72,13 @@ void test('snapshot:create, list, verify, a corrupt byte, restore refused; bad i
     data.snapshots.map((s) => [s.id, s.status, s.parts.join(',')]),
     [[id, 'complete', 'code,media,db']],
   );
+  // the public view (store/snapshot-view.ts, the web's too): the run's manifest facts, no absolute path
+  const m = data.snapshots[0]!.manifest!;
+  assert.deepEqual(
+    [m.command, m.warnings, typeof m.created, typeof m.completed],
+    ['snapshot:create', 0, 'string', 'string'],
+  );
+  assert.ok(!JSON.stringify(data.snapshots).includes(root), 'no absolute path in a snapshot');
   const table = await runCli(['snapshot:list', '--root', root]);
   assert.match(table.stdout, new RegExp(`\\| ${id} \\|.*\\| code,media,db \\|.*\\| complete \\|`));
 
