@@ -4,7 +4,7 @@
  * While a run is under way, `<ts>_manifest.json.running` marks its timestamp as ours, so a crashed run's
  * leftovers are told apart from Magento's own backups (which never have a manifest, and stay usable).
  */
-import type { DbContentHashes } from '../db/table-hash.js';
+import type { DbContentHashes } from './content-hashes.js';
 import type { FileSum } from '../fs/streaming-hash.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
