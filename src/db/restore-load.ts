@@ -130,7 +130,7 @@ export async function loadDump(
     const r = redirectTableStatement(s.raw, renames, lexing());
     if (r.refusal !== undefined) throw refuse(s, r.refusal);
     if (r.target === undefined || r.unredirected.length > 0) {
-      const t = r.unredirected[0] ?? classifyStatement(head).kind;
+      const t = r.unredirected[0] ?? classifyStatement(head, lexing()).kind;
       throw refuse(s, `it names table ${t}, which cannot be loaded into a shadow table`);
     }
     return { ...r, table: r.target };
@@ -138,7 +138,7 @@ export async function loadDump(
 
   const handle = async (s: RawStatement): Promise<void> => {
     const head = statementHead(s.raw, undefined, lexing());
-    const k = classifyStatement(head);
+    const k = classifyStatement(head, lexing());
     statements++;
     switch (k.kind) {
       case 'skip':
@@ -201,8 +201,8 @@ export async function loadDump(
         return;
       }
       case 'definition': {
-        const target = definitionTarget(head);
-        const on = target?.object === 'trigger' ? triggerTable(head) : undefined;
+        const target = definitionTarget(head, lexing());
+        const on = target?.object === 'trigger' ? triggerTable(head, lexing()) : undefined;
         if (
           target !== undefined &&
           (target.name.toLowerCase().startsWith(RESERVED_PREFIX) || (on !== undefined && skipped.has(on)))

@@ -4,7 +4,14 @@
  * defines a view/trigger/routine/event (deferred until the tables are in place), or is a client-side
  * statement the restore skips (USE, CREATE DATABASE, LOCK/UNLOCK TABLES, COMMIT).
  */
-import { decodeStringLiteral, unquoteIdent } from './sql-tokens.js';
+import { SqlModeTracker } from './sql-mode.js';
+import {
+  DEFAULT_LEXING,
+  statementHead,
+  decodeStringLiteral,
+  unquoteIdent,
+  type Lexing,
+} from './sql-tokens.js';
 
 export type StatementKind =
   | { kind: 'skip'; why: 'use' | 'create-database' | 'lock' | 'transaction'; database?: string }
@@ -93,10 +100,11 @@ function objectOf(word: string): DefinitionObject {
  */
 export function definitionTarget(
   head: string,
+  lex: Lexing = DEFAULT_LEXING,
 ): { object: Exclude<DefinitionObject, 'database'>; name: string; drop: boolean } | undefined {
   let text = head;
   const ei = RE.executeImmediate.exec(text);
-  if (ei) text = decodeStringLiteral(ei[1] ?? '').trim();
+  if (ei) text = decodeStringLiteral(ei[1] ?? '', lex.noBackslashEscapes).trim();
   const drop = new RegExp(
     String.raw`^DROP\s+(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|PACKAGE\s+BODY|PACKAGE)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}`,
     'i',
@@ -118,10 +126,35 @@ export function definitionTarget(
   return { object: o, name: tableOf(m, 2).table, drop: false };
 }
 
+/**
+ * The objects held definitions create (drops left out), in order, each read in the sql_mode the session
+ * statements held before it set (an EXECUTE IMMEDIATE literal under NO_BACKSLASH_ESCAPES keeps its backslashes).
+ */
+export function createdObjects(
+  held: readonly { kind: string; raw: Buffer }[],
+): { object: Exclude<DefinitionObject, 'database'>; name: string }[] {
+  const mode = new SqlModeTracker();
+  const out: { object: Exclude<DefinitionObject, 'database'>; name: string }[] = [];
+  for (const h of held) {
+    if (h.kind === 'session') {
+      mode.apply(h.raw.toString('latin1'));
+      continue;
+    }
+    const lex: Lexing = {
+      ...DEFAULT_LEXING,
+      noBackslashEscapes: mode.noBackslashEscapes,
+      ansiQuotes: mode.ansiQuotes,
+    };
+    const t = definitionTarget(statementHead(h.raw, undefined, lex), lex);
+    if (t && !t.drop) out.push({ object: t.object, name: t.name });
+  }
+  return out;
+}
+
 /** The table a CREATE TRIGGER statement's head attaches the trigger to (undefined for anything else). */
-export function triggerTable(head: string): string | undefined {
+export function triggerTable(head: string, lex: Lexing = DEFAULT_LEXING): string | undefined {
   const ei = RE.executeImmediate.exec(head);
-  const text = ei ? decodeStringLiteral(ei[1] ?? '').trim() : head;
+  const text = ei ? decodeStringLiteral(ei[1] ?? '', lex.noBackslashEscapes).trim() : head;
   const m = new RegExp(
     String.raw`\bTRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?${QUALIFIED}\s+(?:BEFORE|AFTER)\s+\w+(?:\s+OR\s+\w+)*\s+ON\s+${QUALIFIED}`,
     'i',
@@ -135,8 +168,11 @@ function wrapped(inner: StatementKind): StatementKind {
   return inner.kind === 'table' ? { kind: 'barrier', table: inner.table } : { kind: 'barrier' };
 }
 
-/** Classifies one statement by its head (see statementHead). */
-export function classifyStatement(head: string): StatementKind {
+/**
+ * Classifies one statement by its head (see statementHead); `lex`: how the session reads it (an EXECUTE
+ * IMMEDIATE literal under NO_BACKSLASH_ESCAPES keeps its backslashes).
+ */
+export function classifyStatement(head: string, lex: Lexing = DEFAULT_LEXING): StatementKind {
   let m: RegExpExecArray | null;
   if ((m = RE.use.exec(head))) return { kind: 'skip', why: 'use', database: unquoteIdent(m[1] ?? '') };
   if ((m = RE.createDb.exec(head)))
@@ -146,10 +182,10 @@ export function classifyStatement(head: string): StatementKind {
   if (RE.set.test(head)) return { kind: 'session' };
   if ((m = RE.executeImmediate.exec(head))) {
     // a definition whose text cannot sit in a DELIMITER block (our dumper writes some this way)
-    return wrapped(classifyStatement(decodeStringLiteral(m[1] ?? '').trim()));
+    return wrapped(classifyStatement(decodeStringLiteral(m[1] ?? '', lex.noBackslashEscapes).trim(), lex));
   }
   if ((m = RE.executeImmediateHex.exec(head))) {
-    return wrapped(classifyStatement(Buffer.from(m[1]!, 'hex').toString('utf8').trim()));
+    return wrapped(classifyStatement(Buffer.from(m[1]!, 'hex').toString('utf8').trim(), lex));
   }
   if ((m = RE.insert.exec(head))) return { kind: 'table', ...tableOf(m, 1) };
   if ((m = RE.dropTable.exec(head))) {

@@ -71,7 +71,14 @@ export function redirectTableStatement(raw: Buffer, r: TableRenames, lex = DEFAU
   if (isWord(first, 'INSERT', 'REPLACE')) {
     k = 1;
     skipWords('LOW_PRIORITY', 'DELAYED', 'HIGH_PRIORITY', 'IGNORE', 'INTO');
-    nameAt(k, 'target');
+    const after = nameAt(k, 'target');
+    const name = toks[after - 1];
+    if (name) {
+      const what = valuesRefusal(raw, name.end, lex);
+      if (what !== undefined) {
+        out.refusal = `${isWord(first, 'REPLACE') ? 'REPLACE' : 'INSERT'} into table ${out.target ?? name.v} ${what}, which could read or change live tables before the swap`;
+      }
+    }
     return done();
   }
   if (isWord(first, 'SELECT', 'DO')) {
@@ -175,6 +182,113 @@ export function redirectTableStatement(raw: Buffer, r: TableRenames, lex = DEFAU
     }
   }
   return done();
+}
+
+// what a byte is, outside quotes and comments, for valuesRefusal
+const C_OTHER = 0;
+const C_WORD = 1;
+const C_SPACE = 2;
+const CLASS = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const ch = String.fromCharCode(c);
+  CLASS[c] = /[A-Za-z0-9_$]/.test(ch) || c >= 0x80 ? C_WORD : /[ \t\n\r\f\v]/.test(ch) ? C_SPACE : C_OTHER;
+}
+/** words that may stand before `(` in an INSERT's tail: the row list, `VALUES(col)` in ON DUPLICATE KEY UPDATE */
+const PAREN_WORDS = new Set(['VALUES', 'VALUE', 'PARTITION']);
+
+/**
+ * What in an INSERT's tail (from byte `from`: after its table name) could run code: a function call (a word
+ * before `(`, through comments and executable comments as the server reads them) or a subquery (SELECT), in
+ * the values, a SET list or ON DUPLICATE KEY UPDATE. A dump's values are literals only; a stored function
+ * there would run, with the loader's rights, before the swap. Undefined when there is none. One pass over the
+ * bytes: strings are skipped with indexOf.
+ */
+export function valuesRefusal(raw: Buffer, from: number, lex = DEFAULT_LEXING): string | undefined {
+  const n = raw.length;
+  const backslash = !lex.noBackslashEscapes;
+  /** the last significant token was a word (or quoted identifier) starting at wordAt, ending at wordEnd */
+  let wordAt = -1;
+  let wordEnd = -1;
+  let i = from;
+  while (i < n) {
+    const c = raw[i]!;
+    const cls = CLASS[c];
+    if (cls === C_SPACE) {
+      i++;
+      continue;
+    }
+    if (cls === C_WORD) {
+      let j = i + 1;
+      while (j < n && CLASS[raw[j]!] === C_WORD) j++;
+      if (j - i === 6 && raw.toString('latin1', i, j).toUpperCase() === 'SELECT')
+        return 'with a subquery (SELECT)';
+      wordAt = i;
+      wordEnd = j;
+      i = j;
+      continue;
+    }
+    if (c === 0x27 || c === 0x22 || c === 0x60) {
+      // a string, or a quoted identifier (`…`, "…" under ANSI_QUOTES): find its end
+      const esc = backslash && c !== 0x60 && !(c === 0x22 && lex.ansiQuotes);
+      let j = i + 1;
+      for (;;) {
+        const q: number = raw.indexOf(c, j);
+        if (q < 0) return undefined; // unterminated: the server refuses the statement
+        if (esc) {
+          let b = q - 1;
+          while (b >= j && raw[b] === 0x5c) b--;
+          if ((q - 1 - b) % 2 === 1) {
+            j = q + 1;
+            continue;
+          }
+        }
+        if (raw[q + 1] === c) {
+          j = q + 2;
+          continue;
+        }
+        j = q + 1;
+        break;
+      }
+      if (c === 0x60 || (c === 0x22 && lex.ansiQuotes)) {
+        wordAt = i;
+        wordEnd = j;
+      } else wordAt = -1;
+      i = j;
+      continue;
+    }
+    if (c === 0x2f && raw[i + 1] === 0x2a) {
+      // /*!NNNNN … */ and /*M!NNNNNN … */: code on servers of at least that version. Read as code whatever
+      // the version (refusing a call that would not run is safe; the server's 5-or-6-digit rule need not match)
+      let j = i + 2;
+      if (raw[j] === 0x4d && raw[j + 1] === 0x21) j += 2;
+      else if (raw[j] === 0x21) j += 1;
+      else j = -1;
+      if (j > 0) {
+        while (raw[j]! >= 0x30 && raw[j]! <= 0x39) j++;
+        i = j;
+        continue;
+      }
+      const e = raw.indexOf('*/', i + 2, 'latin1');
+      i = e < 0 ? n : e + 2;
+      continue;
+    }
+    if (c === 0x2a && raw[i + 1] === 0x2f) {
+      i += 2; // the end of an executable comment
+      continue;
+    }
+    if (c === 0x23 || (c === 0x2d && raw[i + 1] === 0x2d && (i + 2 >= n || raw[i + 2]! <= 0x20))) {
+      const e = raw.indexOf(0x0a, i);
+      i = e < 0 ? n : e + 1;
+      continue;
+    }
+    if (c === 0x28 && wordAt >= 0) {
+      const word = raw.toString('utf8', wordAt, wordEnd);
+      if (!PAREN_WORDS.has(word.toUpperCase())) return `calls ${word}(…)`;
+    }
+    wordAt = -1;
+    i++;
+  }
+  return undefined;
 }
 
 const ELSEWHERE = new Set(['MRG_MYISAM', 'MERGE', 'FEDERATED', 'FEDERATEDX', 'CONNECT', 'SPIDER']);

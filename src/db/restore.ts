@@ -60,10 +60,9 @@ import {
   type JournalState,
 } from './restore-journal.js';
 import { loadDump, statementError, type LoadResult } from './restore-load.js';
-import { definitionTarget } from './restore-parse.js';
+import { createdObjects } from './restore-parse.js';
 import { StatementFailure } from './restore-pool.js';
 import { cleanup, forward, planCommit, undo } from './restore-swap.js';
-import { statementHead } from './sql-tokens.js';
 import { dumpedDatabaseFromHeader, readDumpHead } from './verify-dump.js';
 
 export { RestoreError, RestoreInterruptedError, isRestoreFailure } from './restore-errors.js';
@@ -189,11 +188,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
       }
       state.newFks = loaded.newFks;
       const seen = new Set<string>();
-      for (const h of loaded.held) {
-        if (h.kind === 'session') continue;
-        const t = definitionTarget(statementHead(h.raw));
-        if (!t || t.drop) continue;
-        const ref = { object: t.object, name: t.name };
+      for (const ref of createdObjects(loaded.held)) {
         if (!seen.has(objKey(ref))) {
           seen.add(objKey(ref));
           state.dumpObjects.push(ref);

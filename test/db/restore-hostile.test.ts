@@ -13,8 +13,8 @@ import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
 import { describeDatabase, diffDatabases } from '../../fixtures/db-compare.js';
 import { dumpDatabase } from '../../src/db/dump.js';
 import { restoreDatabase, RestoreError } from '../../src/db/restore.js';
-import { definitionTarget, triggerTable } from '../../src/db/restore-parse.js';
-import { statementHead } from '../../src/db/sql-tokens.js';
+import { classifyStatement, definitionTarget, triggerTable } from '../../src/db/restore-parse.js';
+import { DEFAULT_LEXING, statementHead } from '../../src/db/sql-tokens.js';
 import type { MagebackupEvent } from '../../src/events.js';
 import { configFor, queryRows } from './restore-helpers.js';
 
@@ -125,6 +125,42 @@ const HOSTILE: { name: string; body: string; names?: RegExp }[] = [
   {
     name: 'a live table named as an identifier under ANSI_QUOTES',
     body: 'SET sql_mode = \'ANSI_QUOTES\';\nINSERT INTO "live_t" VALUES (3, 1);',
+  },
+  {
+    name: 'INSERT calling a stored function in its values',
+    body: 'INSERT INTO `keep` VALUES (1), (wipe());',
+    names: /line 5\b.*table keep\b.*wipe/,
+  },
+  {
+    name: 'INSERT with a subquery in its values',
+    body: 'INSERT INTO `keep` VALUES ((SELECT COUNT(*) FROM live_t));',
+    names: /table keep\b.*SELECT/,
+  },
+  {
+    name: 'INSERT … ON DUPLICATE KEY UPDATE calling a function',
+    body: 'INSERT INTO `keep` VALUES (1) ON DUPLICATE KEY UPDATE id = VALUES(id) + wipe();',
+    names: /table keep\b.*wipe/,
+  },
+  {
+    name: 'INSERT calling a backquoted function through comments',
+    body: "INSERT INTO `keep` VALUES ('wipe()' /* ( */, `wipe` /**/ ());",
+    names: /table keep\b.*wipe/,
+  },
+  {
+    name: 'INSERT calling a function inside an executable comment',
+    body: 'INSERT INTO `keep` VALUES (/*!50000 wipe() */);',
+    names: /table keep\b.*wipe/,
+  },
+  {
+    name: 'INSERT calling a function after a string that ends early under NO_BACKSLASH_ESCAPES',
+    body: "SET sql_mode = 'NO_BACKSLASH_ESCAPES';\nINSERT INTO `keep` VALUES ('\\', wipe()) -- '\n;",
+    names: /table keep\b.*wipe/,
+  },
+  { name: 'INSERT … SELECT', body: 'INSERT INTO `keep` SELECT wipe();', names: /table keep\b/ },
+  {
+    name: 'INSERT … SET calling a function',
+    body: 'INSERT INTO `keep` SET id = wipe();',
+    names: /table keep\b/,
   },
   { name: 'SELECT calling a function', body: 'SELECT wipe();' },
   { name: 'DO calling a function', body: 'DO wipe();' },
@@ -242,6 +278,57 @@ void test('tables and views whose names hold tab, newline, backslash, backtick a
   await restoreDatabase({ config: configFor(server, live), file });
   assert.deepEqual(diffDatabases(snap, await describeDatabase(conn, live)), []);
   assert.deepEqual(await ownTables(live), []);
+});
+
+void test('INSERTs of literals only load: strings, introducers, hex, comments, VALUES() in ON DUPLICATE KEY UPDATE', async () => {
+  const live = await newLive();
+  const file = await dumpFile(
+    [
+      'CREATE TABLE `t` (id INT PRIMARY KEY, s VARCHAR(40), b VARBINARY(8));',
+      "INSERT INTO `t` (id, s, b) VALUES (1, 'wipe() \\' (SELECT', _binary'a(b'), (2, \"x\", X'00ff'),",
+      "  (3, _utf8mb4 'y' COLLATE utf8mb4_bin, 0x41) /* wipe() */, (-4e0, NULL, DEFAULT) -- wipe()",
+      '  ON DUPLICATE KEY UPDATE s = VALUES(s);',
+      "REPLACE INTO `t` VALUES (5, 'z', NULL);",
+    ].join('\n'),
+  );
+  await restoreDatabase({ config: configFor(server, live), file });
+  const r = await queryRows(conn, `SELECT id, s, HEX(b) AS b FROM ${qi(live)}.t ORDER BY id`);
+  assert.deepEqual(
+    r.map((x): unknown[] => [Number(x.id), x.s, x.b]),
+    [
+      [-4, null, null],
+      [1, "wipe() ' (SELECT", '612862'],
+      [2, 'x', '00FF'],
+      [3, 'y', '41'],
+      [5, 'z', null],
+    ],
+  );
+});
+
+void test('definition names in EXECUTE IMMEDIATE literals under NO_BACKSLASH_ESCAPES keep their backslashes', async () => {
+  const live = await server.createDatabase('rh_nbe');
+  const c = await server.connect(live);
+  try {
+    await c.query("SET sql_mode = 'NO_BACKSLASH_ESCAPES'");
+    await c.query("CREATE PROCEDURE `p\\x\\n`() SELECT 'a\\b'");
+  } finally {
+    await c.end();
+  }
+  const snap = await describeDatabase(conn, live);
+  const file = path.join(dir, 'nbe.sql');
+  await dumpDatabase({ config: configFor(server, live), outFile: file, compress: false });
+  assert.match(await fsp.readFile(file, 'utf8'), /EXECUTE IMMEDIATE 'CREATE[^\n]*PROCEDURE `p\\x\\n`/);
+  const r = await restoreDatabase({ config: configFor(server, live), file });
+  assert.deepEqual(r.extraObjects, []);
+  assert.deepEqual(diffDatabases(snap, await describeDatabase(conn, live)), []);
+  const lex = { ...DEFAULT_LEXING, noBackslashEscapes: true };
+  const head = statementHead(
+    Buffer.from("EXECUTE IMMEDIATE 'CREATE VIEW `a\\nb''` AS SELECT 1'"),
+    undefined,
+    lex,
+  );
+  assert.deepEqual(definitionTarget(head, lex), { object: 'view', name: "a\\nb'", drop: false });
+  assert.deepEqual(classifyStatement(head, lex), { kind: 'definition', object: 'view' });
 });
 
 void test('definition names are read exactly from EXECUTE IMMEDIATE literals', () => {
