@@ -6,6 +6,10 @@
  * into the output chunk (no per-value allocation). This hooks a private part of mysql2 (`Query._rowParser`): if a
  * mysql2 version does not call the replacement, rows arrive as arrays of Buffers (typeCast: false) and take the
  * slower path, with the same output (a test compares both paths).
+ * During the row phase the socket's chunks do not even go through mysql2's packet framing and dispatch (a
+ * packet object, the command state machine and an event per row: half our CPU on narrow tables): a framer
+ * (installRowFramer) takes each whole row packet out of the chunk itself; anything else (the end of the result,
+ * an error, a packet split across chunks or over 16 MiB) goes to mysql2's own parser, unchanged.
  * Backpressure: the connection's socket is paused while the output is congested.
  */
 import type { Connection as CoreConnection } from 'mysql2';
@@ -311,6 +315,7 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
     }
     signal?.addEventListener('abort', onAbort, { once: true });
     const query = core.query({ sql, rowsAsArray: true, typeCast: false });
+    let unframe: (() => void) | undefined;
     // mysql2 assigns its generated parser to _rowParser once the column definitions are in; keep ours instead
     if (o.rowParser !== 'mysql2') {
       Object.defineProperty(query, '_rowParser', {
@@ -318,8 +323,58 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
         get: () => fastParser,
         set: () => {},
       });
+      const pkt: RawPacket = { buffer: Buffer.alloc(0), offset: 0, end: 0 };
+      unframe = installRowFramer(core, query, {
+        row: (buf, start, end) => {
+          if (failed) return;
+          pkt.buffer = buf;
+          pkt.offset = start;
+          pkt.end = end;
+          fastParser.next(pkt);
+          rows++;
+        },
+        chunkDone: () => {
+          if (!failed) afterRows();
+        },
+        fail: (err) => {
+          core.destroy();
+          fail(err);
+        },
+      });
     }
-    query.on('error', (err: Error) => fail(err));
+    /** per chunk of rows: hand output over, hold the connection back when congested, see aborts, report progress */
+    let sinceCheck = 0;
+    const afterRows = (): void => {
+      if (out.sink.len >= CHUNK) {
+        out.flush();
+        if (out.error !== undefined) {
+          core.destroy();
+          fail(out.error);
+          return;
+        }
+        if (out.congested) {
+          core.pause();
+          void out.drained().then(() => core.resume());
+        }
+      }
+      if (rows - sinceCheck >= 1024) {
+        sinceCheck = rows;
+        if (signal?.aborted) {
+          core.destroy();
+          fail(new InterruptedError(describeAbort(signal.reason)));
+          return;
+        }
+        const now = Date.now();
+        if (now - lastProgress >= 500) {
+          lastProgress = now;
+          o.onProgress(rows);
+        }
+      }
+    };
+    query.on('error', (err: Error) => {
+      unframe?.();
+      fail(err);
+    });
     query.on('result', (row: unknown) => {
       if (failed) return;
       if (row !== WRITTEN) {
@@ -336,32 +391,10 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
         writeRow();
       }
       rows++;
-      if (out.sink.len >= CHUNK) {
-        out.flush();
-        if (out.error !== undefined) {
-          core.destroy();
-          fail(out.error);
-          return;
-        }
-        if (out.congested) {
-          core.pause();
-          void out.drained().then(() => core.resume());
-        }
-      }
-      if ((rows & 1023) === 0) {
-        if (signal?.aborted) {
-          core.destroy();
-          fail(new InterruptedError(describeAbort(signal.reason)));
-          return;
-        }
-        const now = Date.now();
-        if (now - lastProgress >= 500) {
-          lastProgress = now;
-          o.onProgress(rows);
-        }
-      }
+      afterRows();
     });
     query.on('end', () => {
+      unframe?.();
       signal?.removeEventListener('abort', onAbort);
       core.off('error', onConnectionError);
       if (!failed) resolve();
@@ -373,4 +406,105 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
   if (o.maxPacket > 0 && rowStatement > o.maxPacket) o.onTooBig(rowStatement);
   await out.text(rowsTail(t.name, t.history !== undefined));
   return rows;
+}
+
+/** The parts of mysql2's packet parser the framer reads (lib/packet_parser.js). */
+interface Mysql2PacketParser {
+  execute: (chunk: Buffer) => unknown;
+  length: number;
+  bufferLength: number;
+  packetHeaderLength: number;
+  largePacketParts: unknown[];
+}
+
+/** The parts of mysql2's connection and query the framer reads or keeps up to date. */
+interface FramedConnection {
+  packetParser: Mysql2PacketParser;
+  sequenceId: number;
+  _command: unknown;
+  config: { compress?: boolean; debug?: unknown };
+}
+
+interface FramerSink {
+  /** a whole row packet's payload: buf[start, end) */
+  row: (buf: Buffer, start: number, end: number) => void;
+  /** after each socket chunk */
+  chunkDone: () => void;
+  /** a row could not be read (malformed packet): the connection is unusable */
+  fail: (err: Error) => void;
+}
+
+/**
+ * Puts a framer in front of mysql2's packet parser for one query's row phase: the whole row packets of each
+ * socket chunk go straight to `sink.row` (the sequence id kept as mysql2 would); everything else (column
+ * definitions, the end-of-rows or error packet, a packet split across two chunks, a packet of 16 MiB or more,
+ * anything while the query is not reading rows) is fed to mysql2's parser, in order, exactly as it arrived.
+ * Returns the uninstaller (also run when the query ends). Not installed when the connection is not the plain
+ * protocol this expects (compression, debug, another mysql2 shape): mysql2 then frames every packet itself.
+ */
+function installRowFramer(coreConn: CoreConnection, query: unknown, sink: FramerSink): () => void {
+  const core = coreConn as unknown as FramedConnection;
+  const orig = core.packetParser;
+  const proto = Object.getPrototypeOf(orig) as Record<string, unknown>;
+  const startState = proto.executeStart;
+  const payloadState = proto.executePayload;
+  const rowState = (Object.getPrototypeOf(query) as Record<string, unknown>).row;
+  const q = query as { next: unknown };
+  if (
+    core.config.compress ||
+    core.config.debug ||
+    typeof orig?.execute !== 'function' ||
+    orig.packetHeaderLength !== 4 ||
+    !Array.isArray(orig.largePacketParts) ||
+    typeof startState !== 'function' ||
+    typeof payloadState !== 'function' ||
+    typeof rowState !== 'function' ||
+    typeof core.sequenceId !== 'number'
+  ) {
+    return () => {};
+  }
+  const framer = {
+    execute(chunk: Buffer): void {
+      if (core._command !== query) {
+        uninstall();
+        orig.execute(chunk);
+        return;
+      }
+      let p = 0;
+      const n = chunk.length;
+      if (orig.execute !== startState) {
+        // mysql2 holds the start of a packet: let it complete that one (its packet, its dispatch)
+        const need = orig.length - orig.bufferLength + orig.packetHeaderLength - 3;
+        if (orig.execute !== payloadState || orig.largePacketParts.length > 0 || need > n) {
+          orig.execute(chunk);
+          sink.chunkDone();
+          return;
+        }
+        orig.execute(need === n ? chunk : chunk.subarray(0, need));
+        p = need;
+      }
+      try {
+        while (n - p >= 5 && q.next === rowState && core._command === query) {
+          const len = chunk[p]! | (chunk[p + 1]! << 8) | (chunk[p + 2]! << 16);
+          if (n - p - 4 < len || len === 0xffffff || chunk[p + 3] !== core.sequenceId) break;
+          const first = chunk[p + 4]!;
+          // 0xff: an error; 0xfe: the end of the rows (EOF/OK; a row starts so only when over 16 MiB): mysql2's
+          if (first >= 0xfe) break;
+          core.sequenceId = (core.sequenceId + 1) & 0xff;
+          sink.row(chunk, p + 4, p + 4 + len);
+          p += 4 + len;
+        }
+      } catch (err) {
+        sink.fail(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if (p < n) orig.execute(p === 0 ? chunk : chunk.subarray(p));
+      sink.chunkDone();
+    },
+  };
+  const uninstall = (): void => {
+    if (core.packetParser === (framer as unknown)) core.packetParser = orig;
+  };
+  core.packetParser = framer as unknown as Mysql2PacketParser;
+  return uninstall;
 }
