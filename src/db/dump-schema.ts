@@ -1,6 +1,11 @@
 /**
  * Reading the schema for a dump: which objects exist, their exact DDL, and how each table's rows are selected
  * and written. Runs on the dump connection inside its consistent-snapshot transaction.
+ *
+ * Why one file of ~400 lines: it is the one place that reads the schema, with the plan types the writer
+ * consumes beside it; readSchema reads every object kind (tables, views, triggers, routines, events, sequences)
+ * in one fixed order inside the snapshot, and planTable derives each table's SELECT list and value kinds from
+ * the same rows. Split by object kind, that one consistent read would be spread over several files.
  */
 import type { Connection } from 'mysql2/promise';
 import { CliError } from '../errors.js';

@@ -2,7 +2,7 @@ import type { DbConnectionConfig } from '../db/types.js';
 import type { EventSink } from '../events.js';
 import { restoreDeadRunMaintenance } from '../maintenance/maintenance.js';
 import { heldLock } from '../fs/lock.js';
-import { recoverOperations } from './operation.js';
+import { recoverOperations } from './operation-recover.js';
 import type { StorePaths } from '../store/paths.js';
 
 /**
