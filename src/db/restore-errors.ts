@@ -23,39 +23,43 @@ export interface RestoreFailure {
   readonly nothingChanged: boolean;
 }
 
-function failure(live: LiveDatabaseState = 'unchanged'): RestoreFailure {
-  return { live, liveDamaged: live === 'recovery-pending', nothingChanged: live === 'unchanged' };
-}
-
 const causeOf = (o: RestoreErrorOptions): { cause?: unknown } =>
   o.cause === undefined ? {} : { cause: o.cause };
 
-export class RestoreError extends CliError implements RestoreFailure {
-  readonly live: LiveDatabaseState;
-  readonly liveDamaged: boolean;
-  readonly nothingChanged: boolean;
+// TypeScript accepts a class as a mixin's base only with this constructor type (a rest parameter of any[]).
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type CliErrorClass = new (...args: any[]) => CliError;
+
+/**
+ * The RestoreFailure fields, set from `options.live`, on a CliError class: RestoreError and
+ * RestoreInterruptedError extend different bases (exit 1, exit 130) and share this one definition.
+ */
+function withLiveState<B extends CliErrorClass>(Base: B) {
+  return class extends Base implements RestoreFailure {
+    readonly live: LiveDatabaseState;
+    readonly liveDamaged: boolean;
+    readonly nothingChanged: boolean;
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    constructor(...args: any[]) {
+      const [message, options = {}] = args as [string, RestoreErrorOptions?];
+      super(message, causeOf(options));
+      this.live = options.live ?? 'unchanged';
+      this.liveDamaged = this.live === 'recovery-pending';
+      this.nothingChanged = this.live === 'unchanged';
+    }
+  };
+}
+
+export class RestoreError extends withLiveState(CliError) {
   constructor(message: string, options: RestoreErrorOptions = {}) {
-    super(message, causeOf(options));
-    ({
-      live: this.live,
-      liveDamaged: this.liveDamaged,
-      nothingChanged: this.nothingChanged,
-    } = failure(options.live));
+    super(message, options);
   }
 }
 
 /** SIGINT/SIGTERM/SIGHUP during a restore (exit 130), with the state the live database was left in. */
-export class RestoreInterruptedError extends InterruptedError implements RestoreFailure {
-  readonly live: LiveDatabaseState;
-  readonly liveDamaged: boolean;
-  readonly nothingChanged: boolean;
+export class RestoreInterruptedError extends withLiveState(InterruptedError) {
   constructor(message: string, options: RestoreErrorOptions = {}) {
-    super(message, causeOf(options));
-    ({
-      live: this.live,
-      liveDamaged: this.liveDamaged,
-      nothingChanged: this.nothingChanged,
-    } = failure(options.live));
+    super(message, options);
   }
 }
 

@@ -213,6 +213,19 @@ function renderBusy() {
 
 // ---- pages --------------------------------------------------------------------------------------------
 
+/** What the list and a snapshot's page both show of it. */
+function problemList(problems) {
+  return problems.length
+    ? h(
+        'ul',
+        { class: 'problems' },
+        problems.map((p) => h('li', {}, p)),
+      )
+    : null;
+}
+const partsText = (s) => s.parts.join(', ') || '–';
+const restorableText = (s) => (s.restorable ? when(s.restorableUntil) : 'not restorable');
+
 async function backupsPage() {
   const { snapshots } = await api('GET', '/api/snapshots');
   const rows = snapshots.map((s) =>
@@ -222,21 +235,10 @@ async function backupsPage() {
       h('td', {}, h('a', { href: `#/snapshot/${s.id}` }, s.id)),
       h('td', {}, when(s.created)),
       h('td', {}, age(s.age)),
-      h('td', {}, s.parts.join(', ') || '–'),
+      h('td', {}, partsText(s)),
       h('td', { class: 'num' }, bytes(s.totalSize)),
-      h(
-        'td',
-        {},
-        badge(s.status),
-        s.problems.length
-          ? h(
-              'ul',
-              { class: 'problems' },
-              s.problems.map((p) => h('li', {}, p)),
-            )
-          : null,
-      ),
-      h('td', {}, s.restorable ? when(s.restorableUntil) : 'not restorable'),
+      h('td', {}, badge(s.status), problemList(s.problems)),
+      h('td', {}, restorableText(s)),
     ),
   );
   page(
@@ -299,19 +301,13 @@ async function snapshotPage(id) {
       h('dt', {}, 'Status'),
       h('dd', {}, badge(s.status)),
       h('dt', {}, 'Parts'),
-      h('dd', {}, s.parts.join(', ') || '–'),
+      h('dd', {}, partsText(s)),
       h('dt', {}, 'Size'),
       h('dd', {}, bytes(s.totalSize)),
       h('dt', {}, 'Restorable until'),
-      h('dd', {}, s.restorable ? when(s.restorableUntil) : 'not restorable'),
+      h('dd', {}, restorableText(s)),
     ),
-    s.problems.length
-      ? h(
-          'ul',
-          { class: 'problems' },
-          s.problems.map((p) => h('li', {}, p)),
-        )
-      : null,
+    problemList(s.problems),
     out,
     h(
       'div',
