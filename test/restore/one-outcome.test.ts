@@ -66,8 +66,9 @@ async function setup() {
   await conn.query('SET FOREIGN_KEY_CHECKS=0');
   await conn.query('CREATE TABLE extra_after_backup (id INT PRIMARY KEY)');
   await conn.query('INSERT INTO extra_after_backup VALUES (1), (2)');
-  await new Promise((r) => setTimeout(r, 1100)); // the next backup takes the next second anyway; keep names apart
+  // within the same second, the second run takes the next free one (pickTimestamp): no wait needed
   const b = await files();
+  assert.notEqual(b.code, a.code, 'two runs, two names');
   const stateB = await snap();
   return { server, dbname, conn, root, a, b, stateA, stateB, snap };
 }
