@@ -9,6 +9,8 @@ import { ByteSink } from './sql-values.js';
 
 /** bytes handed to the writer at a time */
 export const CHUNK = 1 << 20;
+/** the sink's buffer: a chunk and room for the row that crosses its end */
+const SINK_BYTES = CHUNK + 65536;
 /** pause reading rows while this many bytes wait to be written */
 const HIGH_WATER = 8 * CHUNK;
 
@@ -28,12 +30,18 @@ export interface RowOutput {
 
 /** Where the SQL goes: the plain file, or the parallel gzip writer. Writes are serialised; backpressure by promise. */
 export class Output implements RowOutput {
-  readonly sink = new ByteSink(CHUNK + 65536);
+  readonly sink = new ByteSink(SINK_BYTES);
   bytes = 0;
   #pending = 0;
   #tail: Promise<void> = Promise.resolve();
   #error: Error | undefined = undefined;
   #waiters: (() => void)[] = [];
+  /**
+   * Written chunks' buffers, for the sink to fill again (plain files only: the gzip writer keeps its input for a
+   * while). A fresh 1 MiB buffer is fresh memory for the kernel to map page by page: ~270 page faults per MiB of
+   * SQL, a third of the dump's system time.
+   */
+  #free: Buffer[] = [];
   #tap: ((bytes: Buffer) => void) | null = null;
   #tapFrom = 0;
   constructor(
@@ -69,7 +77,7 @@ export class Output implements RowOutput {
     if (this.sink.len === 0 || (!force && this.sink.len < CHUNK)) return;
     this.#feedTap();
     this.#tapFrom = 0;
-    const buf = this.sink.take(CHUNK + 65536);
+    const buf = this.sink.take(SINK_BYTES, this.#free.pop());
     this.bytes += buf.length;
     this.#pending += buf.length;
     this.#tail = this.#tail.then(async () => {
@@ -79,6 +87,10 @@ export class Output implements RowOutput {
         else {
           await writeFully(this.fh, buf);
           this.onWritten?.(buf);
+          // written (onWritten copies what it keeps): the sink may fill this buffer again
+          if (buf.byteOffset === 0 && buf.buffer.byteLength === SINK_BYTES && this.#free.length < 2) {
+            this.#free.push(Buffer.from(buf.buffer, 0, SINK_BYTES));
+          }
         }
       } catch (err) {
         this.#error = err instanceof Error ? err : new Error(`write failed: ${JSON.stringify(err)}`);

@@ -64,13 +64,16 @@ export class ByteSink {
     this.ensure(n);
     this.len += this.buf.write(s, this.len, 'utf8');
   }
-  /** The bytes so far (a copy when small, else the buffer itself); the sink starts over with a fresh buffer. */
-  take(nextCapacity = 1 << 20): Buffer {
+  /**
+   * The bytes so far (a copy when small, else the buffer itself); the sink starts over with a fresh buffer, or
+   * with `reuse` (a buffer whose bytes were already handed over and are no longer needed).
+   */
+  take(nextCapacity = 1 << 20, reuse?: Buffer): Buffer {
     const out =
       this.len < this.buf.length / 4
         ? Buffer.from(this.buf.subarray(0, this.len))
         : this.buf.subarray(0, this.len);
-    if (out.buffer === this.buf.buffer) this.buf = Buffer.allocUnsafe(nextCapacity);
+    if (out.buffer === this.buf.buffer) this.buf = reuse ?? Buffer.allocUnsafe(nextCapacity);
     this.len = 0;
     return out;
   }
