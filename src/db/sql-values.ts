@@ -90,6 +90,10 @@ export function writeQuoted(out: ByteSink, src: Uint8Array, start = 0, end = src
   buf[o++] = 0x27;
   for (let i = start; i < end; i++) {
     const c = src[i]!;
+    if (c > 0x5c) {
+      buf[o++] = c; // never escaped: a branch is cheaper than the table
+      continue;
+    }
     const e = ESCAPES[c]!;
     if (e === 0) buf[o++] = c;
     else {
