@@ -63,6 +63,8 @@ export const WarningCode = {
   DB_WORK_TABLES: 'DB_WORK_TABLES',
   DB_DEFINITION: 'DB_DEFINITION',
   DB_HALF_RESTORED: 'DB_HALF_RESTORED',
+  /** a dump whose manifest table hashes cannot be used (the file differs from its manifest): restored whole */
+  DB_FULL_RESTORE: 'DB_FULL_RESTORE',
   /** live views, routines, triggers or events that are not in the dump (kept, or dropped with --drop-extra-tables) */
   EXTRA_OBJECTS: 'EXTRA_OBJECTS',
   /** a table or definition of a dump with the restore's reserved prefix `__mbk_`: skipped */

@@ -184,3 +184,36 @@ function compareDefinitions(backup: DefinitionHash[], live: DefinitionHash[]): D
   }
   return out;
 }
+
+/** The tables a selective rollback keeps live (equal to the backup's), with the AUTO_INCREMENT to give back. */
+export function keptTables(c: LiveComparison): Array<{ name: string; autoIncrement?: string }> {
+  return c.tables
+    .filter((t) => t.state === 'equal')
+    .map((t) =>
+      t.autoIncrement !== undefined ? { name: t.name, autoIncrement: t.autoIncrement } : { name: t.name },
+    );
+}
+
+const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
+/** Tables a rollback loads: every table of the backup that is not equal live. */
+export function restoredTables(c: LiveComparison): TableComparison[] {
+  return c.tables.filter((t) => t.state !== 'equal');
+}
+
+/** One line: how many tables a rollback loads and why ("3 of 26 tables will be restored: 2 with other rows, …"). */
+export function describeDelta(c: LiveComparison): string {
+  const n = (s: TableState): number => c.tables.filter((t) => t.state === s).length;
+  const restored = restoredTables(c).length;
+  const why = [
+    n('rows') ? `${n('rows')} with other rows` : '',
+    n('schema') ? `${n('schema')} with another schema` : '',
+    n('missing') ? `${n('missing')} missing` : '',
+    n('unhashed') ? `${n('unhashed')} without a key or row hash (always loaded)` : '',
+  ].filter(Boolean);
+  const head =
+    restored === 0
+      ? `no table differs from the backup: none of ${plural(c.tables.length, 'table')} will be loaded`
+      : `${restored} of ${plural(c.tables.length, 'table')} will be restored: ${why.join(', ')}`;
+  return `${head}; views, triggers, routines and events are created again`;
+}

@@ -23,12 +23,24 @@ export interface RestoreOptions {
   dropExtraTables?: boolean;
   signal?: AbortSignal;
   onEvent?: EventSink;
+  /**
+   * Selective rollback (delta.ts): tables of the dump whose live copy equals the backup's (same schema, same
+   * rows), kept instead of loaded. Their triggers are replaced by the dump's like every other definition, their
+   * AUTO_INCREMENT set to the backup's (`autoIncrement`). Default: every table of the dump is loaded.
+   */
+  keep?: readonly KeptTable[];
   /** loader connections (default: 4) */
   concurrency?: number;
   /** how long one statement may wait for a lock, in seconds (default 60); longer fails the run, naming the table */
   lockWaitSeconds?: number;
   /** test hook: called at named points of the restore (the SIGKILL test stops the process there) */
   onStep?: (step: RestoreStep) => void | Promise<void>;
+}
+
+export interface KeptTable {
+  name: string;
+  /** the backup's AUTO_INCREMENT, when the live one differs */
+  autoIncrement?: string;
 }
 
 export type RestoreStep =

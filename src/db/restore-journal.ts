@@ -58,8 +58,15 @@ export interface JournalState {
    * they are pointed at the new table again (kept here whole, in case a kill falls between drop and add)
    */
   repoint: ForeignKey[];
-  /** AUTO_INCREMENT of the moved tables (InnoDB may recompute it when a table is reopened after a rename) */
+  /** AUTO_INCREMENT of the moved and kept tables (InnoDB may recompute it when a table is reopened after a rename) */
   autoInc: Record<string, string>;
+  /**
+   * selective rollback: dump tables whose live copy equals the backup's and stays (never renamed); their
+   * triggers are replaced like a moved table's. Absent in journals of whole restores.
+   */
+  kept?: string[];
+  /** kept tables' AUTO_INCREMENT to set (the backup's), applied after the swap */
+  keptAutoInc?: Record<string, string>;
 }
 
 // names

@@ -48,7 +48,15 @@ const REFUSED =
  */
 export async function loadDump(
   ctx: Ctx,
-  o: { file: string; id: string; concurrency: number; dumpedDb: string | undefined; signal?: AbortSignal },
+  o: {
+    file: string;
+    id: string;
+    concurrency: number;
+    dumpedDb: string | undefined;
+    signal?: AbortSignal;
+    /** tables of the dump not loaded (kept live: a selective rollback); their definitions are still held */
+    skip?: ReadonlySet<string>;
+  },
 ): Promise<LoadResult> {
   const totalBytes = (await fsp.stat(o.file)).size;
   const conns: Connection[] = [];
@@ -169,6 +177,7 @@ export async function loadDump(
           );
         }
         if (reserved(k.table, s.line)) return;
+        if (o.skip?.has(k.table)) return;
         const r = redirect(s, head);
         const { raw, table } = r;
         if (reserved(table, s.line)) return;

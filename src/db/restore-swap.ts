@@ -37,9 +37,12 @@ import { quoteIdent as q } from './sql-values.js';
 
 // commit, undo, cleanup
 
+/** Whether the RENAME TABLE is still to come (idempotent steps ask this after a kill at any point). */
 async function shadowsExist(conn: Connection, state: JournalState): Promise<boolean> {
   const present = new Set(await allTables(conn, state.live));
-  return state.tables.some((t) => present.has(shadowName(state.id, t)));
+  if (state.tables.length > 0) return state.tables.some((t) => present.has(shadowName(state.id, t)));
+  // nothing loaded (a selective rollback where only definitions differ): the swap moves extra tables only
+  return state.dropTables.some((t) => present.has(t) && !present.has(oldName(state.id, t)));
 }
 
 /** Looks at the live database and records, before anything changes, what the swap moves and drops. */
@@ -50,19 +53,29 @@ export async function planCommit(
   dropExtra: boolean,
 ): Promise<void> {
   const inDump = new Set(state.tables);
+  const kept = new Set(state.kept ?? []);
   const live = (await allTables(conn, state.live)).filter((t) => !t.startsWith(RESERVED_PREFIX));
   state.moved = live.filter((t) => inDump.has(t));
+  // a kept table was equal to the backup's when it was compared; it must still be there (as a table)
+  const liveTables = new Set(live);
+  const views = await listViews(conn, state.live);
+  for (const t of kept) {
+    if (!liveTables.has(t) || views.includes(t)) {
+      throw new RestoreError(
+        `Table ${t} of database ${state.live} was dropped or replaced while the rollback ran (it was equal to the backup's and kept): run the rollback again`,
+      );
+    }
+  }
   state.autoInc = {};
   for (const x of await rows(
     conn,
     'SELECT TABLE_NAME AS n, AUTO_INCREMENT AS a FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND AUTO_INCREMENT IS NOT NULL',
     [state.live],
   )) {
-    if (inDump.has(str(x.n))) state.autoInc[str(x.n)] = str(x.a);
+    if (inDump.has(str(x.n)) || kept.has(str(x.n))) state.autoInc[str(x.n)] = str(x.a);
   }
-  const extraTables = live.filter((t) => !inDump.has(t));
+  const extraTables = live.filter((t) => !inDump.has(t) && !kept.has(t));
   state.dropTables = dropExtra ? extraTables : [];
-  const views = await listViews(conn, state.live);
   state.displacedViews = views.filter((v) => inDump.has(v));
   const dumpKeys = new Set(state.dumpObjects.map(objKey));
   const dumpTriggers = new Set(state.dumpObjects.filter((o) => o.object === 'trigger').map((o) => o.name));
@@ -94,8 +107,8 @@ export async function planCommit(
   dropObjects.sort((a, b) => Number(b.object === 'package') - Number(a.object === 'package'));
   state.keepTriggers = [];
   for (const t of await listTriggers(conn, state.live)) {
-    // triggers of extra tables stay with their table (moved out and back with it)
-    if (!movedSet.has(t.table)) continue;
+    // triggers of extra tables stay with their table (moved out and back with it); a kept table's are replaced
+    if (!movedSet.has(t.table) && !kept.has(t.table)) continue;
     const s = await saveDefinition(conn, state.live, { object: 'trigger', ...t });
     if (s) saved.push(s);
     if (!dumpTriggers.has(t.name)) {
@@ -199,6 +212,9 @@ export async function forward(
     fks = await listForeignKeys(conn, state.live);
     for (const t of state.tables) await renameForeignKeys(ctx, conn, fks, t, state.newFks, state.refs);
     await repointForeignKeys(ctx, conn, state);
+    for (const [t, ai] of Object.entries(state.keptAutoInc ?? {})) {
+      if (/^\d+$/.test(ai)) await ddl(ctx, conn, `ALTER TABLE ${q(t)} AUTO_INCREMENT = ${ai}`, `table ${t}`);
+    }
     await ctx.onStep?.('constraints-renamed');
     // definitions: the old tables' triggers and the replaced objects go, the dump's come
     for (const s of state.saved) {
@@ -208,8 +224,9 @@ export async function forward(
     for (const o of state.dropObjects) await dropObject(ctx, conn, o);
     // objects of the dump that exist now were created by an interrupted earlier attempt
     for (const o of state.dumpObjects) if (o.object !== 'trigger') await dropObject(ctx, conn, o);
-    // the new tables came without triggers: any trigger on them now is from an interrupted earlier attempt
-    const newTables = new Set(state.tables);
+    // the new tables came without triggers, the kept ones' were dropped above: any trigger on them now is from an
+    // interrupted earlier attempt
+    const newTables = new Set([...state.tables, ...(state.kept ?? [])]);
     for (const t of await listTriggers(conn, state.live)) {
       if (newTables.has(t.table))
         await ddl(ctx, conn, `DROP TRIGGER IF EXISTS ${q(t.name)}`, `trigger ${t.name}`);
@@ -260,8 +277,8 @@ export async function undo(ctx: Ctx, state: JournalState): Promise<void> {
     if (!(await shadowsExist(conn, state))) {
       const present = new Set(await allTables(conn, state.live));
       const swapped = [...state.moved, ...state.dropTables].some((t) => present.has(oldName(state.id, t)));
-      const newTables = new Set(state.tables);
-      // the dump's definitions go (their names may be the old ones')
+      // the dump's definitions go (their names may be the old ones'); a kept table's saved triggers come back below
+      const newTables = new Set([...state.tables, ...(state.kept ?? [])]);
       for (const t of await listTriggers(conn, state.live)) {
         if (newTables.has(t.table))
           await ddl(ctx, conn, `DROP TRIGGER IF EXISTS ${q(t.name)}`, `trigger ${t.name}`);

@@ -67,13 +67,16 @@ import { dumpedDatabaseFromHeader, readDumpHead } from './verify-dump.js';
 
 export { RestoreError, RestoreInterruptedError, isRestoreFailure } from './restore-errors.js';
 export type { LiveDatabaseState, RestoreFailure } from './restore-errors.js';
-export type { RestoreOptions, RestoreStep } from './restore-context.js';
+export type { KeptTable, RestoreOptions, RestoreStep } from './restore-context.js';
 export { RESERVED_PREFIX } from './restore-journal.js';
 export { recoverInterruptedRestores, type RecoveryDecision } from './restore-recovery.js';
 
 export interface RestoreResult {
   mode: 'shadow';
+  /** tables loaded and swapped in */
   tables: number;
+  /** tables equal to the backup's, kept live (selective rollback) */
+  kept: number;
   statements: number;
   /** tables that exist live but not in the dump */
   extraTables: string[];
@@ -139,6 +142,11 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
     repoint: [],
     autoInc: {},
   };
+  if (o.keep && o.keep.length > 0) {
+    state.kept = o.keep.map((k) => k.name);
+    state.keptAutoInc = {};
+    for (const k of o.keep) if (k.autoIncrement !== undefined) state.keptAutoInc[k.name] = k.autoIncrement;
+  }
   const unwatch = watchAbort(ctx, o.signal);
   let journal = false;
   let loaded: LoadResult;
@@ -159,7 +167,12 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
       await release(ctx, ctl);
     }
     await o.onStep?.('journal-created');
-    ctx.emit({ type: 'info', message: `Loading ${o.file} into shadow tables of database ${ctx.live}` });
+    ctx.emit({
+      type: 'info',
+      message: state.kept
+        ? `Loading ${o.file} into shadow tables of database ${ctx.live}, except the ${state.kept.length} table(s) equal to the backup's`
+        : `Loading ${o.file} into shadow tables of database ${ctx.live}`,
+    });
     await o.onStep?.('loading');
     try {
       loaded = await loadDump(ctx, {
@@ -168,6 +181,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
         concurrency,
         dumpedDb: headerDb,
         ...(o.signal ? { signal: o.signal } : {}),
+        ...(state.kept ? { skip: new Set(state.kept) } : {}),
       });
     } catch (err) {
       if (err instanceof StatementFailure) {
@@ -269,7 +283,7 @@ async function commitPrepared(
     throw await failCommit(o, ctx, state, err, committing);
   }
   unwatch();
-  const inDump = new Set(state.tables);
+  const inDump = new Set([...state.tables, ...(state.kept ?? [])]);
   const extraTables = (await liveExtraTables(ctx, inDump)).concat(state.dropTables).sort();
   if (extraTables.length > 0 && !o.dropExtraTables) {
     ctx.emit({
@@ -287,11 +301,12 @@ async function commitPrepared(
   }
   ctx.emit({
     type: 'info',
-    message: `Swapped ${state.tables.length} restored table(s) into database ${ctx.live}`,
+    message: `Swapped ${state.tables.length} restored table(s) into database ${ctx.live}${state.kept ? ` (${state.kept.length} equal to the backup's kept)` : ''}`,
   });
   return {
     mode: 'shadow',
     tables: state.tables.length,
+    kept: state.kept?.length ?? 0,
     statements,
     extraTables,
     droppedTables: [...state.dropTables].sort(),

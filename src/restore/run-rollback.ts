@@ -9,6 +9,14 @@ import {
   type RestoreStep,
 } from '../db/restore.js';
 import { verifyDump } from '../db/verify-dump.js';
+import {
+  compareLiveDatabase,
+  describeDelta,
+  keptTables,
+  restoredTables,
+  type LiveComparison,
+} from '../db/delta.js';
+import { parseContentHashes, type DbContentHashes } from '../db/table-hash.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, UsageError, throwIfAborted, errnoCode, withOutcome } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
@@ -19,7 +27,14 @@ import { parseBackupName, type BackupKind } from '../store/backup-name.js';
 import { recoverStore } from './recover.js';
 import { acquireStoreLock } from '../store/lock.js';
 import { assertMagentoRoot, type StorePaths } from '../store/paths.js';
-import { isIncompleteRun, runMarkerName } from '../store/manifest.js';
+import {
+  checkAgainstManifest,
+  isIncompleteRun,
+  manifestFileName,
+  readManifest,
+  runMarkerName,
+  type ManifestPart,
+} from '../store/manifest.js';
 import { changeCounts, describeChanges, type TreeChangeCounts } from '../archive/extract-summary.js';
 
 export interface RunRollbackOptions {
@@ -33,7 +48,10 @@ export interface RunRollbackOptions {
   /** archives: keep set-id bits and world-writable modes; restore symlinks leaving the tree (see extract.ts) */
   keepModes?: boolean;
   allowOutsideLinks?: boolean;
-  /** stage every file anew (default: files equal to the live ones are staged as hard links to them) */
+  /**
+   * stage every file anew (default: files equal to the live ones are staged as hard links to them) and load
+   * every table of the dump (default: with a manifest's table hashes, only the tables that differ)
+   */
   full?: boolean;
   /**
    * how the replaced files are deleted once the store is back online: 'now' (before returning, under the lock)
@@ -66,6 +84,10 @@ export interface RollbackPartResult {
   changes?: TreeChangeCounts;
   /** code/media: files staged as hard links to their equal live twin (not rewritten) */
   linked?: number;
+  /** db: tables equal to the backup's, kept live (selective rollback) */
+  kept?: number;
+  /** db, selective rollback: the tables loaded because they differed (or had no row hash) */
+  restoredTables?: string[];
 }
 
 export interface RunRollbackResult {
@@ -154,6 +176,8 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
     // Log in now: refused credentials (exit 12) must stop us before anything changes.
     await (await openConnection(dbConfig)).end();
   }
+  // A dump with table hashes in its manifest is restored selectively (only the tables that differ), unless --full.
+  let dbContent = files.db && !o.full ? await contentHashesOf(paths.backupsDir, files.db) : null;
 
   const lock = await acquireStoreLock(paths, { command: o.command ?? 'setup:rollback', onEvent: emit });
   try {
@@ -212,13 +236,29 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         });
       }
       // What will change, before the question (and said anyway without one); the trees are staged by now,
-      // compared with the live ones, and nothing live has changed yet.
+      // compared with the live ones, and nothing live has changed yet. The database is compared here only for
+      // the question (read-only); the comparison that decides is made again under maintenance.
+      let dbPreview: LiveComparison | undefined;
+      if (o.confirm && dbContent && dbConfig) {
+        dbPreview = await compareLiveDatabase({
+          config: dbConfig,
+          backup: dbContent.hashes,
+          ...(o.signal ? { signal: o.signal } : {}),
+        });
+      }
       const plan = (Object.entries(files) as Array<[Part, string]>).map(([part, file]) => {
         const c = parts.find((p) => p.part === part)?.changes;
-        return `${part} from ${path.relative(paths.root, file)}${c ? `: ${describeChanges(c)}` : ''}`;
+        const what = c
+          ? describeChanges(c)
+          : part === 'db' && dbPreview
+            ? describeDelta(dbPreview)
+            : undefined;
+        return `${part} from ${path.relative(paths.root, file)}${what ? `: ${what}` : ''}`;
       });
       if (o.confirm) {
-        if (!(await o.confirm(plan))) throw new CliError('Rollback cancelled: nothing was changed');
+        const total = summaryLine(parts, dbPreview, files.db !== undefined);
+        if (!(await o.confirm(total ? [total, ...plan] : plan)))
+          throw new CliError('Rollback cancelled: nothing was changed');
       } else {
         for (const line of plan) emit({ type: 'info', message: `Rolling back ${line}` });
       }
@@ -228,10 +268,24 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       if (files.db) {
         const name = path.basename(files.db);
         emit({ type: 'part-start', part: 'db', operation: 'verify', file: name, path: files.db });
-        const v = await verifyDump(files.db, {
-          ...(o.signal ? { signal: o.signal } : {}),
-          onProgress: (bytes: number) => emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
-        });
+        // the table hashes describe the file the manifest names: checked in the same pass over the file
+        const [v, check] = await Promise.all([
+          verifyDump(files.db, {
+            ...(o.signal ? { signal: o.signal } : {}),
+            onProgress: (bytes: number) => emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
+          }),
+          dbContent
+            ? checkAgainstManifest(files.db, dbContent.part, o.signal ? { signal: o.signal } : {})
+            : null,
+        ]);
+        if (check?.problem) {
+          emit({
+            type: 'warning',
+            code: WarningCode.DB_FULL_RESTORE,
+            message: `${check.problem}: its table hashes are not used, every table is restored`,
+          });
+          dbContent = null;
+        }
         emit({
           type: 'part-done',
           part: 'db',
@@ -244,12 +298,28 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       throwIfAborted(o.signal);
 
       // 2. The database is loaded into its shadow (the long, fallible step): the live database is untouched.
+      // Selective: the live tables are compared with the backup's hashes in one consistent snapshot, now that
+      // the store is in maintenance; only those that differ are loaded.
+      let delta: LiveComparison | undefined;
       if (files.db && dbConfig) {
         const name = path.basename(files.db);
         emit({ type: 'part-start', part: 'db', operation: 'rollback', file: name, path: files.db });
+        if (dbContent) {
+          emit({ type: 'info', message: `Comparing the live tables with the backup's table hashes` });
+          delta = await compareLiveDatabase({
+            config: dbConfig,
+            backup: dbContent.hashes,
+            ...(o.signal ? { signal: o.signal } : {}),
+          });
+          emit({
+            type: 'info',
+            message: `Rolling back db from ${path.relative(paths.root, files.db)}: ${describeDelta(delta)}`,
+          });
+        }
         prepared = await prepareDatabaseRestore({
           config: dbConfig,
           file: files.db,
+          ...(delta ? { keep: keptTables(delta) } : {}),
           dropExtraTables: o.dropExtraTables ?? false,
           ...(o.signal ? { signal: o.signal } : {}),
           onEvent: emit,
@@ -308,6 +378,9 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           path: files.db,
           tables: outcome.db.tables,
           mode: outcome.db.mode,
+          ...(delta
+            ? { kept: outcome.db.kept, restoredTables: restoredTables(delta).map((t) => t.name) }
+            : {}),
         });
       }
       result = { parts, warnings, recovered };
@@ -360,4 +433,36 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
   } finally {
     await lock.release();
   }
+}
+
+/** The manifest's table hashes for this dump, or null (no manifest, not this file, no or unknown hashes). */
+async function contentHashesOf(
+  backupsDir: string,
+  dumpFile: string,
+): Promise<{ hashes: DbContentHashes; part: ManifestPart } | null> {
+  const parsed = parseBackupName(path.basename(dumpFile));
+  if (!parsed) return null;
+  const manifest = await readManifest(
+    path.join(backupsDir, manifestFileName(parsed.timestamp)),
+    parsed.timestamp,
+  ).catch(() => null);
+  const part = manifest?.parts.find((p) => p.part === 'db' && p.file === path.basename(dumpFile));
+  const hashes = part ? parseContentHashes(part.content) : null;
+  return part && hashes ? { hashes, part } : null;
+}
+
+/** "3 tables and 212 files will be restored" (before the question), or undefined when nothing is counted. */
+function summaryLine(
+  parts: readonly RollbackPartResult[],
+  db: LiveComparison | undefined,
+  hasDb: boolean,
+): string | undefined {
+  const counted = parts.filter((p) => p.changes);
+  if (counted.length === 0 && !db) return undefined;
+  const n = counted.reduce((sum, p) => sum + (p.changes?.total ?? 0), 0);
+  const files = `${n} file${n === 1 ? '' : 's'}`;
+  if (!hasDb) return `${files} will be restored`;
+  const tables = db ? restoredTables(db).length : undefined;
+  const t = tables === undefined ? 'every table' : `${tables} table${tables === 1 ? '' : 's'}`;
+  return counted.length === 0 ? `${t} will be restored` : `${t} and ${files} will be restored`;
 }
