@@ -27,6 +27,7 @@ import {
 } from './measure.js';
 import { formatProfile, summarizeProfileDir, type ThreadSummary } from './profile.js';
 import { deltaOps, replacedGone, type DeltaSide } from './delta.js';
+import { dbDeltaOps } from './db-delta.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TOP = resolve(here, '..', '..');
@@ -509,6 +510,23 @@ const OPS: Op[] = [
   // issue 14: selective rollbacks and backups:diff (bench/delta.ts)
   ...deltaOps<Ctx>({ ours, ensureCodeBackup, tarExtract }),
   ...SHAPES.flatMap(dbOps),
+  // issue 14: selective database rollbacks (bench/db-delta.ts)
+  ...dbDeltaOps<Ctx>({
+    ourRollback: (c) =>
+      ours(c, [
+        'setup:rollback',
+        '-d',
+        basename(c.dbs.wide.ours),
+        '--yes',
+        '--no-maintenance',
+        ...dbFlags(c, 'wide'),
+      ]),
+    prepare: async (c) => {
+      await ensureOurDump(c, 'wide');
+      await ensureRefDump(c, 'wide');
+    },
+    stockLoad: stockLoadSide((c) => c.dbs.wide.ref),
+  }),
   {
     id: 'list',
     title: 'info:backups:list, 1,000 backups',

@@ -179,7 +179,7 @@ function restoreOptions(what: 'rollback' | 'restore') {
     ),
     flag(
       '--full',
-      'write every file of the archives anew (default: files equal to the live ones are kept, as hard links)',
+      'write every file of the archives anew and load every table of the dump (default: files equal to the live ones are kept, as hard links; with table hashes in the manifest, only the tables that differ are loaded)',
     ),
     ...DB_OPTIONS,
   ] as const;
@@ -216,7 +216,8 @@ export const BACKUPS_VERIFY_OPTIONS = [
 ] as const;
 export type BackupsVerifyOptions = OptionsOf<typeof BACKUPS_VERIFY_OPTIONS>;
 
-export const BACKUPS_DIFF_OPTIONS = [] as const;
+export const BACKUPS_DIFF_OPTIONS = [...DB_OPTIONS] as const;
+export type BackupsDiffOptions = OptionsOf<typeof BACKUPS_DIFF_OPTIONS>;
 
 export const BACKUPS_PRUNE_OPTIONS = [
   flag('--dry-run', 'list what would be removed; remove nothing'),

@@ -140,13 +140,13 @@ export function buildProgram(ctx: RunContext, version: string, output: OutputCon
     program
       .command('backups:diff')
       .description(
-        'Show what changed in the code tree and pub/media since a backup: files added, removed, modified (read-only)',
+        'Show what changed since a backup: files added, removed, modified; tables whose schema or rows differ, missing or extra; views, triggers, routines, events (read-only)',
       )
-      .argument('[id]', 'snapshot id (default: the newest with a code or media backup)'),
+      .argument('[id]', 'snapshot id (default: the newest)'),
     BACKUPS_DIFF_OPTIONS,
-  )(async (_opts, global, args) => {
+  )(async (opts, global, args) => {
     const { backupsDiff } = await import('./commands/backups-diff.js');
-    await ctx.run(global, (run) => backupsDiff(run, args[0]));
+    await ctx.run(global, (run) => backupsDiff(run, args[0], opts), dbFlags(opts));
   });
 
   withOptions(

@@ -123,8 +123,11 @@ export async function compareLiveDatabase(o: {
         const { hash, rows } = await hashTableRows(conn, t, o.backup.statementBytes, o.signal);
         cmp.liveRows = rows;
         if (hash !== b.rows) cmp.state = 'rows';
-        // a table without the option has never used its counter: 1 gives it back that state
-        else if (n.autoIncrement !== b.autoIncrement) cmp.autoIncrement = b.autoIncrement ?? '1';
+        // Always given back, not only when it differs: InnoDB may keep a counter that moved without rows (a failed
+        // or deleted insert) in memory only, and fall back to max(id)+1 when the table is next opened; the restored
+        // table must say what the backup's said. Without the option the counter was never used: 1 gives that back.
+        else if (b.autoIncrement !== undefined || n.autoIncrement !== undefined)
+          cmp.autoIncrement = b.autoIncrement ?? '1';
       }
       if (cmp.liveRows === undefined && o.counts) cmp.liveRows = await countRows(conn, t);
     }

@@ -265,27 +265,52 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       throwIfAborted(o.signal);
       maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
 
+      let delta: LiveComparison | undefined;
       if (files.db) {
         const name = path.basename(files.db);
         emit({ type: 'part-start', part: 'db', operation: 'verify', file: name, path: files.db });
-        // the table hashes describe the file the manifest names: checked in the same pass over the file
-        const [v, check] = await Promise.all([
-          verifyDump(files.db, {
-            ...(o.signal ? { signal: o.signal } : {}),
-            onProgress: (bytes: number) => emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
-          }),
-          dbContent
-            ? checkAgainstManifest(files.db, dbContent.part, o.signal ? { signal: o.signal } : {})
-            : null,
-        ]);
-        if (check?.problem) {
-          emit({
-            type: 'warning',
-            code: WarningCode.DB_FULL_RESTORE,
-            message: `${check.problem}: its table hashes are not used, every table is restored`,
-          });
-          dbContent = null;
+        // The table hashes describe the file the manifest names: checked in the same pass over the file. The live
+        // tables are compared meanwhile (read-only, one consistent snapshot, now that maintenance is on).
+        const stopCompare = new AbortController();
+        const onAbort = (): void => stopCompare.abort(o.signal?.reason);
+        o.signal?.addEventListener('abort', onAbort, { once: true });
+        const comparing =
+          dbContent && dbConfig
+            ? compareLiveDatabase({ config: dbConfig, backup: dbContent.hashes, signal: stopCompare.signal })
+            : null;
+        comparing?.catch(() => {}); // awaited below, or abandoned when the verification fails
+        let v: Awaited<ReturnType<typeof verifyDump>>;
+        let check: Awaited<ReturnType<typeof checkAgainstManifest>> | null;
+        try {
+          [v, check] = await Promise.all([
+            verifyDump(files.db, {
+              ...(o.signal ? { signal: o.signal } : {}),
+              onProgress: (bytes: number) =>
+                emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
+            }),
+            dbContent
+              ? checkAgainstManifest(files.db, dbContent.part, o.signal ? { signal: o.signal } : {})
+              : null,
+          ]);
+          if (check?.problem) {
+            emit({
+              type: 'warning',
+              code: WarningCode.DB_FULL_RESTORE,
+              message: `${check.problem}: its table hashes are not used, every table is restored`,
+            });
+            dbContent = null;
+            stopCompare.abort();
+          } else if (comparing) {
+            delta = await comparing;
+          }
+        } catch (err) {
+          stopCompare.abort();
+          await comparing?.catch(() => {});
+          throw err;
+        } finally {
+          o.signal?.removeEventListener('abort', onAbort);
         }
+        await comparing?.catch(() => {});
         emit({
           type: 'part-done',
           part: 'db',
@@ -298,19 +323,11 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       throwIfAborted(o.signal);
 
       // 2. The database is loaded into its shadow (the long, fallible step): the live database is untouched.
-      // Selective: the live tables are compared with the backup's hashes in one consistent snapshot, now that
-      // the store is in maintenance; only those that differ are loaded.
-      let delta: LiveComparison | undefined;
+      // Selective: only the tables that differ from the backup's hashes are loaded.
       if (files.db && dbConfig) {
         const name = path.basename(files.db);
         emit({ type: 'part-start', part: 'db', operation: 'rollback', file: name, path: files.db });
-        if (dbContent) {
-          emit({ type: 'info', message: `Comparing the live tables with the backup's table hashes` });
-          delta = await compareLiveDatabase({
-            config: dbConfig,
-            backup: dbContent.hashes,
-            ...(o.signal ? { signal: o.signal } : {}),
-          });
+        if (delta) {
           emit({
             type: 'info',
             message: `Rolling back db from ${path.relative(paths.root, files.db)}: ${describeDelta(delta)}`,
