@@ -17,13 +17,7 @@ import type { SchemaPlan, TablePlan } from './dump-schema.js';
 import { stripDefiner } from './dump-sql.js';
 
 // The recorded form (the manifest's `content`) is part of the on-disk format: it lives in store/.
-export {
-  CONTENT_HASH_VERSION,
-  type DbContentHashes,
-  type DefinitionHash,
-  type DefinitionKind,
-  type TableContentHash,
-} from '../store/content-hashes.js';
+export * from '../store/content-hashes.js';
 import {
   CONTENT_HASH_VERSION,
   type DbContentHashes,
