@@ -1,5 +1,8 @@
 // magebackup web interface: plain JavaScript, no build step, no CDN. Everything from the server is put in the
 // page as text (textContent), never as HTML.
+// One file of ~850 lines on purpose: the server ships exactly three static assets read once at start (see
+// src/web/routes-session.ts) and the CSP allows only this script; it reads top-down as helpers, then one
+// function per page (backups, snapshot, create, restore, progress, history, retention, maintenance), then routing.
 'use strict';
 
 const state = { csrf: null, job: null, holder: null, events: null, focusNext: true };
