@@ -58,7 +58,7 @@ const keyless = new Map<string, string[]>();
 
 const q = (id: string): string => '`' + id.replace(/`/g, '``') + '`';
 
-/** Every table of the database that can get one row changed, in size order, with that UPDATE. */
+/** Every table of the database that can get one row changed (not empty), in size order, with that UPDATE. */
 async function changeable(c: DbDeltaCtx): Promise<Target[]> {
   const db = c.dbs.wide.name;
   const have = targets.get(db);
@@ -97,7 +97,8 @@ async function changeable(c: DbDeltaCtx): Promise<Target[]> {
         : num
           ? `${q(num.c)} = COALESCE(${q(num.c)}, 0) + 1`
           : undefined;
-      if (set) out.push({ table: n, sql: `UPDATE ${q(n)} SET ${set} LIMIT 1` });
+      const [some] = (await conn.query(`SELECT 1 FROM ${q(n)} LIMIT 1`)) as unknown as [unknown[]];
+      if (set && some.length > 0) out.push({ table: n, sql: `UPDATE ${q(n)} SET ${set} LIMIT 1` });
     }
     targets.set(db, out);
     return out;
