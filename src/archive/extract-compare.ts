@@ -19,20 +19,20 @@
  * size and mtime unchanged; `recheckLinked` (extract-links.ts) repeats the check on every link just before the
  * swap. The window left is between that last check and the swap's renames (see extract-links.ts).
  *
- * When a compared file turns out to differ part-way, the staged link is replaced by a new file and the bytes
- * already consumed are written there: kept in memory up to MAX_RETAINED bytes; past that only their SHA-256 is
- * kept, the prefix is copied from the live descriptor and must hash the same (else the live file changed under
- * us: the extraction fails, nothing live was touched).
+ * A sparse code rollback (extract-sparse.ts) compares in `keep` mode: nothing is linked, an equal file stays where
+ * it is (and is re-checked the same way before the swap), only a differing one is written into the staging tree.
+ *
+ * When a compared file turns out to differ part-way, the staged link (if any) is replaced by a new file and the
+ * bytes already compared are copied there from the live descriptor; the live file's ctime, mtime and size must
+ * then still be those it had when the comparison began (else it changed under us and the copied prefix might not
+ * be the compared one: the extraction fails, nothing live was touched). Nothing of a body is kept in memory.
  */
 import fs from 'node:fs';
-import { createHash, type Hash } from 'node:crypto';
 import { codeExcludedPrefix, INTERNAL_PREFIX } from './extract-filter.js';
 import type { Kind } from './extract-plan.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
 const OPEN_LIVE = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
-/** bytes of a compared file's body kept in memory (to write them if the file turns out to differ) */
-const MAX_RETAINED = 8 << 20;
 
 /** A staged hard link to a live file, as it was once compared: any change of these means the file was touched. */
 export interface LinkedFile {
@@ -58,6 +58,8 @@ export interface CompareInput {
   liveDir: string;
   /** stage equal files as hard links (extract mode); false: only compare (diff) */
   link: boolean;
+  /** an equal file left in place by a sparse rollback (`keep` mode), with its stat as compared */
+  onKept?: (rel: string, st: fs.BigIntStats) => void;
   /** 'code': excluded paths are left out of the live walk; always: magebackup's own `.magebackup-*` names */
   filter: 'none' | 'code' | 'media';
 }
@@ -71,14 +73,20 @@ export class LiveChangedError extends Error {
   }
 }
 
+/**
+ * How an equal file is staged: 'link' (a hard link in the staging tree), 'keep' (left in place: sparse rollback),
+ * 'diff' (nothing staged: backups:diff).
+ */
+export type CompareHow = 'link' | 'keep' | 'diff';
+
 interface Current {
   rel: string;
   liveFd: number;
-  /** the staged hard link (extract mode), or '' (diff) */
+  /** 'link': the staged path is a hard link to the live file; 'keep': nothing staged yet; 'diff': compare only */
+  how: CompareHow;
+  /** the staged path (link mode) */
   staged: string;
   offset: number;
-  retained: Buffer[] | null;
-  hash: Hash | null;
   /** the live file's stat after our link */
   st: fs.BigIntStats;
   /** creates the staged file (owner, mode set) and returns its descriptor */
@@ -127,6 +135,7 @@ export class LiveComparer {
     want: { mode: number; uid: number; gid: number },
     staged: string,
     create: () => number,
+    how: CompareHow = this.input.link ? 'link' : 'diff',
   ): boolean {
     let fd: number;
     try {
@@ -151,7 +160,7 @@ export class LiveComparer {
         return false;
       }
       let after = st;
-      if (this.input.link) {
+      if (how === 'link') {
         // not provably the file at that name (or no /proc to prove it): written, never linked
         if (this.procOk === false || !this.fdIs(fd, rel)) {
           this.changes.modified.push(rel);
@@ -165,20 +174,12 @@ export class LiveComparer {
           this.changes.modified.push(rel);
           return false;
         }
-      } else if (!this.fdIs(fd, rel) && this.procOk) {
+      } else if (how === 'diff' && !this.fdIs(fd, rel) && this.procOk) {
+        // ('keep': every ancestor was checked to be a real directory only we can change: extract-sparse.ts)
         this.changes.modified.push(rel);
         return false;
       }
-      this.cur = {
-        rel,
-        liveFd: fd,
-        staged: this.input.link ? staged : '',
-        offset: 0,
-        retained: this.input.link ? [] : null,
-        hash: null,
-        st: after,
-        create,
-      };
+      this.cur = { rel, liveFd: fd, how, staged, offset: 0, st: after, create };
       keep = true;
       return true;
     } finally {
@@ -200,7 +201,6 @@ export class LiveComparer {
     const c = this.cur!;
     if (this.equalAt(c, chunk)) {
       c.offset += chunk.length;
-      this.retain(c, chunk);
       return undefined;
     }
     return this.diverge(c, chunk);
@@ -217,28 +217,16 @@ export class LiveComparer {
     return this.scratch.subarray(0, chunk.length).equals(chunk);
   }
 
-  private retain(c: Current, chunk: Buffer): void {
-    if (!c.staged) return;
-    if (c.retained !== null && c.offset <= MAX_RETAINED) {
-      c.retained.push(Buffer.from(chunk));
-      return;
-    }
-    if (c.hash === null) {
-      c.hash = createHash('sha256');
-      for (const b of c.retained ?? []) c.hash.update(b);
-      c.retained = null;
-    }
-    c.hash.update(chunk);
-  }
-
   /** The file differs: write what matched so far into a new staged file (extract) and hand it over. */
   private diverge(c: Current, chunk: Buffer | null): number {
     this.cur = null;
     this.changes.modified.push(c.rel);
     try {
-      if (!c.staged) return -1;
-      fs.unlinkSync(c.staged);
-      this.linked.delete(c.rel);
+      if (c.how === 'diff') return -1;
+      if (c.how === 'link') {
+        fs.unlinkSync(c.staged);
+        this.linked.delete(c.rel);
+      }
       const fd = c.create();
       this.writePrefix(c, fd);
       if (chunk) writeAll(fd, chunk);
@@ -248,24 +236,19 @@ export class LiveComparer {
     }
   }
 
+  /** The bytes compared so far, copied from the live file, which must not have changed since it was opened. */
   private writePrefix(c: Current, fd: number): void {
-    if (c.retained !== null) {
-      for (const b of c.retained) writeAll(fd, b);
-      return;
-    }
-    // past MAX_RETAINED: copy the prefix from the live file, and it must be the bytes that were compared
-    const h = createHash('sha256');
     let off = 0;
     while (off < c.offset) {
       const want = Math.min(this.scratch.length, c.offset - off);
       const n = fs.readSync(c.liveFd, this.scratch, 0, want, off);
       if (n === 0) throw new LiveChangedError(c.rel);
-      const b = this.scratch.subarray(0, n);
-      h.update(b);
-      writeAll(fd, b);
+      writeAll(fd, this.scratch.subarray(0, n));
       off += n;
     }
-    if (!h.digest().equals(c.hash!.copy().digest())) throw new LiveChangedError(c.rel);
+    if (off > 0 && !unchanged(fs.fstatSync(c.liveFd, { bigint: true }), c.st)) {
+      throw new LiveChangedError(c.rel);
+    }
   }
 
   /**
@@ -274,21 +257,14 @@ export class LiveComparer {
    */
   end(): number | undefined {
     const c = this.cur!;
-    // the live file must end here, and must not have been touched since our link (or our open)
-    const more = fs.readSync(c.liveFd, this.scratch, 0, 1, c.offset);
+    // the live file must not have been touched since our link (or our open): its size is still the one compared
+    // (every byte up to it was equal) and its ctime did not move, so it also ends here
     const now = fs.fstatSync(c.liveFd, { bigint: true });
-    if (
-      more !== 0 ||
-      now.ctimeNs !== c.st.ctimeNs ||
-      now.mtimeNs !== c.st.mtimeNs ||
-      now.size !== c.st.size ||
-      now.nlink !== c.st.nlink
-    ) {
-      return this.diverge(c, null);
-    }
+    if (!unchanged(now, c.st) || now.size !== BigInt(c.offset)) return this.diverge(c, null);
     this.cur = null;
     fs.closeSync(c.liveFd);
-    if (c.staged) {
+    if (c.how === 'keep') this.input.onKept?.(c.rel, now);
+    if (c.how === 'link') {
       this.linked.set(c.rel, {
         rel: c.rel,
         dev: now.dev,
@@ -327,26 +303,35 @@ export class LiveComparer {
     if (st.ino === l.ino && st.size === l.size && st.mtimeNs === l.mtimeNs) l.ctimeNs = st.ctimeNs;
   }
 
-  /** A symlink entry: modified unless the live path is a symlink to the same target with the same owner. */
-  symlink(rel: string, target: string, uid: number, gid: number): void {
+  /**
+   * A symlink entry: modified unless the live path is a symlink to the same target with the same owner.
+   * Returns true when it is the same.
+   */
+  symlink(rel: string, target: string, uid: number, gid: number): boolean {
     const st = lstatOrNull(this.live(rel));
-    if (!st) return void this.changes.removed.push(rel);
-    if (!st.isSymbolicLink() || st.uid !== uid || st.gid !== gid) return void this.changes.modified.push(rel);
+    if (!st) return this.differs(this.changes.removed, rel);
+    if (!st.isSymbolicLink() || st.uid !== uid || st.gid !== gid)
+      return this.differs(this.changes.modified, rel);
     let t: string;
     try {
       t = fs.readlinkSync(this.live(rel));
     } catch {
-      return void this.changes.modified.push(rel);
+      return this.differs(this.changes.modified, rel);
     }
-    if (t !== target) this.changes.modified.push(rel);
+    return t === target || this.differs(this.changes.modified, rel);
   }
 
-  /** A hard link entry: the same as its target's live file, or modified. */
-  hardlink(rel: string, target: string): void {
+  /** A hard link entry: the same as its target's live file, or modified. Returns true when it is the same. */
+  hardlink(rel: string, target: string): boolean {
     const a = lstatOrNull(this.live(rel));
-    if (!a) return void this.changes.removed.push(rel);
+    if (!a) return this.differs(this.changes.removed, rel);
     const b = lstatOrNull(this.live(target));
-    if (!b || a.ino !== b.ino || a.dev !== b.dev) this.changes.modified.push(rel);
+    return (b !== null && a.ino === b.ino && a.dev === b.dev) || this.differs(this.changes.modified, rel);
+  }
+
+  private differs(list: string[], rel: string): false {
+    list.push(rel);
+    return false;
   }
 
   /** A directory entry: a live non-directory there is a modification (its content is walked by walkAdded). */
@@ -359,7 +344,14 @@ export class LiveComparer {
    * Once the archive is read: every live file (not directory) the archive does not have at that path as a
    * file or symlink, never following a symlink, excluded paths and `.magebackup-*` names left out.
    */
-  walkAdded(kindOf: (rel: string) => Kind | undefined): void {
+  walkAdded(
+    kindOf: (rel: string) => Kind | undefined,
+    sparse?: {
+      added: (rel: string, isDir: boolean) => void;
+      keptName: (parent: string) => void;
+      names: (rel: string, names: readonly string[]) => void;
+    },
+  ): void {
     const code = this.input.filter === 'code';
     const visit = (rel: string): void => {
       let ents: fs.Dirent[];
@@ -368,16 +360,22 @@ export class LiveComparer {
       } catch {
         return;
       }
+      sparse?.names(
+        rel,
+        ents.map((d) => d.name),
+      );
       for (const d of ents) {
         const name = d.name;
         const child = rel === '' ? name : `${rel}/${name}`;
-        if (name.startsWith(INTERNAL_PREFIX)) continue;
-        if (code && codeExcludedPrefix(child) !== undefined) continue;
-        if (d.isDirectory()) visit(child);
-        else {
-          const k = kindOf(child);
-          if (k === undefined || k === 'd') this.changes.added.push(child);
+        if (name.startsWith(INTERNAL_PREFIX) || (code && codeExcludedPrefix(child) !== undefined)) {
+          sparse?.keptName(rel);
+          continue;
         }
+        const k = kindOf(child);
+        const isDir = d.isDirectory();
+        if (k === undefined) sparse?.added(child, isDir);
+        if (isDir) visit(child);
+        else if (k === undefined || k === 'd') this.changes.added.push(child);
       }
     };
     visit('');
@@ -387,6 +385,17 @@ export class LiveComparer {
 function writeAll(fd: number, b: Buffer): void {
   let off = 0;
   while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off);
+}
+
+/** A file not written, chmod-ed, chown-ed, linked or truncated since `was` was taken. */
+function unchanged(now: fs.BigIntStats, was: fs.BigIntStats): boolean {
+  return (
+    now.ctimeNs === was.ctimeNs &&
+    now.mtimeNs === was.mtimeNs &&
+    now.size === was.size &&
+    now.nlink === was.nlink &&
+    now.ino === was.ino
+  );
 }
 
 /**

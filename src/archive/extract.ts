@@ -20,10 +20,12 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { WarningCodeValue } from '../events.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
-import type { WorkerInput, WorkerMessage, WorkerResult } from './extract-worker.js';
+import type { WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
 import type { LinkedFile, TreeChanges } from './extract-compare.js';
+import type { SparseResult } from './extract-sparse.js';
 
 export type { LinkedFile, TreeChanges } from './extract-compare.js';
+export type { KeptSet, SparseResult } from './extract-sparse.js';
 
 export interface ArchiveStats {
   /** file-system entries (files, hard links, directories, symlinks) */
@@ -47,6 +49,8 @@ export interface ExtractResult extends ArchiveStats {
   /** with `liveDir`: the staged hard links to live files (check them with recheckLinked before a swap) */
   linked?: LinkedFile[];
   linkedBytes?: number;
+  /** with `liveDir` and `sparse`: the sparse swap plan (extract-sparse.ts); absent: the staged tree is whole */
+  sparse?: SparseResult;
 }
 
 export interface ArchiveProgress {
@@ -90,6 +94,11 @@ export interface ExtractOptions {
    * mode, owner, mtime and bytes) is staged as a hard link to it instead of a new copy (extract-compare.ts)
    */
   liveDir?: string;
+  /**
+   * with `liveDir`, a code tree: stage only what differs and leave equal files in place where only we can change
+   * the directories (extract-sparse.ts); the result's `sparse` is then the swap plan
+   */
+  sparse?: boolean;
 }
 
 export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> {
@@ -107,7 +116,9 @@ export async function extractArchive(o: ExtractOptions): Promise<ExtractResult> 
         keepModes: o.keepModes ?? false,
         allowOutsideLinks: o.allowOutsideLinks ?? false,
         limit: { dir: o.destDir, ...(o.maxBytes !== undefined ? { maxBytes: o.maxBytes } : {}) },
-        ...(o.liveDir !== undefined ? { compare: { liveDir: await realLiveDir(o.liveDir) } } : {}),
+        ...(o.liveDir !== undefined
+          ? { compare: { liveDir: await realLiveDir(o.liveDir), sparse: o.sparse ?? false } }
+          : {}),
       },
       o,
     );
@@ -141,7 +152,11 @@ export function runArchiveWorker(
     umask: process.umask(),
   };
   return new Promise<WorkerResult>((resolve, reject) => {
-    const worker = new Worker(new URL('./extract-worker.js', import.meta.url), { workerData: full });
+    const worker = new Worker(new URL('./extract-worker.js', import.meta.url), {
+      workerData: full,
+      // a smaller young generation: more frequent (cheap) scavenges, a smaller peak RSS
+      resourceLimits: { maxYoungGenerationSizeMb: 8 },
+    });
     let settled = false;
     const onAbort = (): void => {
       Atomics.store(flag, 0, 1);

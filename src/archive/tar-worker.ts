@@ -19,7 +19,6 @@ import {
   OPEN_FLAGS,
   STATE_ABORT,
   STATE_WAIT,
-  TarBatcher,
   closeSync,
   openSync,
   totalsOf,
@@ -33,6 +32,7 @@ import {
   type WorkerInput,
   type WorkerMessage,
 } from './tar-worker-lib.js';
+import { TarBatcher } from './tar-encode.js';
 
 const input = workerData as WorkerInput;
 const port = parentPort;

@@ -18,7 +18,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { PreparedRestore, RestoreResult } from '../db/restore.js';
 import { CliError } from '../errors.js';
-import { recheckLinked } from '../archive/extract-links.js';
+import { recheckKept, recheckLinked } from '../archive/extract-links.js';
 import {
   flushStaged,
   removeStaging,
@@ -152,6 +152,7 @@ export class RollbackOperation {
     // a live file written since it was compared and linked: refused here, before anything live changes
     for (const s of this.staged) {
       recheckLinked(path.join(s.stagingDir, 'new'), s.stats.linked ?? [], s.liveDir);
+      if (s.stats.sparse) await recheckKept(s.liveDir, s.stats.sparse.kept);
     }
     this.j.phase = 'committing';
     await this.save();

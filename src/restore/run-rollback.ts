@@ -84,7 +84,10 @@ export interface RollbackPartResult {
   changes?: TreeChangeCounts;
   /** code/media: files staged as hard links to their equal live twin (not rewritten) */
   linked?: number;
-  /** db: tables equal to the backup's, kept live (selective rollback) */
+  /**
+   * db: tables equal to the backup's, kept live (selective rollback); code: equal files left where they are,
+   * neither linked nor written (a sparse selective rollback)
+   */
   kept?: number;
   /** db, selective rollback: the tables loaded because they differed (or had no row hash) */
   restoredTables?: string[];
@@ -233,6 +236,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           entries: s.entries,
           ...(changes ? { changes } : {}),
           ...(s.stats.linked ? { linked: s.stats.linked.length } : {}),
+          ...(s.stats.sparse ? { kept: s.stats.sparse.keptFiles } : {}),
         });
       }
       // What will change, before the question (and said anyway without one); the trees are staged by now,

@@ -13,6 +13,7 @@ import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CliError, errnoCode } from '../errors.js';
 import { INTERNAL_PREFIX, ROOT_EXCLUDES, isCodeExcludedName } from '../archive/extract-filter.js';
+import type { SparseResult } from '../archive/extract.js';
 import { attrs, lstatOrNull, type DirFix, type JournalUnit, type TreeJournal } from './tree-journal.js';
 
 /** Where a target lives and where its staging directory goes (same filesystem, so renames are atomic). */
@@ -59,6 +60,8 @@ export async function planSwap(o: {
   liveDir: string;
   mode: 'whole' | 'children';
   onKept?: (rel: string, message: string) => void;
+  /** a sparse staging (archive/extract-sparse.ts) comes with its own units and directory fixes */
+  sparse?: SparseResult;
 }): Promise<TreeJournal> {
   const newDir = path.join(o.stagingDir, 'new');
   const journal: TreeJournal = {
@@ -71,7 +74,11 @@ export async function planSwap(o: {
     fixes: [],
     oldFixes: [],
   };
-  if (o.mode === 'children') {
+  if (o.sparse && o.mode === 'children') {
+    journal.units = o.sparse.units;
+    journal.fixes = o.sparse.fixes;
+    journal.oldFixes = o.sparse.oldFixes;
+  } else if (o.mode === 'children') {
     const plan = planChildren(o.liveDir, newDir, o.target === 'code', (rel, message) =>
       o.onKept?.(rel, message),
     );
@@ -83,10 +90,10 @@ export async function planSwap(o: {
       journal.oldFixes.push(attrs('', await fsp.stat(o.liveDir)));
     }
   }
+  const stagingDev = (await fsp.stat(o.stagingDir)).dev;
   for (const u of journal.units) {
     const live = path.join(o.liveDir, u.rel);
     const st = await lstatOrNull(live);
-    const stagingDev = (await fsp.stat(o.stagingDir)).dev;
     if (st && st.dev !== stagingDev) {
       throw new CliError(
         `Cannot swap ${live} atomically: it is on another filesystem (a mount point?) than ${o.stagingDir}`,

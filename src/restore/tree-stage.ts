@@ -65,7 +65,9 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
     const stagingIno = (await fsp.lstat(stagingDir)).ino;
     const newDir = path.join(stagingDir, 'new');
     await fsp.mkdir(newDir, { mode: 0o700 });
-    const flusher = startFlusher(newDir);
+    // a sparse code rollback writes only what differs: no flushing during it (each flush is a process)
+    const sparse = !o.full && o.target === 'code' && mode === 'children';
+    const flusher = sparse ? { stop: async () => {} } : startFlusher(newDir);
     let stats: ExtractResult;
     // what is restored belongs to the owner of what it replaces, never to ids an archive names
     const ownerSt = (await fsp.stat(liveDir).catch(() => null)) ?? (await fsp.stat(root));
@@ -77,7 +79,7 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
         owner: { uid: ownerSt.uid, gid: ownerSt.gid },
         keepModes: o.keepModes ?? false,
         allowOutsideLinks: o.allowOutsideLinks ?? false,
-        ...(o.full ? {} : { liveDir }),
+        ...(o.full ? {} : { liveDir, sparse }),
         ...(o.signal ? { signal: o.signal } : {}),
         ...(o.onProgress ? { onProgress: o.onProgress } : {}),
         ...(o.onWarning ? { onWarning: o.onWarning } : {}),
@@ -105,6 +107,7 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
       liveDir,
       mode,
       onKept: (rel, message) => o.onWarning?.({ code: WarningCode.KEPT_PATH, path: rel, message }),
+      ...(stats.sparse ? { sparse: stats.sparse } : {}),
     });
     return {
       root,
@@ -128,7 +131,8 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
 
 /** Flushes a staged tree before its journal says "committing": one syncfs(2) instead of an fsync per file. */
 export async function flushStaged(t: TreeJournal): Promise<void> {
-  await syncFilesystem(path.join(t.stagingDir, 'new'));
+  const dir = path.join(t.stagingDir, 'new');
+  if (!(await syncFilesystem(dir))) throw new Error(`could not flush ${dir} to disk (sync failed)`);
 }
 
 /**
@@ -156,11 +160,18 @@ function startFlusher(dir: string): { stop: () => Promise<void> } {
 
 const FLUSH_INTERVAL_MS = 1000;
 
-/** Flush a staged tree before the journal: one syncfs(2) (`sync -f`) instead of an fsync per file. */
-async function syncFilesystem(dir: string): Promise<void> {
+/**
+ * The filesystem holding `dir` to disk: one syncfs(2) (`sync -f`; plain `sync` when that fails) instead of an
+ * fsync per file. Resolves false when neither could run.
+ */
+export async function syncFilesystem(dir: string): Promise<boolean> {
   try {
     await execFileP('sync', ['-f', dir]);
+    return true;
   } catch {
-    await execFileP('sync', []);
+    return execFileP('sync', []).then(
+      () => true,
+      () => false,
+    );
   }
 }

@@ -20,6 +20,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CliError } from '../errors.js';
 import { fsyncDir } from '../fs/atomic.js';
+import { syncFilesystem } from './tree-stage.js';
 import { lstatOrNull, stagingPresent, unitPaths, type DirFix, type TreeJournal } from './tree-journal.js';
 
 export { stageTree, flushStaged, type StagedTree, type StageTreeOptions } from './tree-stage.js';
@@ -59,8 +60,22 @@ export async function swapForward(t: TreeJournal, hooks: SwapHooks = {}): Promis
     touched.add(path.dirname(live));
   }
   await applyFixes(t, t.fixes, touched);
+  await syncDirs(touched);
+}
+
+/**
+ * The renamed-in-or-out directories to disk: an fsync each when they are few; past that one syncfs (a sparse code
+ * rollback touches a directory per changed file: ~900 fsyncs took 3-7 s on the benchmark store, one syncfs 0.1 s).
+ */
+async function syncDirs(touched: Set<string>): Promise<void> {
+  if (touched.size > MAX_DIR_FSYNCS) {
+    const first = touched.values().next().value;
+    if (first !== undefined && (await syncFilesystem(first))) return;
+  }
   for (const d of touched) await fsyncDir(d).catch(() => {});
 }
+
+const MAX_DIR_FSYNCS = 32;
 
 /** Undoes a swap, complete or partial: idempotent, the mirror of swapForward. */
 export async function swapBack(t: TreeJournal, hooks: SwapHooks = {}): Promise<void> {
@@ -81,7 +96,7 @@ export async function swapBack(t: TreeJournal, hooks: SwapHooks = {}): Promise<v
     touched.add(path.dirname(live));
   }
   await applyFixes(t, t.oldFixes, touched);
-  for (const d of touched) await fsyncDir(d).catch(() => {});
+  await syncDirs(touched);
 }
 
 /** The parents of a unit below liveDir must be real directories: a swap never enters a symlink. */

@@ -183,7 +183,8 @@ void test('a code + media + database rollback SIGKILLed at every step ends all o
 
 void test('a rename refused half-way (immutable vendor/) undoes every part at once: all old, maintenance off', async () => {
   const { conn, dbname, root, a, stateA, stateB, snap } = await setup();
-  // the last code unit: by then other units (and pub/...) were swapped, so the undo has work to do
+  // the last code unit of a full restore (--full: every top-level directory is a unit; a selective one would
+  // not touch an unchanged vendor/): by then other units (and pub/...) were swapped, so the undo has work to do
   const units = fs
     .readdirSync(root)
     .filter((n) => !n.startsWith('.') && !['var', 'pub', 'update'].includes(n));
@@ -197,6 +198,7 @@ void test('a rename refused half-way (immutable vendor/) undoes every part at on
         mediaFile: a.media,
         dbFile: a.db,
         dropExtraTables: true,
+        full: true,
         db: { flags: {}, env: {} },
       }),
       /could not finish .*every part was put back as it was before, nothing changed/,

@@ -138,19 +138,30 @@ function noStaging(root: string): void {
   );
 }
 
-void test('selective rollback after a change of every kind: exactly the backup, equal files hard-linked', async () => {
+void test('selective rollback after a change of every kind: exactly the backup, equal files left in place', async () => {
   const { root, archive, expected, unchanged, changes } = storeWithEveryChange();
   const inodes = new Map(unchanged.map((rel) => [rel, ino(path.join(root, rel))]));
+  const before = exact(root, notState);
   const op = await RollbackOperation.begin(storePaths(root));
   const s = await op.stage({ root, target: 'code', archive });
   assert.deepEqual(sorted(s.stats.changes!), changes);
-  assert.deepEqual((s.stats.linked ?? []).map((l) => l.rel).sort(), [...unchanged].sort());
-  // nothing live changed by staging (a hard link changes no content, mode, owner or mtime)
+  // the store root is ours: a sparse staging, equal files kept where they are, nothing of them staged
+  const kept = s.stats.sparse!.kept.rels;
+  for (const rel of unchanged) assert.ok(kept.includes(rel), `${rel} is kept in place`);
+  for (const rel of [...changes.modified, ...changes.added]) assert.ok(!kept.includes(rel), rel);
+  assert.deepEqual(s.stats.linked ?? [], []);
+  for (const rel of unchanged) {
+    assert.equal(fs.existsSync(path.join(s.stagingDir, 'new', rel)), false, `${rel} is not staged`);
+  }
+  // nothing live changed by staging
+  assert.deepEqual(
+    exact(root, (rel) => notState(rel) || rel.startsWith(STAGING_PREFIX)),
+    before,
+  );
   const r = await op.commit();
   await r.cleanup();
   assert.deepEqual(exact(root, notState), expected);
-  for (const [rel, i] of inodes) assert.equal(ino(path.join(root, rel)), i, `${rel} was linked, not copied`);
-  assert.notEqual(s.stats.linkedBytes, undefined);
+  for (const [rel, i] of inodes) assert.equal(ino(path.join(root, rel)), i, `${rel} stayed, not copied`);
   noStaging(root);
 });
 
@@ -170,7 +181,7 @@ for (const [what, touch] of [
   ['chmod-ed and back', (p: string) => (fs.chmodSync(p, 0o600), fs.chmodSync(p, 0o644))],
   ['edited, its mtime put back', (p: string) => (fs.appendFileSync(p, 'x'), fs.utimesSync(p, T0, T0))],
 ] as const) {
-  void test(`a linked live file ${what} between staging and swap is caught: nothing changes`, async () => {
+  void test(`a kept live file ${what} between staging and swap is caught: nothing changes`, async () => {
     const { root, archive } = storeWithEveryChange();
     const op = await RollbackOperation.begin(storePaths(root));
     await op.stage({ root, target: 'code', archive });

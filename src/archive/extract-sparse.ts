@@ -1,0 +1,418 @@
+/**
+ * Sparse staging of a selective code rollback: the staging tree holds only what differs, and the swap renames
+ * only that (plus what was added since the backup, moved aside); everything equal stays where it is, untouched.
+ * Staging every equal file as a hard link (extract-compare.ts 'link') costs a link, a directory and later an
+ * unlink per file: as much as extracting the file (measured: 1 % changed on 96,842 files took longer than a full
+ * restore). Here an unchanged file costs what comparing it costs: open, fstat, read, fstat, close.
+ *
+ * Renaming deep inside the live tree is only safe where nobody else can change the directories on the way: a
+ * directory whose children may be renamed one by one ('sparse') is a real directory (lstat, never followed) owned
+ * by root or by us and writable by nobody else, below a sparse parent (the store root first). Any other live
+ * directory that the archive has (owned or writable by someone else, e.g. the web server user's generated/ or
+ * pub/media) is swapped WHOLE, as a full restore does, and staged whole below it (equal files hard-linked, as
+ * before). A live directory holding paths a code rollback keeps (var, pub/media, .git, node_modules, ...) can
+ * not be swapped whole: it stays sparse, as the full restore's plan descends into it too (tree-plan.ts).
+ *
+ * Units (what the swap renames, tree-journal.ts): each staged file, symlink or whole directory in a sparse
+ * directory, and each live entry of a sparse directory the archive does not have (moved aside: hasNew false).
+ * A sparse directory whose every entry was staged (nothing equal inside: a deploy that changed a whole module,
+ * or every file) becomes one unit instead of its entries: the swap costs what the full restore's costs.
+ * The sparse directories kept in place get the archive's attributes after the swap (fixes), as a full restore
+ * gives them; their old attributes are journaled for the undo.
+ *
+ * What stays in place must still be what was compared when the swap comes: every kept file (device, inode, size,
+ * mtime, ctime) and every sparse directory (inode, mtime, ctime; when those moved, its names are read again:
+ * only our own staging names may have come) is checked again just before the swap (extract-links.ts).
+ */
+import fs from 'node:fs';
+import { INTERNAL_PREFIX, ROOT_EXCLUDES, isCodeExcludedName } from './extract-filter.js';
+import { LiveChangedError } from './extract-compare.js';
+
+export interface SparseUnit {
+  rel: string;
+  hasNew: boolean;
+}
+
+export interface SparseDirFix {
+  rel: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+}
+
+/**
+ * What a sparse swap leaves in place, to be checked again before it: per entry 6 numbers in `stats`:
+ * kind (0 file, 1 directory), dev, ino, size (files) or a hash of the names (directories), mtimeNs, ctimeNs.
+ */
+export interface KeptSet {
+  rels: string[];
+  stats: BigInt64Array;
+}
+
+export interface SparseResult {
+  /** files and symlinks left in place (equal to the backup) */
+  keptFiles: number;
+  units: SparseUnit[];
+  fixes: SparseDirFix[];
+  oldFixes: SparseDirFix[];
+  kept: KeptSet;
+}
+
+export const KEPT_FIELDS = 6;
+const KIND_FILE = 0n;
+export const KIND_DIR = 1n;
+
+/** What a live directory's stat is needed for (a whole BigIntStats is ~10x larger: 58k of them on the bench) */
+interface LiveDir {
+  dev: bigint;
+  ino: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+interface SparseDir {
+  /** the live directory's stat when it was first looked at (before its names were read) */
+  live: LiveDir;
+  /** a hash of its names as the walk of the live tree read them (nameHash) */
+  names?: bigint;
+  /** what a full restore gives it (the archive's entry), or undefined when the archive only implies it */
+  want?: { mode: number; uid: number; gid: number; mtime: number };
+}
+
+/** Names of a live directory that count for its re-check: magebackup's own (staging) names do not. */
+export function nameHash(dir: string): bigint {
+  return hashNames(fs.readdirSync(dir));
+}
+
+function hashNames(all: readonly string[]): bigint {
+  const names = all.filter((n) => !n.startsWith(INTERNAL_PREFIX));
+  names.sort();
+  let h = 0xcbf29ce484222325n;
+  for (const n of names) {
+    for (let i = 0; i < n.length; i++) h = BigInt.asUintN(64, (h ^ BigInt(n.charCodeAt(i))) * 0x100000001b3n);
+    h = BigInt.asUintN(64, (h ^ 0x2fn) * 0x100000001b3n);
+  }
+  return BigInt.asIntN(64, h);
+}
+
+export class SparsePlan {
+  /** 'sparse' directories (their entries are staged one by one) and 'whole' ones (staged whole, or inside one) */
+  private readonly zones = new Map<string, 'sparse' | 'whole'>();
+  private readonly sparseDirs = new Map<string, SparseDir>();
+  /** staged entries of sparse directories, and live ones moved aside */
+  private readonly units = new Map<string, boolean>();
+  /** directories that exist in the staging tree */
+  readonly stagedDirs = new Set<string>(['']);
+  /** sparse directories with something left in place at or below them (they can not become one unit) */
+  private readonly partial = new Set<string>(['']);
+  private readonly keptRels: string[] = [];
+  private keptStats = new BigInt64Array(1024 * KEPT_FIELDS);
+  /** kept files that were staged after all (a later entry of the same path, a hard link to them) */
+  private readonly unkept = new Set<string>();
+  private readonly me = BigInt(process.getuid?.() ?? -1);
+
+  constructor(
+    private readonly liveDir: string,
+    private readonly code: boolean,
+  ) {
+    const st = lstatOrNull(liveDir);
+    if (st && this.trusted(st)) this.addSparse('', st, undefined);
+    else this.zones.set('', 'whole');
+  }
+
+  /** The live root is a directory only we can change: entries may be kept in place. */
+  get active(): boolean {
+    return this.zones.get('') === 'sparse';
+  }
+
+  private live(rel: string): string {
+    return rel === '' ? this.liveDir : `${this.liveDir}/${rel}`;
+  }
+
+  /** A real directory owned by root or us, writable by nobody else. */
+  private trusted(st: fs.BigIntStats): boolean {
+    return st.isDirectory() && (st.uid === 0n || st.uid === this.me) && (st.mode & 0o022n) === 0n;
+  }
+
+  private addSparse(rel: string, st: fs.BigIntStats, want: SparseDir['want']): void {
+    this.zones.set(rel, 'sparse');
+    const live: LiveDir = {
+      dev: st.dev,
+      ino: st.ino,
+      mtimeNs: st.mtimeNs,
+      ctimeNs: st.ctimeNs,
+      mode: Number(st.mode & 0o7777n),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+    };
+    this.sparseDirs.set(rel, want ? { live, want } : { live });
+  }
+
+  /**
+   * The zone of a directory of the archive (its parent's zone known, as entries come parent first): a sparse
+   * child of a sparse directory, or 'whole' (then it is a unit, staged whole, when its parent is sparse).
+   */
+  dir(rel: string, want?: SparseDir['want']): 'sparse' | 'whole' {
+    const known = this.zones.get(rel);
+    if (known !== undefined) {
+      const d = this.sparseDirs.get(rel);
+      if (known === 'sparse' && want && d) d.want = want;
+      return known;
+    }
+    const parent = parentOf(rel);
+    if (this.dir(parent) === 'whole') {
+      this.zones.set(rel, 'whole');
+      return 'whole';
+    }
+    const st = lstatOrNull(this.live(rel));
+    if (st?.isDirectory() && (this.trusted(st) || this.holdsKept(rel))) {
+      this.addSparse(rel, st, want);
+      return 'sparse';
+    }
+    this.zones.set(rel, 'whole');
+    this.units.set(rel, true);
+    return 'whole';
+  }
+
+  /** The zone an entry at `rel` is staged in: its parent directory's. */
+  zoneOf(rel: string): 'sparse' | 'whole' {
+    return this.dir(parentOf(rel));
+  }
+
+  /** An entry of a sparse directory was written into the staging tree: it is swapped in. */
+  staged(rel: string): void {
+    this.units.set(rel, true);
+    this.unkept.add(rel);
+  }
+
+  /** An equal file left in place. */
+  keptFile(rel: string, st: fs.BigIntStats): void {
+    this.unkept.delete(rel);
+    this.push(rel, KIND_FILE, st, st.size);
+    this.markPartial(parentOf(rel));
+  }
+
+  /** An equal symlink (or hard link) left in place: its name must still be this inode at the swap. */
+  keptOther(rel: string): void {
+    const st = lstatOrNull(this.live(rel));
+    if (st) {
+      this.unkept.delete(rel);
+      this.push(rel, KIND_FILE, st, st.size);
+    }
+    this.markPartial(parentOf(rel));
+  }
+
+  private push(rel: string, kind: bigint, st: fs.BigIntStats, sizeOrHash: bigint): void {
+    const i = this.keptRels.length * KEPT_FIELDS;
+    if (i + KEPT_FIELDS > this.keptStats.length) {
+      const grown = new BigInt64Array(this.keptStats.length * 2);
+      grown.set(this.keptStats);
+      this.keptStats = grown;
+    }
+    this.keptRels.push(rel);
+    const a = this.keptStats;
+    a[i] = kind;
+    a[i + 1] = st.dev;
+    a[i + 2] = st.ino;
+    a[i + 3] = sizeOrHash;
+    a[i + 4] = st.mtimeNs;
+    a[i + 5] = st.ctimeNs;
+  }
+
+  /**
+   * A staged hard link whose target was left in place: the staged name becomes a second name of the live file,
+   * which must still be the one compared (its record then takes the new ctime our link gave it).
+   */
+  linkKept(target: string, stagedAbs: string): void {
+    const i = this.keptRels.lastIndexOf(target);
+    const a = this.keptStats;
+    const o = i * KEPT_FIELDS;
+    const st = i === -1 || this.unkept.has(target) ? null : lstatOrNull(this.live(target));
+    if (!st || st.ino !== a[o + 2] || st.ctimeNs !== a[o + 5]) throw new LiveChangedError(target);
+    fs.linkSync(this.live(target), stagedAbs);
+    const now = lstatOrNull(stagedAbs);
+    if (!now || now.ino !== st.ino) throw new LiveChangedError(target);
+    a[o + 5] = now.ctimeNs;
+  }
+
+  private markPartial(rel: string): void {
+    let cur = rel;
+    while (!this.partial.has(cur)) {
+      this.partial.add(cur);
+      cur = parentOf(cur);
+    }
+  }
+
+  /**
+   * Once the archive is read, for each live entry the archive does not have (parents first): moved aside when
+   * its directory is sparse; a live directory holding kept paths is entered instead (its entries come next).
+   */
+  added(rel: string, isDir: boolean): void {
+    if (this.zones.get(parentOf(rel)) !== 'sparse') return;
+    if (isDir && this.holdsKept(rel)) {
+      this.zones.set(rel, 'sparse');
+      this.markPartial(rel);
+      return;
+    }
+    this.units.set(rel, false);
+  }
+
+  /** The walk of the live tree read the names of `rel`. */
+  names(rel: string, names: readonly string[]): void {
+    const d = this.sparseDirs.get(rel);
+    if (d) d.names = hashNames(names);
+  }
+
+  /** A live name a code rollback keeps (var, .git, a staging directory, ...): its directory stays in place. */
+  keptName(parent: string): void {
+    this.markPartial(parent);
+  }
+
+  /**
+   * A live directory kept (it holds kept paths) where the archive has no directory: everything else in it is
+   * moved aside, as the full restore's plan does (tree-plan.ts).
+   */
+  private moveAsideBut(rel: string): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.live(rel));
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const child = `${rel}/${name}`;
+      if (this.keep(child, name)) continue;
+      const st = lstatOrNull(this.live(child));
+      if (st?.isDirectory() && this.holdsKept(child)) this.moveAsideBut(child);
+      else this.units.set(child, false);
+    }
+  }
+
+  /** A path a code rollback never touches (and magebackup's own names). */
+  private keep(rel: string, name: string): boolean {
+    return name.startsWith(INTERNAL_PREFIX) || (this.code && isCodeExcludedName(rel, name));
+  }
+
+  /** Does the live directory hold, at any depth, a path a code rollback keeps? */
+  holdsKept(rel: string): boolean {
+    if (rel === '') return true;
+    if (this.code && ROOT_EXCLUDES.some((r) => r.startsWith(rel + '/'))) return true;
+    let ents: fs.Dirent[];
+    try {
+      ents = fs.readdirSync(this.live(rel), { withFileTypes: true });
+    } catch {
+      return false;
+    }
+    for (const e of ents) if (this.keep(`${rel}/${e.name}`, e.name)) return true;
+    for (const e of ents) if (e.isDirectory() && this.holdsKept(`${rel}/${e.name}`)) return true;
+    return false;
+  }
+
+  /**
+   * The swap plan, once the archive is read and the live tree walked. A live directory holding kept paths where
+   * the archive has a file or symlink stays a directory (reported through `keptDir`, as the full restore does).
+   */
+  finish(keptDir: (rel: string) => void): SparseResult {
+    // sparse directories not staged at all stay in place
+    for (const rel of this.sparseDirs.keys()) if (!this.stagedDirs.has(rel)) this.markPartial(rel);
+    // a live directory holding kept paths is never replaced by a staged file or symlink (nor moved with its parent)
+    for (const [rel, hasNew] of this.units) {
+      if (!hasNew || this.zones.has(rel)) continue;
+      const st = lstatOrNull(this.live(rel));
+      if (st?.isDirectory() && this.holdsKept(rel)) {
+        keptDir(rel);
+        this.units.delete(rel);
+        this.markPartial(rel);
+        this.moveAsideBut(rel);
+      }
+    }
+    const units: SparseUnit[] = [];
+    const whole = (rel: string): boolean => this.sparseDirs.has(rel) && !this.partial.has(rel);
+    // is a directory inside one swapped whole (or itself one)? memoised: the parents come up again and again
+    const wholeMemo = new Map<string, boolean>([['', false]]);
+    const dirInWhole = (rel: string): boolean => {
+      let r = wholeMemo.get(rel);
+      if (r === undefined) {
+        r = whole(rel) || dirInWhole(parentOf(rel));
+        wholeMemo.set(rel, r);
+      }
+      return r;
+    };
+    const inWhole = (rel: string): boolean => dirInWhole(parentOf(rel));
+    const unitRels = new Set<string>();
+    for (const [rel, hasNew] of this.units) {
+      if (inWhole(rel)) continue;
+      unitRels.add(rel);
+      units.push({ rel, hasNew });
+    }
+    for (const rel of this.sparseDirs.keys()) {
+      if (rel !== '' && whole(rel) && !inWhole(rel)) {
+        unitRels.add(rel);
+        units.push({ rel, hasNew: true });
+      }
+    }
+    units.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+    const touched = new Set<string>();
+    for (const r of unitRels) touched.add(parentOf(r));
+    const fixes: SparseDirFix[] = [];
+    const oldFixes: SparseDirFix[] = [];
+    for (const [rel, d] of this.sparseDirs) {
+      if (rel === '' || unitRels.has(rel) || inWhole(rel)) continue;
+      const l = d.live;
+      const old = { rel, mode: l.mode, uid: l.uid, gid: l.gid, mtime: Number(l.mtimeNs) / 1e9 };
+      const w = d.want;
+      const same =
+        w !== undefined &&
+        w.mode === old.mode &&
+        w.uid === old.uid &&
+        w.gid === old.gid &&
+        BigInt(Math.round(w.mtime * 1e6)) * 1000n === l.mtimeNs;
+      if (w && (!same || touched.has(rel))) {
+        fixes.push({ rel, ...w });
+        oldFixes.push(old);
+      }
+    }
+    // what stays in place: the kept files (not inside a unit) and every sparse directory left in place
+    const rels: string[] = [];
+    const stats = new BigInt64Array((this.keptRels.length + this.sparseDirs.size) * KEPT_FIELDS);
+    let n = 0;
+    const copy = (rel: string, from: BigInt64Array, i: number): void => {
+      rels.push(rel);
+      stats.set(from.subarray(i, i + KEPT_FIELDS), n * KEPT_FIELDS);
+      n++;
+    };
+    for (let i = 0; i < this.keptRels.length; i++) {
+      const rel = this.keptRels[i]!;
+      if (this.unkept.has(rel) || inWhole(rel)) continue;
+      copy(rel, this.keptStats, i * KEPT_FIELDS);
+    }
+    const keptFiles = n;
+    const one = new BigInt64Array(KEPT_FIELDS);
+    for (const [rel, d] of this.sparseDirs) {
+      if (unitRels.has(rel) || inWhole(rel)) continue;
+      // its stat from before the walk read its names: a name added since moves its mtime, and the re-check then
+      // reads the names again, which must be those the walk saw (what the walk found added is moved aside)
+      const st = d.live;
+      one.set([KIND_DIR, st.dev, d.names === undefined ? 0n : st.ino, d.names ?? 0n, st.mtimeNs, st.ctimeNs]);
+      copy(rel, one, 0);
+    }
+    return { keptFiles, units, fixes, oldFixes, kept: { rels, stats: stats.slice(0, n * KEPT_FIELDS) } };
+  }
+}
+
+export function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i === -1 ? '' : rel.slice(0, i);
+}
+
+function lstatOrNull(p: string): fs.BigIntStats | null {
+  try {
+    return fs.lstatSync(p, { bigint: true });
+  } catch {
+    return null;
+  }
+}
