@@ -21,8 +21,6 @@ import { Worker } from 'node:worker_threads';
 import type { WarningCodeValue } from '../events.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
 import type { WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
-import type { LinkedFile, TreeChanges } from './extract-compare.js';
-import type { SparseResult } from './extract-sparse.js';
 
 export type { LinkedFile, TreeChanges } from './extract-compare.js';
 export type { KeptSet, SparseResult } from './extract-sparse.js';
@@ -37,21 +35,8 @@ export interface ArchiveStats {
   bytes: number;
 }
 
-export interface ExtractResult extends ArchiveStats {
-  /** uncompressed size of the tar stream */
-  tarBytes: number;
-  /** the archive's root directory entry ('./', or 'pub/media/' in a root-relative media archive), if any */
-  rootAttrs?: { mode: number; uid: number; gid: number; mtime: number };
-  /** entries left out (excluded paths of a code rollback, entries outside pub/media of a media archive) */
-  skipped: number;
-  /** with `liveDir`: what differs between the archive and the live tree */
-  changes?: TreeChanges;
-  /** with `liveDir`: the staged hard links to live files (check them with recheckLinked before a swap) */
-  linked?: LinkedFile[];
-  linkedBytes?: number;
-  /** with `liveDir` and `sparse`: the sparse swap plan (extract-sparse.ts); absent: the staged tree is whole */
-  sparse?: SparseResult;
-}
+/** What an extraction gives back: the archive's counts, and with `liveDir` what differs and the swap plan. */
+export type ExtractResult = WorkerResult;
 
 export interface ArchiveProgress {
   entries: number;
