@@ -26,6 +26,9 @@
  * bytes already compared are copied there from the live descriptor; the live file's ctime, mtime and size must
  * then still be those it had when the comparison began (else it changed under us and the copied prefix might not
  * be the compared one: the extraction fails, nothing live was touched). Nothing of a body is kept in memory.
+ *
+ * Why one file over 400 lines: LiveComparer is one state machine per entry (open, link or keep, compare while the
+ * body streams, copy the prefix when it differs, finish), and the comment above is a fifth of the file.
  */
 import fs from 'node:fs';
 import { codeExcludedPrefix, INTERNAL_PREFIX } from './extract-filter.js';

@@ -3,6 +3,10 @@
  * Path safety is decided by ExtractPlan (extract-plan.ts) before any call; with a live tree to compare with,
  * LiveComparer (extract-compare.ts) decides which files are equal, and for a sparse code rollback SparsePlan
  * (extract-sparse.ts) which of them stay in place.
+ *
+ * Why one file over 400 lines: Sink is one class driven entry by entry from the worker's synchronous loop, and its
+ * methods share the state of that loop (the open file, the directory attributes set at the end, the counts).
+ * The decisions it calls are already in their own modules (path safety, comparison, sparse plan, limits, types).
  */
 import fs from 'node:fs';
 import { TarFormatError, type TarEntry, type TarSink } from './tar-read.js';

@@ -23,6 +23,9 @@
  * What stays in place must still be what was compared when the swap comes: every kept file (device, inode, size,
  * mtime, ctime) and every sparse directory (inode, mtime, ctime; when those moved, its names are read again:
  * only our own staging names may have come) is checked again just before the swap (extract-links.ts).
+ *
+ * Why one file just over 400 lines: SparsePlan is one walk, down the live tree beside the archive, whose state
+ * (the sparse directories, their names, the units) every method shares; the comment above is a sixth of it.
  */
 import fs from 'node:fs';
 import { INTERNAL_PREFIX, ROOT_EXCLUDES, isCodeExcludedName } from './extract-filter.js';

@@ -11,6 +11,9 @@
  * (installRowFramer) takes each whole row packet out of the chunk itself; anything else (the end of the result,
  * an error, a packet split across chunks or over 16 MiB) goes to mysql2's own parser, unchanged.
  * Backpressure: the connection's socket is paused while the output is congested.
+ *
+ * Why one file over 400 lines: dumpRows and its framer share the row writer's buffer and the pause/resume of the
+ * socket; apart they would pass that state back and forth on the hottest path of a dump.
  */
 import type { Connection as CoreConnection } from 'mysql2';
 import type { Connection } from 'mysql2/promise';

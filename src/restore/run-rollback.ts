@@ -1,3 +1,9 @@
+/**
+ * The rollback's orchestrator (`setup:rollback`, `snapshot:restore`, the web's restore). Why one file over 400
+ * lines: runRollback reads top to bottom in the order a rollback runs (resolve, lock and recover, stage and compare,
+ * ask, maintenance, prepare the database, commit, report), and every step is a call into its own module (staging,
+ * operation journal, database delta and restore, maintenance); which files are used is in rollback-files.ts.
+ */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
@@ -16,25 +22,17 @@ import {
   restoredTables,
   type LiveComparison,
 } from '../db/delta.js';
-import { parseContentHashes, type DbContentHashes } from '../db/table-hash.js';
 import type { DbConnectionConfig } from '../db/types.js';
-import { CliError, UsageError, throwIfAborted, errnoCode, withOutcome } from '../errors.js';
+import { CliError, UsageError, throwIfAborted, withOutcome } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
 import { enterMaintenance, noMaintenance } from '../maintenance/maintenance.js';
 import { OperationIncompleteError, RollbackOperation, type OperationHooks } from './operation.js';
 import type { StagedTree } from './tree-swap.js';
-import { parseBackupName, type BackupKind } from '../store/backup-name.js';
 import { recoverStore } from './recover.js';
 import { acquireStoreLock } from '../store/lock.js';
-import { assertMagentoRoot, type StorePaths } from '../store/paths.js';
-import {
-  checkAgainstManifest,
-  isIncompleteRun,
-  manifestFileName,
-  readManifest,
-  runMarkerName,
-  type ManifestPart,
-} from '../store/manifest.js';
+import { assertMagentoRoot } from '../store/paths.js';
+import { checkAgainstManifest } from '../store/manifest.js';
+import { contentHashesOf, resolveBackupFile } from './rollback-files.js';
 import { changeCounts, describeChanges, type TreeChangeCounts } from '../archive/extract-summary.js';
 
 export interface RunRollbackOptions {
@@ -102,53 +100,11 @@ export interface RunRollbackResult {
   deleterPid?: number;
 }
 
-const OPTION_OF: Record<Exclude<BackupKind, 'manifest'>, string> = {
-  code: '-c/--code-file',
-  media: '-m/--media-file',
-  db: '-d/--db-file',
-};
-const KIND_HINT: Record<Exclude<BackupKind, 'manifest'>, string> = {
-  code: 'a code backup (<ts>_filesystem.tgz or <ts>_filesystem_code.tgz)',
-  media: 'a media backup (<ts>_filesystem_media.tgz)',
-  db: 'a database backup (<ts>_db.sql or <ts>_db.sql.gz)',
-};
-
-/** The file must exist in var/backups and be of the kind its option asks for (Magento restored the wrong one). */
-export async function resolveBackupFile(
-  paths: StorePaths,
-  name: string,
-  kind: Exclude<BackupKind, 'manifest'>,
-): Promise<string> {
-  const option = OPTION_OF[kind];
-  if (name === '' || name !== path.basename(name)) {
-    throw new UsageError(
-      `${option}: give a file name from var/backups (as info:backups:list shows it), not a path: ${name}`,
-    );
-  }
-  const parsed = parseBackupName(name);
-  if (!parsed || parsed.kind !== kind) {
-    const is = parsed ? `a ${parsed.kind} backup` : 'not a backup file name';
-    throw new UsageError(`${option} expects ${KIND_HINT[kind]}, but ${name} is ${is}`);
-  }
-  const file = path.join(paths.backupsDir, name);
-  const st = await fsp.stat(file).catch((err: unknown) => {
-    if (errnoCode(err) === 'ENOENT') return null;
-    throw err;
-  });
-  if (!st) throw new CliError(`Backup file ${file} not found (see info:backups:list)`);
-  if (!st.isFile()) throw new CliError(`Backup file ${file} is not a regular file`);
-  if (await isIncompleteRun(paths.backupsDir, parsed.timestamp)) {
-    throw new CliError(
-      `Backup file ${file} belongs to a run that did not complete (${runMarkerName(parsed.timestamp)} and no manifest): it is never restored`,
-    );
-  }
-  return file;
-}
-
 /**
  * `setup:rollback`: verify every requested backup fully, then swap code/media trees and database in.
  * Nothing live changes until every part has been staged (archives extracted beside their target, dump verified);
- * the database is loaded into a shadow database and swapped with one RENAME TABLE. Never deletes a backup.
+ * the tables that differ (every table with --full or without the manifest's hashes) are loaded into shadow tables
+ * in the store's database and swapped in with one RENAME TABLE. Never deletes a backup.
  */
 export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackResult> {
   const onEvent = o.onEvent ?? noEvents;
@@ -454,22 +410,6 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
   } finally {
     await lock.release();
   }
-}
-
-/** The manifest's table hashes for this dump, or null (no manifest, not this file, no or unknown hashes). */
-async function contentHashesOf(
-  backupsDir: string,
-  dumpFile: string,
-): Promise<{ hashes: DbContentHashes; part: ManifestPart } | null> {
-  const parsed = parseBackupName(path.basename(dumpFile));
-  if (!parsed) return null;
-  const manifest = await readManifest(
-    path.join(backupsDir, manifestFileName(parsed.timestamp)),
-    parsed.timestamp,
-  ).catch(() => null);
-  const part = manifest?.parts.find((p) => p.part === 'db' && p.file === path.basename(dumpFile));
-  const hashes = part ? parseContentHashes(part.content) : null;
-  return part && hashes ? { hashes, part } : null;
 }
 
 /** "3 tables and 212 files will be restored" (before the question), or undefined when nothing is counted. */
