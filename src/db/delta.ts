@@ -101,7 +101,7 @@ export async function compareLiveDatabase(o: {
   try {
     await prepareDumpSession(conn);
     await conn.query('START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */, READ ONLY');
-    const schema = await readSchema(conn, o.config.database);
+    const schema = await readSchema(conn, o.config.database, { hiddenRoutine: 'unknown' });
     const live = new Map(schema.tables.map((t) => [t.name, t]));
     const inBackup = new Set(o.backup.tables.map((t) => t.name));
     const tables: TableComparison[] = [];

@@ -71,6 +71,8 @@ export interface RoutineDef {
   sqlMode: string;
   charset: string;
   collation: string;
+  /** its body is hidden from this user (not its definer): only when readSchema was asked not to fail on it */
+  unreadable?: true;
 }
 
 export interface EventDef {
@@ -165,7 +167,17 @@ export function isWorkTable(name: string): boolean {
   return name.startsWith(RESERVED_PREFIX);
 }
 
-export async function readSchema(conn: Connection, db: string): Promise<SchemaPlan> {
+export async function readSchema(
+  conn: Connection,
+  db: string,
+  o: {
+    /**
+     * A routine whose body this user may not see: a dump fails (it could not be restored), a comparison with the
+     * live database ('unknown') lists it as unreadable, never equal to the backup's.
+     */
+    hiddenRoutine?: 'fail' | 'unknown';
+  } = {},
+): Promise<SchemaPlan> {
   const allRows = await q(
     conn,
     `SELECT TABLE_NAME, TABLE_TYPE, ENGINE, DATA_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?`,
@@ -287,6 +299,19 @@ export async function readSchema(conn: Connection, db: string): Promise<SchemaPl
       const name = s(r[0]);
       const type = s(r[1]) as RoutineDef['type'];
       const [c] = await q(conn, `SHOW CREATE ${type} ${quoteIdent(name)}`);
+      if ((!c || c[2] === null || c[2] === undefined) && o.hiddenRoutine === 'unknown') {
+        const [sm, cs, co] = [s(r[2]), s(r[3]), s(r[4])];
+        routines.push({
+          name,
+          type,
+          create: Buffer.alloc(0),
+          sqlMode: sm,
+          charset: cs,
+          collation: co,
+          unreadable: true,
+        });
+        continue;
+      }
       if (!c || c[2] === null || c[2] === undefined) {
         throw new CliError(
           `Cannot read the definition of ${type.toLowerCase()} ${name}: the database user may not see its body (needs to be its definer, or SHOW CREATE ROUTINE / SELECT on mysql.proc)`,

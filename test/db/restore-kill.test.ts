@@ -171,13 +171,26 @@ for (const [step, after, decision] of steps) {
       await c.end();
     }
     const oldSnap = await describeDatabase(conn, live);
-    const config = configFor(server, live);
-    await killAt(step, config, { dump: file, hashes });
-    const now = tablesOf(await describeDatabase(conn, live));
-    const isOld = diffDatabases(tablesOf(oldSnap), now).length === 0;
-    const isNew = diffDatabases(tablesOf(backupSnap), now).length === 0;
-    assert.ok(isOld || isNew, `a mix of old and new tables after a kill at '${step}'`);
-    await recoverInterruptedRestores(config, () => decision);
+    // the usual Magento grant (ALL ON <db>.* only), as on the whole-restore path above; going back needs root
+    const user = `mbk_s_${process.pid}_${step.replace(/-/g, '_').slice(0, 12)}${decision ? '_b' : ''}`;
+    const hosts = ['%', 'localhost', '127.0.0.1'];
+    for (const host of hosts) {
+      await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [user, host, 'kill-Pw-1']);
+      await conn.query(`GRANT ALL ON \`${live}\`.* TO ?@?`, [user, host]);
+    }
+    const config = decision
+      ? configFor(server, live)
+      : { ...configFor(server, live), user, password: 'kill-Pw-1' };
+    try {
+      await killAt(step, config, { dump: file, hashes });
+      const now = tablesOf(await describeDatabase(conn, live));
+      const isOld = diffDatabases(tablesOf(oldSnap), now).length === 0;
+      const isNew = diffDatabases(tablesOf(backupSnap), now).length === 0;
+      assert.ok(isOld || isNew, `a mix of old and new tables after a kill at '${step}'`);
+      await recoverInterruptedRestores(config, () => decision);
+    } finally {
+      for (const host of hosts) await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
+    }
     const want = after === 'old' ? oldSnap : backupSnap;
     assert.deepEqual(diffDatabases(want, await describeDatabase(conn, live)), []);
     const [own] = await queryRows(
