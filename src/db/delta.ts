@@ -74,7 +74,8 @@ export interface TableComparison {
 export interface DefinitionChange {
   object: DefinitionKind;
   name: string;
-  change: 'missing' | 'extra' | 'changed';
+  /** 'unreadable': the live body is hidden from this user (not its definer): it can not be shown equal */
+  change: 'missing' | 'extra' | 'changed' | 'unreadable';
 }
 
 export interface LiveComparison {
@@ -180,6 +181,7 @@ function compareDefinitions(backup: DefinitionHash[], live: DefinitionHash[]): D
   for (const d of backup) {
     const l = liveBy.get(key(d));
     if (!l) out.push({ object: d.object, name: d.name, change: 'missing' });
+    else if (l.hash === 'unreadable') out.push({ object: d.object, name: d.name, change: 'unreadable' });
     else if (l.hash !== d.hash) out.push({ object: d.object, name: d.name, change: 'changed' });
   }
   for (const d of live) {

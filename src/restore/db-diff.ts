@@ -125,7 +125,15 @@ export function formatDbDiff(d: DbDiff): string {
     lines.push(`  ${mark[t.change]} table ${t.name}: ${WHY[t.change]} (${counts})`);
   }
   for (const t of d.extraTables) lines.push(`  + table ${t}: not in the backup (kept by a rollback)`);
-  const defMark = { missing: '-', extra: '+', changed: 'M' } as const;
-  for (const x of d.definitions) lines.push(`  ${defMark[x.change]} ${x.object} ${x.name}: ${x.change}`);
+  const defMark = { missing: '-', extra: '+', changed: 'M', unreadable: '?' } as const;
+  const defWhy = {
+    missing: 'missing',
+    extra: 'extra',
+    changed: 'changed',
+    unreadable:
+      'body hidden from this database user (not its definer): not compared, a rollback creates it again',
+  } as const;
+  for (const x of d.definitions)
+    lines.push(`  ${defMark[x.change]} ${x.object} ${x.name}: ${defWhy[x.change]}`);
   return lines.join('\n');
 }

@@ -102,3 +102,55 @@ void test('backups:diff lists the database changes of each kind, and none after 
     await conn.end();
   }
 });
+
+void test('backups:diff as the Magento user (ALL ON <db>.* only): a routine whose body it may not see is listed as hidden, not as changed', async () => {
+  const server = await getTestServer();
+  const db = await server.createDatabase('diffhid');
+  const conn = await server.connect(db);
+  const user = `mbk_dh_${process.pid}`;
+  const hosts = ['%', 'localhost', '127.0.0.1'];
+  try {
+    await conn.query('CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))');
+    await conn.query("INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+    // defined by root: its body is root's to read
+    await conn.query('CREATE FUNCTION f_root() RETURNS INT DETERMINISTIC RETURN 42');
+    for (const host of hosts) {
+      await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [user, host, 'diff-Pw-1']);
+      await conn.query(`GRANT ALL ON \`${db}\`.* TO ?@?`, [user, host]);
+    }
+    const root = path.join(tempDir('mbk-diffhid-'), 'store');
+    await generateStore({
+      dir: root,
+      size: 'tiny',
+      db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname: db },
+    });
+    // the backup as root (the Magento user could not dump a body it can not read)
+    const made = await runCli(['setup:backup', '--db', '--root', root, '--json']);
+    assert.equal(made.code, 0, made.stderr);
+    await conn.query("UPDATE t SET v = 'c' WHERE id = 2");
+
+    const asUser = ['--root', root, '--db-user', user];
+    const env = { MAGEBACKUP_DB_PASSWORD: 'diff-Pw-1' };
+    const json = await runCli(['backups:diff', ...asUser, '--json'], { env: { ...process.env, ...env } });
+    assert.equal(json.code, 0, json.stderr);
+    const d = (JSON.parse(json.stdout) as { db: DbDiff }).db;
+    assert.deepEqual(
+      d.tables.map((t) => `${t.change} ${t.name}`),
+      ['rows t'],
+    );
+    assert.deepEqual(
+      d.definitions.map((x) => `${x.change} ${x.object} ${x.name}`),
+      ['unreadable function f_root'],
+    );
+    const plain = await runCli(['backups:diff', ...asUser], { env: { ...process.env, ...env } });
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(
+      plain.stdout,
+      /^ {2}\? function f_root: body hidden from this database user \(not its definer\)/m,
+    );
+    assert.doesNotMatch(plain.stdout, /f_root: changed/);
+  } finally {
+    for (const host of hosts) await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
+    await conn.end();
+  }
+});
