@@ -9,8 +9,9 @@
 // MAGEBACKUP_TEST_CONCURRENCY overrides the number of test files run at once.
 //
 // The tests run with TMPDIR set to a fresh directory of their own; whatever is left in it at the end was not
-// cleaned up by a test: it is listed (with its size) and removed. It does not fail the run yet: five branches land
-// tonight, and a new rule must not block them at the deadline; make it fail (LEFTOVERS_FAIL) once main is clean.
+// cleaned up by a test: it is listed (with its size), removed, and counts as one more failure. The directory is
+// named after this runner's pid; a run killed before its clean-up (SIGKILL) leaves its directory behind, and the
+// next run removes every such directory whose runner is gone.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -101,8 +102,34 @@ try {
 }
 if (process.stdout.isTTY && env.NO_COLOR === undefined) env.FORCE_COLOR ??= '1';
 
+/** Removes `dir` whatever a test chmod'ed inside it. */
+function removeTree(dir) {
+  spawnSync('chmod', ['-R', 'u+rwx', dir], { stdio: 'ignore' });
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** The TMPDIRs of earlier runs that were killed before their clean-up (their runner's pid is gone). */
+function sweepKilledRuns() {
+  for (const name of readdirSync(tmpdir())) {
+    const m = /^mbk-tests-(\d+)-/.exec(name);
+    if (!m) continue;
+    const dir = join(tmpdir(), name);
+    const st = lstatSync(dir, { throwIfNoEntry: false });
+    if (!st?.isDirectory() || st.uid !== process.getuid?.()) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+      continue; // that runner still runs
+    } catch (err) {
+      if (err?.code === 'EPERM') continue;
+    }
+    process.stderr.write(`run-tests: removing ${dir}, left by a killed run\n`);
+    removeTree(dir);
+  }
+}
+sweepKilledRuns();
+
 // The tests' own TMPDIR (see the top of this file). Created after the shared server, which lives outside it.
-const testTmp = mkdtempSync(join(tmpdir(), 'mbk-tests-'));
+const testTmp = mkdtempSync(join(tmpdir(), `mbk-tests-${process.pid}-`));
 // Like /tmp (1777): tests that run as an unprivileged user must reach their files in it.
 chmodSync(testTmp, 0o1777);
 env.TMPDIR = testTmp;
@@ -182,18 +209,16 @@ for (const name of leftovers) {
   process.stderr.write(`run-tests: left behind in TMPDIR by a test: ${name} (${mb} MB)\n`);
 }
 // chmod'ed-away directories (tests of unreadable trees) must not stop the clean-up
-spawnSync('chmod', ['-R', 'u+rwx', testTmp], { stdio: 'ignore' });
-rmSync(testTmp, { recursive: true, force: true });
+removeTree(testTmp);
 if (leftovers.length > 0)
   process.stderr.write(
     `run-tests: ${leftovers.length} temp entr${leftovers.length === 1 ? 'y' : 'ies'} left behind (removed now); tests must clean up after themselves (t.after / try-finally)\n`,
   );
 
 const passed = counts.pass ?? 0;
-// A runner that died before printing its summary, or cancelled tests (timeouts, crashes), count as failures.
-const LEFTOVERS_FAIL = false;
-const leaked = LEFTOVERS_FAIL && leftovers.length > 0;
-// A run that left temp files behind counts as one more failure (once LEFTOVERS_FAIL is on).
+// A runner that died before printing its summary, or cancelled tests (timeouts, crashes), count as failures;
+// a run that left temp files behind counts as one more failure.
+const leaked = leftovers.length > 0;
 const failed = (counts.fail ?? 0) + counts.cancelled + (leaked ? 1 : 0);
 if (counts.pass === undefined)
   process.stderr.write(`run-tests: node --test ended (code ${code}) without a summary\n`);
