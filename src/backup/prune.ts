@@ -34,6 +34,21 @@ export interface RetentionPolicy {
 export const DEFAULT_KEEP_WITHIN = 14 * 86400;
 export const DEFAULT_POLICY: Readonly<RetentionPolicy> = Object.freeze({ keepWithin: DEFAULT_KEEP_WITHIN });
 
+const UNIT_SECONDS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
+
+/**
+ * "14d", "36h", "2w", "1d12h", "90m", "3600s" → seconds (the syntax of --keep-within and the web's keepWithin);
+ * anything else throws a RangeError whose message says what is expected.
+ */
+export function parseDuration(value: string): number {
+  const t = value.trim();
+  if (!/^(\d+[smhdw])+$/.test(t)) throw new RangeError('Expected a duration such as 14d, 36h, 2w or 1d12h.');
+  let seconds = 0;
+  for (const m of t.matchAll(/(\d+)([smhdw])/g)) seconds += Number(m[1]) * UNIT_SECONDS[m[2]!]!;
+  if (!Number.isSafeInteger(seconds)) throw new RangeError('The duration is too long.');
+  return seconds;
+}
+
 export function formatDuration(seconds: number): string {
   for (const [u, n] of [
     ['d', 86400],

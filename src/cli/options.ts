@@ -9,6 +9,7 @@ import {
   DEFAULT_POLICY,
   EMPTY_POLICY_MESSAGE,
   isEmptyPolicy,
+  parseDuration as parseRetentionDuration,
   type RetentionPolicy,
 } from '../backup/prune.js';
 import type { DbFlags } from '../db/config.js';
@@ -78,17 +79,13 @@ export function parsePort(value: string): number {
   return n;
 }
 
-const UNIT_SECONDS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
-
-/** "14d", "36h", "2w", "1d12h", "90m", "3600s" → seconds */
+/** "14d", "36h", "2w", "1d12h", "90m", "3600s" → seconds (prune.ts parses; commander's error on bad input) */
 export function parseDuration(value: string): number {
-  const t = value.trim();
-  if (!/^(\d+[smhdw])+$/.test(t))
-    throw new InvalidArgumentError('Expected a duration such as 14d, 36h, 2w or 1d12h.');
-  let seconds = 0;
-  for (const m of t.matchAll(/(\d+)([smhdw])/g)) seconds += Number(m[1]) * UNIT_SECONDS[m[2]!]!;
-  if (!Number.isSafeInteger(seconds)) throw new InvalidArgumentError('The duration is too long.');
-  return seconds;
+  try {
+    return parseRetentionDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+  }
 }
 
 export function parseCount(value: string): number {

@@ -4,6 +4,7 @@ import {
   assertPolicy,
   DEFAULT_POLICY,
   describePolicy,
+  parseDuration,
   planPrune,
   pruneBackups,
   type RetentionPolicy,
@@ -28,7 +29,6 @@ interface PolicyInput {
 function policyOf(body: PolicyInput): RetentionPolicy {
   const p: RetentionPolicy = {};
   if (body.keepWithin !== undefined) {
-    // same syntax as --keep-within; parseDuration is the CLI's
     p.keepWithin = parseDurationStrict(body.keepWithin);
   }
   if (body.keepLast !== undefined) p.keepLast = body.keepLast;
@@ -43,11 +43,15 @@ function policyOf(body: PolicyInput): RetentionPolicy {
   return policy;
 }
 
+/** The CLI's --keep-within syntax (prune.ts), more than 0 seconds; a 400 naming the field otherwise. */
 function parseDurationStrict(text: string): number {
-  const units: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
   let total = 0;
-  for (const m of text.matchAll(/(\d+)([smhdw])/g)) total += Number(m[1]) * units[m[2]!]!;
-  if (total <= 0) throw new HttpError(400, `keepWithin "${text}" is not a duration like 14d, 36h, 2w`);
+  try {
+    total = parseDuration(text);
+  } catch (err) {
+    throw new HttpError(400, `keepWithin "${text}": ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (total <= 0) throw new HttpError(400, `keepWithin "${text}" must be longer than 0 seconds`);
   return total;
 }
 

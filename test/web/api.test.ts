@@ -182,6 +182,8 @@ void test('web: invalid input is a 4xx with a clear one-line message, never a st
     ['POST', '/api/snapshots/1700000000/verify', {}, 404, /No snapshot/],
     ['POST', '/api/prune', { confirm: true, keepLast: -1 }, 400, /keepLast/],
     ['POST', '/api/prune', { confirm: true, keepWithin: '14 days' }, 400, /keepWithin/],
+    ['POST', '/api/prune', { confirm: true, keepWithin: '0d' }, 400, /keepWithin "0d" must be longer than 0/],
+    ['POST', '/api/prune', { confirm: true, keepWithin: '99999999999999999w' }, 400, /keepWithin .*too long/],
     ['POST', '/api/prune', { confirm: true, keepLast: 0 }, 400, /keeps nothing|policy|keep/i],
     ['POST', '/api/maintenance', { enabled: 'on' }, 400, /enabled/],
     ['GET', '/api/snapshots/1', undefined, 404, /No snapshot 1/],
