@@ -13,7 +13,7 @@
 // named after this runner's pid; a run killed before its clean-up (SIGKILL) leaves its directory behind, and the
 // next run removes every such directory whose runner is gone.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,7 +111,7 @@ function removeTree(dir) {
 /** The TMPDIRs of earlier runs that were killed before their clean-up (their runner's pid is gone). */
 function sweepKilledRuns() {
   for (const name of readdirSync(tmpdir())) {
-    const m = /^mbk-tests-(\d+)-/.exec(name);
+    const m = /^mbk-tests-(\d+)$/.exec(name);
     if (!m) continue;
     const dir = join(tmpdir(), name);
     const st = lstatSync(dir, { throwIfNoEntry: false });
@@ -129,7 +129,11 @@ function sweepKilledRuns() {
 sweepKilledRuns();
 
 // The tests' own TMPDIR (see the top of this file). Created after the shared server, which lives outside it.
-const testTmp = mkdtempSync(join(tmpdir(), `mbk-tests-${process.pid}-`));
+// Short (tests put its path into names with a 64-character limit) and unique among the runs alive; one with our
+// pid can only be a dead run's (the pid was reused).
+const testTmp = join(tmpdir(), `mbk-tests-${process.pid}`);
+if (existsSync(testTmp)) removeTree(testTmp);
+mkdirSync(testTmp, { mode: 0o700 });
 // Like /tmp (1777): tests that run as an unprivileged user must reach their files in it.
 chmodSync(testTmp, 0o1777);
 env.TMPDIR = testTmp;
