@@ -419,6 +419,8 @@ function dbOps(shape: Shape): Op[] {
             'setup:rollback',
             '-d',
             basename(c.dbs[shape].ours),
+            // every table: the selective path (issue 14) would keep them all, the live data being the backup's
+            '--full',
             '--yes',
             '--no-maintenance',
             ...dbFlags(c, shape),

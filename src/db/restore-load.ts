@@ -16,7 +16,8 @@ import { RESERVED_PREFIX, shadowName, type HeldDefinition } from './restore-jour
 import { classifyStatement, definitionTarget, triggerTable } from './restore-parse.js';
 import { LoaderPool, StatementFailure } from './restore-pool.js';
 import { redirectTableStatement, sessionRefusal, type Redirected } from './restore-redirect.js';
-import { openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
+import { isGzipFile, openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
+import { describeStreamError, incompleteDump } from './verify-dump.js';
 import { SqlModeTracker } from './sql-mode.js';
 import { statementExcerpt, statementHead, type Lexing } from './sql-tokens.js';
 
@@ -249,19 +250,19 @@ export async function loadDump(
     }
   };
 
+  const chunks = checkedDumpStream(o.file, {
+    ...(o.signal ? { signal: o.signal } : {}),
+    onRawBytes: (n) => {
+      rawBytes += n;
+    },
+  });
   try {
-    const stream = openDumpStream(o.file, {
-      ...(o.signal ? { signal: o.signal } : {}),
-      onRawBytes: (n) => {
-        rawBytes += n;
-      },
-    });
-    for await (const chunk of stream) {
+    for (;;) {
+      const next = await chunks.next();
+      if (next.done) break;
+      const chunk = next.value;
       throwIfAborted(o.signal);
-      tail =
-        chunk.length >= 4096
-          ? chunk.subarray(chunk.length - 4096)
-          : Buffer.concat([tail, chunk]).subarray(-4096);
+      tail = lastBytes(tail, chunk);
       splitter.push(chunk, out);
       for (const s of out) await handle(s);
       out.length = 0;
@@ -278,26 +279,27 @@ export async function loadDump(
         });
       }
     }
-    const end = splitter.end(out);
-    const lastLine =
-      tail
-        .toString('utf8')
-        .replace(/[\s\0]+$/, '')
-        .split('\n')
-        .pop()
-        ?.trim() ?? '';
-    if (end !== 'clean' || !/^-- Dump completed\b/.test(lastLine)) {
-      throw new RestoreError(
-        `Database backup ${o.file} is truncated or incomplete: it does not end with a "-- Dump completed" line after a complete statement`,
-      );
-    }
+    // the dump is verified as it is loaded: nothing is swapped in unless it was read to its complete end
+    const incomplete = incompleteDump(o.file, splitter.end(out), splitter.delimiter, tail);
+    if (incomplete) throw incomplete;
     for (const s of out) await handle(s);
     await pool.drain();
     throwIfAborted(o.signal);
     ctx.emit({ type: 'progress', part: 'db', operation: 'rollback', bytes: totalBytes, totalBytes });
     return { statements, tables, held, refs, newFks };
   } catch (err) {
-    const e = pool.failure ?? err;
+    let e = pool.failure ?? err;
+    const gone = isServerGone(e instanceof StatementFailure ? e.cause : e);
+    if (
+      (e instanceof StatementFailure || e instanceof RestoreError) &&
+      !gone &&
+      !o.signal?.aborted &&
+      (await isGzipFile(o.file).catch(() => false))
+    ) {
+      // a statement failed or was refused: a gzip that does not decode to its complete end (a corrupt one decodes
+      // to garbage before its check fails) is refused for that, the real cause
+      e = (await unreadableRest(o.file, chunks, splitter, tail)) ?? e;
+    }
     if (e instanceof StatementFailure) throw e;
     if (o.signal?.aborted && !(e instanceof InterruptedError)) {
       throw new InterruptedError(describeAbort(o.signal.reason), { cause: e });
@@ -308,9 +310,51 @@ export async function loadDump(
       { cause: e },
     );
   } finally {
+    await chunks.return(undefined).catch(() => {});
     if (pool.failure || o.signal?.aborted) for (const c of conns) c.destroy();
     await pool.close();
     for (const c of conns) await release(ctx, c);
+  }
+}
+
+/** The dump's bytes; a failed read (missing, unreadable, corrupt or truncated gzip) is one line naming the file. */
+async function* checkedDumpStream(
+  file: string,
+  o: Parameters<typeof openDumpStream>[1] & {},
+): AsyncGenerator<Buffer> {
+  const gz = await isGzipFile(file).catch(() => false);
+  try {
+    for await (const chunk of openDumpStream(file, o)) yield chunk;
+  } catch (err) {
+    if (o.signal?.aborted) throw err;
+    throw describeStreamError(file, err, gz);
+  }
+}
+
+/** The last 4 KiB read so far (where the footer line is looked for). */
+function lastBytes(tail: Buffer, chunk: Buffer): Buffer {
+  return chunk.length >= 4096
+    ? chunk.subarray(chunk.length - 4096)
+    : Buffer.concat([tail, chunk]).subarray(-4096);
+}
+
+/** Reads the rest of the dump (nothing is run): why it does not end completely, or undefined. */
+async function unreadableRest(
+  file: string,
+  chunks: AsyncGenerator<Buffer>,
+  splitter: StatementSplitter,
+  tail: Buffer,
+): Promise<CliError | undefined> {
+  const sink: RawStatement[] = [];
+  try {
+    for await (const chunk of chunks) {
+      tail = lastBytes(tail, chunk);
+      splitter.push(chunk, sink);
+      sink.length = 0;
+    }
+    return incompleteDump(file, splitter.end(sink), splitter.delimiter, tail);
+  } catch (err) {
+    return err instanceof CliError ? err : undefined;
   }
 }
 

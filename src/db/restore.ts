@@ -31,9 +31,8 @@
  *   restore-swap     plan, swap, undo, cleanup                       restore-definitions  views, triggers, …
  *   restore-recovery what a killed run left
  */
-import { promises as fsp } from 'node:fs';
 import os from 'node:os';
-import { describeAbort, throwIfAborted } from '../errors.js';
+import { CliError, describeAbort, throwIfAborted } from '../errors.js';
 import { WarningCode } from '../events.js';
 import { isServerGone, sqlMessage } from './restore-connect.js';
 import {
@@ -63,7 +62,7 @@ import { loadDump, statementError, type LoadResult } from './restore-load.js';
 import { createdObjects } from './restore-parse.js';
 import { StatementFailure } from './restore-pool.js';
 import { cleanup, forward, planCommit, undo } from './restore-swap.js';
-import { dumpedDatabaseFromHeader, readDumpHead } from './verify-dump.js';
+import { dumpedDatabaseFromHeader, dumpFileSize, readDumpHead } from './verify-dump.js';
 
 export { RestoreError, RestoreInterruptedError, isRestoreFailure } from './restore-errors.js';
 export type { LiveDatabaseState, RestoreFailure } from './restore-errors.js';
@@ -113,9 +112,9 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
   );
   throwIfAborted(o.signal);
   try {
-    await fsp.access(o.file);
+    await dumpFileSize(o.file);
   } catch (err) {
-    throw new RestoreError(`Database backup ${o.file} does not exist or is not readable`, { cause: err });
+    throw err instanceof CliError ? new RestoreError(err.message, { cause: err }) : err;
   }
   const head = await readDumpHead(o.file).catch(() => '');
   const headerDb = dumpedDatabaseFromHeader(head);

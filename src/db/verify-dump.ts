@@ -6,7 +6,13 @@
  */
 import { promises as fsp } from 'node:fs';
 import { CliError, InterruptedError, describeAbort, errnoCode, throwIfAborted } from '../errors.js';
-import { openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
+import {
+  isGzipFile,
+  openDumpStream,
+  StatementSplitter,
+  type EndState,
+  type RawStatement,
+} from './sql-reader.js';
 
 export type DumpFlavour = 'magebackup' | 'mysqldump' | 'magento';
 
@@ -65,7 +71,8 @@ export async function readDumpHead(file: string, bytes = HEAD_BYTES): Promise<st
   return Buffer.concat(parts).subarray(0, bytes).toString('utf8');
 }
 
-function describeStreamError(file: string, err: unknown, gz: boolean): CliError {
+/** The dump's file read failed: one line naming the file and why (missing, unreadable, corrupt gzip, …). */
+export function describeStreamError(file: string, err: unknown, gz: boolean): CliError {
   const code = errnoCode(err);
   if (code === 'ENOENT') return new CliError(`Database backup ${file} does not exist`, { cause: err });
   if (code === 'EACCES' || code === 'EPERM')
@@ -81,15 +88,8 @@ function describeStreamError(file: string, err: unknown, gz: boolean): CliError 
   return new CliError(`Database backup ${file} cannot be read: ${msg}`, { cause: err });
 }
 
-/**
- * Reads the whole dump; throws a CliError naming the file and the problem (missing, unreadable, corrupt or
- * truncated gzip, ends inside a statement or string, no `-- Dump completed` footer).
- */
-export async function verifyDump(
-  file: string,
-  o: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
-): Promise<VerifyResult> {
-  throwIfAborted(o.signal);
+/** The dump's size; throws a CliError when it is missing, not a regular file or empty. */
+export async function dumpFileSize(file: string): Promise<number> {
   let st: Awaited<ReturnType<typeof fsp.stat>>;
   try {
     st = await fsp.stat(file);
@@ -103,6 +103,48 @@ export async function verifyDump(
   }
   const size = Number(st.size);
   if (size === 0) throw new CliError(`Database backup ${file} is empty`);
+  return size;
+}
+
+/**
+ * Why a dump read to its end is not complete (it ends inside a statement, string, identifier or comment, or
+ * without the `-- Dump completed` footer as its last line), or undefined. `tail` is its last decoded bytes.
+ */
+export function incompleteDump(
+  file: string,
+  end: EndState,
+  delimiter: string,
+  tail: Buffer,
+): CliError | undefined {
+  if (end !== 'clean') {
+    const what =
+      end === 'string'
+        ? 'a quoted string'
+        : end === 'identifier'
+          ? 'a quoted identifier'
+          : end === 'comment'
+            ? 'a comment'
+            : `a statement (no closing "${delimiter}")`;
+    return new CliError(`Database backup ${file} is truncated: it ends inside ${what}`);
+  }
+  if (!/^-- Dump completed\b/.test(lastLine(tail))) {
+    return new CliError(
+      `Database backup ${file} is incomplete: it does not end with a "-- Dump completed" line (truncated or still being written?)`,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Reads the whole dump; throws a CliError naming the file and the problem (missing, unreadable, corrupt or
+ * truncated gzip, ends inside a statement or string, no `-- Dump completed` footer).
+ */
+export async function verifyDump(
+  file: string,
+  o: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
+): Promise<VerifyResult> {
+  throwIfAborted(o.signal);
+  const size = await dumpFileSize(file);
 
   const splitter = new StatementSplitter();
   const sink: RawStatement[] = [];
@@ -112,11 +154,7 @@ export async function verifyDump(
   let lastReport = 0;
   let gz = false;
   try {
-    const fh = await fsp.open(file, 'r');
-    const magic = Buffer.alloc(2);
-    await fh.read(magic, 0, 2, 0);
-    await fh.close();
-    gz = magic[0] === 0x1f && magic[1] === 0x8b;
+    gz = await isGzipFile(file);
     const stream = openDumpStream(file, {
       signal: o.signal,
       onRawBytes: (n) => {
@@ -140,24 +178,8 @@ export async function verifyDump(
     if (o.signal?.aborted) throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
     throw describeStreamError(file, err, gz);
   }
-  const end = splitter.end(sink);
-  if (end !== 'clean') {
-    const what =
-      end === 'string'
-        ? 'a quoted string'
-        : end === 'identifier'
-          ? 'a quoted identifier'
-          : end === 'comment'
-            ? 'a comment'
-            : `a statement (no closing "${splitter.delimiter}")`;
-    throw new CliError(`Database backup ${file} is truncated: it ends inside ${what}`);
-  }
-  const last = lastLine(tail);
-  if (!/^-- Dump completed\b/.test(last)) {
-    throw new CliError(
-      `Database backup ${file} is incomplete: it does not end with a "-- Dump completed" line (truncated or still being written?)`,
-    );
-  }
+  const incomplete = incompleteDump(file, splitter.end(sink), splitter.delimiter, tail);
+  if (incomplete) throw incomplete;
   o.onProgress?.(size);
   return { bytes: size, statements: splitter.count, footer: dumpFlavour(head.toString('utf8')) };
 }

@@ -226,7 +226,10 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
 
       let delta: LiveComparison | undefined;
-      if (files.db) {
+      // Every table restored (--full, or no table hashes): the dump is verified in the same pass that loads it
+      // into shadow tables (prepareDatabaseRestore refuses it before anything live changes unless it was read to
+      // its complete end). Selective: it is verified first, since the comparison decides what is loaded.
+      if (files.db && dbContent) {
         const name = path.basename(files.db);
         emit({ type: 'part-start', part: 'db', operation: 'verify', file: name, path: files.db });
         // The table hashes describe the file the manifest names: checked in the same pass over the file. The live

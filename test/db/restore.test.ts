@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import type { Connection } from 'mysql2/promise';
 import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
 import { createZoo } from '../../fixtures/db-zoo.js';
@@ -284,15 +285,51 @@ void test('a failing statement is named with its line; in shadow mode the live d
   assert.deepEqual(await leftovers(live), []);
 });
 
-void test('a truncated dump is refused and nothing changes', async () => {
+// The load is the dump's verification (one pass): each of these is refused, naming the file and what is wrong,
+// after loading what it could into shadow tables, and nothing live changes.
+void test('a truncated, incomplete, corrupt or empty dump is refused and nothing changes', async () => {
   const text = await fsp.readFile(zooDump);
-  const file = path.join(dir, 'truncated.sql');
-  await fsp.writeFile(file, text.subarray(0, Math.floor(text.length * 0.8)));
-  const live = await newLive('rtrunc');
-  const before = await snapshot(live);
-  await assert.rejects(restoreDatabase({ config: configFor(server, live), file }), /truncated|incomplete/);
-  assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
-  assert.deepEqual(await leftovers(live), []);
+  const footer = text.lastIndexOf('-- Dump completed');
+  const gz = zlib.gzipSync(text);
+  const corrupt = Buffer.from(gz);
+  corrupt.fill(0x55, Math.floor(gz.length / 2), Math.floor(gz.length / 2) + 64);
+  const cases: Array<[string, Buffer, RegExp]> = [
+    [
+      'cut.sql',
+      text.subarray(0, Math.floor(text.length * 0.8)),
+      /is truncated: it ends inside|is incomplete/,
+    ],
+    [
+      'nofooter.sql',
+      text.subarray(0, footer),
+      /is incomplete: it does not end with a "-- Dump completed" line/,
+    ],
+    [
+      'open-string.sql',
+      Buffer.concat([text.subarray(0, footer), Buffer.from("INSERT INTO x VALUES ('a")]),
+      /is truncated: it ends inside a quoted string/,
+    ],
+    [
+      'cut.sql.gz',
+      gz.subarray(0, Math.floor(gz.length * 0.7)),
+      /is truncated: its gzip data does not decode to the end/,
+    ],
+    ['corrupt.sql.gz', corrupt, /is (corrupt|truncated)/],
+    ['empty.sql', Buffer.alloc(0), /is empty/],
+  ];
+  for (const [name, bytes, why] of cases) {
+    const file = path.join(dir, name);
+    await fsp.writeFile(file, bytes);
+    const live = await newLive('rtrunc');
+    const before = await snapshot(live);
+    await assert.rejects(restoreDatabase({ config: configFor(server, live), file }), (err: Error) => {
+      assert.ok(err.message.startsWith(`Database backup ${file} `), err.message);
+      assert.match(err.message, why, name);
+      return true;
+    });
+    assert.deepEqual(diffDatabases(before, await snapshot(live)), [], name);
+    assert.deepEqual(await leftovers(live), [], name);
+  }
 });
 
 for (const at of ['loading', 'loaded'] as RestoreStep[]) {
