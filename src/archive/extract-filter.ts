@@ -22,6 +22,7 @@ export function codeExcludedPrefix(rel: string): string | undefined {
   for (const r of ROOT_EXCLUDES) {
     if (rel === r || (rel.startsWith(r) && rel.charCodeAt(r.length) === 0x2f)) return r;
   }
+  if (!mayHoldExcludedName(rel)) return undefined;
   let start = 0;
   for (;;) {
     const slash = rel.indexOf('/', start);
@@ -32,6 +33,18 @@ export function codeExcludedPrefix(rel: string): string | undefined {
     if (slash === -1) return undefined;
     start = slash + 1;
   }
+}
+
+const ANYWHERE_LIST: readonly string[] = [...ANYWHERE_EXCLUDES];
+
+/**
+ * A quick no (no allocation) for the usual path: none of the anywhere-excluded names, nor the internal prefix, is
+ * in it at all. Every excluded name starts a component, so a substring search can only err on the side of yes.
+ */
+function mayHoldExcludedName(rel: string): boolean {
+  if (rel.includes(INTERNAL_PREFIX)) return true;
+  for (const n of ANYWHERE_LIST) if (rel.includes(n)) return true;
+  return false;
 }
 
 /** True when `rel` is itself excluded (its ancestors are not looked at). */

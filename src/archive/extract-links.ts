@@ -53,16 +53,28 @@ function changedError(p: string): CliError {
  * checked in worker threads, a shard each (~155k entries on the benchmark store took 3.8 s on one thread).
  */
 export async function recheckKept(liveDir: string, kept: KeptSet): Promise<void> {
-  const n = kept.rels.length;
+  const n = kept.count;
   const shards = n < MIN_SHARD * 2 ? 1 : Math.min(RECHECK_THREADS, Math.floor(n / MIN_SHARD));
+  if (shards === 1) {
+    const bad = firstChanged(liveDir, kept);
+    if (bad !== undefined) throw changedError(bad);
+    return;
+  }
   const per = Math.ceil(n / shards);
+  // where each shard's paths begin in `names` (one scan, no string made)
+  const starts = [0];
+  let at = 0;
+  for (let i = 1; i < n; i++) {
+    at = kept.names.indexOf('\0', at) + 1;
+    if (i % per === 0) starts.push(at);
+  }
+  starts.push(kept.names.length);
   const results = await Promise.all(
     Array.from({ length: shards }, (_, k) => {
-      const shard: KeptSet = {
-        rels: kept.rels.slice(k * per, (k + 1) * per),
-        stats: kept.stats.slice(k * per * KEPT_FIELDS, (k + 1) * per * KEPT_FIELDS),
-      };
-      return shards === 1 ? Promise.resolve(firstChanged(liveDir, shard)) : inWorker(liveDir, shard);
+      const from = k * per;
+      const count = Math.min(n, from + per) - from;
+      const stats = kept.stats.slice(from * KEPT_FIELDS, (from + count) * KEPT_FIELDS);
+      return inWorker(liveDir, { count, names: kept.names.slice(starts[k], starts[k + 1]), stats });
     }),
   );
   const bad = results.find((r) => r !== undefined);
@@ -76,6 +88,8 @@ function inWorker(liveDir: string, shard: KeptSet): Promise<string | undefined> 
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('./recheck-worker.js', import.meta.url), {
       workerData: { liveDir, kept: shard },
+      // the shard's stats are a copy of their own: moved, not copied again
+      transferList: [shard.stats.buffer as ArrayBuffer],
       resourceLimits: { maxYoungGenerationSizeMb: 4 },
     });
     let done = false;
@@ -93,8 +107,12 @@ function inWorker(liveDir: string, shard: KeptSet): Promise<string | undefined> 
 /** The first entry (its live path) that is not what was compared, or undefined. */
 export function firstChanged(liveDir: string, kept: KeptSet): string | undefined {
   const a = kept.stats;
-  for (let i = 0; i < kept.rels.length; i++) {
-    const rel = kept.rels[i]!;
+  const names = kept.names;
+  let start = 0;
+  for (let i = 0; i < kept.count; i++) {
+    const end = names.indexOf('\0', start);
+    const rel = names.slice(start, end);
+    start = end + 1;
     const o = i * KEPT_FIELDS;
     const abs = rel === '' ? liveDir : `${liveDir}/${rel}`;
     const st = fs.lstatSync(abs, { bigint: true, throwIfNoEntry: false });

@@ -36,7 +36,7 @@ export function normalizeEntryPath(raw: string, limits: PathLimits = DEFAULT_PAT
   if (raw.startsWith('/')) throw new UnsafeEntryError('has an absolute path', raw);
   if (Buffer.byteLength(raw) > limits.maxPathBytes)
     throw new UnsafeEntryError('has an absurdly long name', raw);
-  // fast path: the common already-clean name ("app/etc/env.php", "app/code/")
+  if (isClean(raw, limits)) return raw;
   const parts = raw.split('/');
   const out: string[] = [];
   for (const p of parts) {
@@ -50,6 +50,29 @@ export function normalizeEntryPath(raw: string, limits: PathLimits = DEFAULT_PAT
   if (out.length > limits.maxDepth)
     throw new UnsafeEntryError(`is nested deeper than ${limits.maxDepth} levels`, raw);
   return out.join('/');
+}
+
+/**
+ * The common already-normalized name ("app/etc/env.php"): no empty, '.' or '..' component, no trailing slash,
+ * components short enough not to need their byte length, not too deep. One scan, no allocation (this runs for
+ * every entry of every archive); anything else takes the general path.
+ */
+function isClean(raw: string, limits: PathLimits): boolean {
+  const n = raw.length;
+  if (n === 0) return false;
+  const maxChars = limits.maxNameBytes / 4;
+  let depth = 1;
+  let start = 0;
+  for (let i = 0; i <= n; i++) {
+    if (i < n && raw.charCodeAt(i) !== 0x2f) continue;
+    const len = i - start;
+    if (len === 0 || len > maxChars) return false;
+    if (raw.charCodeAt(start) === 0x2e && (len === 1 || (len === 2 && raw.charCodeAt(start + 1) === 0x2e)))
+      return false;
+    if (i < n) depth++;
+    start = i + 1;
+  }
+  return depth <= limits.maxDepth;
 }
 
 export type Kind = 'd' | 'f' | 'l';

@@ -359,18 +359,19 @@ export class Sink implements TarSink {
     this.mkParents(rel);
     const before = this.plan.add(rel, 'd');
     const mode = this.safeMode(rel, e.mode, true);
+    const sp = this.sp;
+    // sparse: the zone's lstat found a real directory there, or the directory is staged whole
+    const zone = sp?.dir(rel, { mode, uid: this.uid, gid: this.gid, mtime: e.mtime });
     if (before === undefined) {
       this.result.dirs++;
-      this.cmp?.dir(rel);
-      if (this.write && !this.sp) fs.mkdirSync(this.abs(rel), 0o700);
+      // a sparse directory is a live directory (lstat-ed just now): no second lstat for the comparison
+      if (zone !== 'sparse') this.cmp?.dir(rel);
+      if (this.write && !sp) fs.mkdirSync(this.abs(rel), 0o700);
     }
-    if (this.sp) {
-      const want = { mode, uid: this.uid, gid: this.gid, mtime: e.mtime };
-      if (this.sp.dir(rel, want) === 'whole' && !this.sp.stagedDirs.has(rel)) {
-        this.stageParent(rel);
-        fs.mkdirSync(this.abs(rel), 0o700);
-        this.sp.stagedDirs.add(rel);
-      }
+    if (sp && zone === 'whole' && !sp.stagedDirs.has(rel)) {
+      this.stageParent(rel);
+      fs.mkdirSync(this.abs(rel), 0o700);
+      sp.stagedDirs.add(rel);
     }
     this.dirAttrs.set(rel, { mode, mtime: e.mtime });
   }
