@@ -6,7 +6,10 @@
  *   into an empty directory;
  * - code-rollback-all: every file changed, the same two;
  * - diff: `backups:diff` of the code backup (the live tree equal to it: every byte compared) against our own full
- *   code rollback (`setup:rollback --full`).
+ *   code rollback (`setup:rollback --full`);
+ * - code-rollback-1pct-vs-full, code-rollback-all-vs-full: the selective rollback against `--full` after the same
+ *   change, in the same run (the evidence for which should be the default; no warm-up: the fixture and the
+ *   archive are in the page cache from the scenarios before).
  *
  * The replaced files are deleted by a detached process after our rollback returns: each run of ours waits (untimed)
  * until it is done, so that it never slows the reference run that follows.
@@ -37,6 +40,7 @@ export interface DeltaOp<C extends DeltaCtx> {
   ours: DeltaSide<C>;
   ref: DeltaSide<C>;
   prepare?: (c: C) => Promise<void> | void;
+  noWarmup?: boolean;
 }
 
 /** bench.ts's helpers this file uses */
@@ -94,10 +98,21 @@ export async function replacedGone(c: DeltaCtx): Promise<void> {
 
 export function deltaOps<C extends DeltaCtx>(h: DeltaHelpers<C>): DeltaOp<C>[] {
   const file = (c: C): string => (c.codeBackup ?? '').split('/').pop() ?? '';
-  const rollback = (every: number): DeltaSide<C> => ({
+  const rollback = (every: number, full = false): DeltaSide<C> => ({
     before: (c) => changeFiles(c, every),
-    spec: (c) => h.ours(c, ['setup:rollback', '-c', file(c), '--yes', '--no-maintenance']),
+    spec: (c) =>
+      h.ours(c, ['setup:rollback', '-c', file(c), '--yes', '--no-maintenance', ...(full ? ['--full'] : [])]),
     after: (c) => replacedGone(c),
+  });
+  const vsFull = (id: string, what: string, every: number): DeltaOp<C> => ({
+    id,
+    title: `code rollback, ${what} changed (selective)`,
+    refTitle: 'our own --full code rollback after the same change',
+    target: { ratio: 1 },
+    noWarmup: true,
+    prepare: (c) => h.ensureCodeBackup(c),
+    ours: rollback(every),
+    ref: rollback(every, true),
   });
   const selective = (id: string, what: string, every: number, ratio: number): DeltaOp<C> => ({
     id,
@@ -111,6 +126,8 @@ export function deltaOps<C extends DeltaCtx>(h: DeltaHelpers<C>): DeltaOp<C>[] {
   return [
     selective('code-rollback-1pct', '1 % of the files', 100, 0.25),
     selective('code-rollback-all', 'every file', 1, 1.3),
+    vsFull('code-rollback-1pct-vs-full', '1 % of the files', 100),
+    vsFull('code-rollback-all-vs-full', 'every file', 1),
     {
       id: 'diff',
       title: 'backups:diff of the code backup',
