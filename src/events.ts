@@ -65,6 +65,8 @@ export const WarningCode = {
   DB_HALF_RESTORED: 'DB_HALF_RESTORED',
   /** a dump whose manifest table hashes cannot be used (the file differs from its manifest): restored whole */
   DB_FULL_RESTORE: 'DB_FULL_RESTORE',
+  /** the manifest's table sections do not match the dump (its tables' byte ranges): the dump is read whole */
+  DB_SECTIONS_UNUSED: 'DB_SECTIONS_UNUSED',
   /** live views, routines, triggers or events that are not in the dump (kept, or dropped with --drop-extra-tables) */
   EXTRA_OBJECTS: 'EXTRA_OBJECTS',
   /** a table or definition of a dump with the restore's reserved prefix `__mbk_`: skipped */

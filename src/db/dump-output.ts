@@ -32,6 +32,8 @@ export interface RowOutput {
 export class Output implements RowOutput {
   readonly sink = new ByteSink(SINK_BYTES);
   bytes = 0;
+  /** line breaks in the bytes handed to the writer (for position()) */
+  #lines = 0;
   #pending = 0;
   #tail: Promise<void> = Promise.resolve();
   #error: Error | undefined = undefined;
@@ -79,6 +81,7 @@ export class Output implements RowOutput {
     this.#tapFrom = 0;
     const buf = this.sink.take(SINK_BYTES, this.#free.pop());
     this.bytes += buf.length;
+    this.#lines += countLines(buf, buf.length);
     this.#pending += buf.length;
     this.#tail = this.#tail.then(async () => {
       if (this.#error !== undefined) return;
@@ -103,6 +106,14 @@ export class Output implements RowOutput {
         }
       }
     });
+  }
+
+  /** Where the next byte goes in the uncompressed dump: offset and 1-based line (the manifest's table sections). */
+  position(): { offset: number; line: number } {
+    return {
+      offset: this.bytes + this.sink.len,
+      line: this.#lines + countLines(this.sink.buf, this.sink.len) + 1,
+    };
   }
 
   /** Resolves once the backlog is below half the high-water mark. */
@@ -148,6 +159,13 @@ export class Output implements RowOutput {
       await this.gz.drain();
     }
   }
+}
+
+function countLines(buf: Buffer, end: number): number {
+  const b = buf.subarray(0, end);
+  let n = 0;
+  for (let i = b.indexOf(0x0a); i >= 0; i = b.indexOf(0x0a, i + 1)) n++;
+  return n;
 }
 
 async function writeFully(fh: FileHandle, buf: Buffer): Promise<void> {

@@ -168,7 +168,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
       throwIfAborted(o.signal);
       const stripped = stripper.matches(t.name);
       const noOwnRows = t.engine !== null && NO_OWN_ROWS.has(t.engine.toUpperCase());
-      const rowsTap = hasher.table(t, !stripped && !noOwnRows);
+      const rowsTap = hasher.table(t, !stripped && !noOwnRows, out.position());
       await out.bin(tableHead(t.name));
       await out.raw(t.create);
       await out.text(';\n\n');
@@ -210,8 +210,11 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
         result.rows += rows;
         progress(rows);
       }
+      hasher.triggersAt(out.position());
       for (const tr of t.triggers) await out.bin(triggerSql(tr, stripDefiners));
+      hasher.tableEnd(out.position());
     }
+    const tail = out.position();
 
     if (schema.views.length > 0) await out.bin(viewPlaceholders(schema.views));
     for (const e of schema.events) await out.bin(eventSql(e, stripDefiners));
@@ -231,10 +234,11 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     }
 
     await conn.query('COMMIT');
-    result.content = hasher.finish(schema);
+    result.content = hasher.finish(schema, tail);
     await out.text(footer());
     await out.finish();
     result.bytes = out.bytes;
+    if (result.content.tail) result.content.tail.end = out.bytes;
     return result;
   } catch (err) {
     if (out) await out.abandon();

@@ -15,6 +15,7 @@ import {
   sqlMessage,
 } from './restore-connect.js';
 import { RestoreError, type LiveDatabaseState } from './restore-errors.js';
+import type { DumpRange } from './dump-ranges.js';
 
 export interface RestoreOptions {
   config: DbConnectionConfig;
@@ -29,6 +30,11 @@ export interface RestoreOptions {
    * AUTO_INCREMENT set to the backup's (`autoIncrement`). Default: every table of the dump is loaded.
    */
   keep?: readonly KeptTable[];
+  /**
+   * With `keep`: read only these byte ranges of the dump (dump-ranges.ts; the manifest's table sections of a file
+   * whose SHA-256 matched); `tables`: every table with a section. Default: the whole dump is read.
+   */
+  ranges?: { list: readonly DumpRange[]; tables: readonly string[] };
   /** loader connections (default: 4) */
   concurrency?: number;
   /** how long one statement may wait for a lock, in seconds (default 60); longer fails the run, naming the table */

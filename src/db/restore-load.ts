@@ -18,6 +18,14 @@ import { LoaderPool, StatementFailure } from './restore-pool.js';
 import { redirectTableStatement, sessionRefusal, type Redirected } from './restore-redirect.js';
 import { isGzipFile, openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
 import { describeStreamError, incompleteDump } from './verify-dump.js';
+import {
+  notBetweenStatements,
+  openDumpRanges,
+  RangeGuard,
+  RangeMismatch,
+  rangesTotal,
+  type DumpRange,
+} from './dump-ranges.js';
 import { SqlModeTracker } from './sql-mode.js';
 import { statementExcerpt, statementHead, type Lexing } from './sql-tokens.js';
 
@@ -57,9 +65,16 @@ export async function loadDump(
     signal?: AbortSignal;
     /** tables of the dump not loaded (kept live: a selective rollback); their definitions are still held */
     skip?: ReadonlySet<string>;
+    /**
+     * read only these byte ranges of the dump (a selective rollback: the head, the loaded tables, every table's
+     * triggers, the tail; dump-ranges.ts), each checked to hold only what it should; `tables`: every table
+     * that has a range of its own in the manifest
+     */
+    ranges?: { list: readonly DumpRange[]; tables: readonly string[] };
   },
 ): Promise<LoadResult> {
-  const totalBytes = (await fsp.stat(o.file)).size;
+  const totalBytes = o.ranges ? await rangesTotal(o.file, o.ranges.list) : (await fsp.stat(o.file)).size;
+  const guard = o.ranges ? new RangeGuard(o.file, o.ranges.tables) : undefined;
   const conns: Connection[] = [];
   for (let i = 0; i < o.concurrency; i++) {
     const c = await loader(ctx);
@@ -177,6 +192,7 @@ export async function loadDump(
             `Database backup ${o.file} writes to another database (${k.database}) at line ${s.line}: restore one database at a time`,
           );
         }
+        guard?.table(k.table, s.line);
         if (reserved(k.table, s.line)) return;
         if (o.skip?.has(k.table)) return;
         const r = redirect(s, head);
@@ -213,6 +229,7 @@ export async function loadDump(
       case 'definition': {
         const target = definitionTarget(head, lexing());
         const on = target?.object === 'trigger' ? triggerTable(head, lexing()) : undefined;
+        guard?.definition(k.object, on, s.line);
         if (
           target !== undefined &&
           (target.name.toLowerCase().startsWith(RESERVED_PREFIX) || (on !== undefined && skipped.has(on)))
@@ -228,6 +245,7 @@ export async function loadDump(
         return;
       }
       case 'barrier': {
+        guard?.other(s.line);
         if (k.table !== undefined) {
           throw refuse(
             s,
@@ -250,12 +268,26 @@ export async function loadDump(
     }
   };
 
-  const chunks = checkedDumpStream(o.file, {
+  const read = {
     ...(o.signal ? { signal: o.signal } : {}),
-    onRawBytes: (n) => {
+    onRawBytes: (n: number) => {
       rawBytes += n;
     },
-  });
+  };
+  const ranges = o.ranges?.list;
+  const chunks = checkedDumpStream(
+    o.file,
+    read,
+    ranges
+      ? openDumpRanges(o.file, ranges, {
+          ...read,
+          onRange: (r) => {
+            if (r.offset > 0 && !splitter.jumpTo(r.line)) throw notBetweenStatements(o.file, r);
+            guard?.enter(r);
+          },
+        })
+      : undefined,
+  );
   try {
     for (;;) {
       const next = await chunks.next();
@@ -292,6 +324,7 @@ export async function loadDump(
     const gone = isServerGone(e instanceof StatementFailure ? e.cause : e);
     if (
       (e instanceof StatementFailure || e instanceof RestoreError) &&
+      !(e instanceof RangeMismatch) &&
       !gone &&
       !o.signal?.aborted &&
       (await isGzipFile(o.file).catch(() => false))
@@ -321,12 +354,14 @@ export async function loadDump(
 async function* checkedDumpStream(
   file: string,
   o: Parameters<typeof openDumpStream>[1] & {},
+  /** another source of the dump's bytes (its byte ranges) */
+  source?: AsyncIterable<Buffer>,
 ): AsyncGenerator<Buffer> {
   const gz = await isGzipFile(file).catch(() => false);
   try {
-    for await (const chunk of openDumpStream(file, o)) yield chunk;
+    for await (const chunk of source ?? openDumpStream(file, o)) yield chunk;
   } catch (err) {
-    if (o.signal?.aborted) throw err;
+    if (o.signal?.aborted || err instanceof RangeMismatch) throw err;
     throw describeStreamError(file, err, gz);
   }
 }

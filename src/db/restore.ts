@@ -181,6 +181,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
         dumpedDb: headerDb,
         ...(o.signal ? { signal: o.signal } : {}),
         ...(state.kept ? { skip: new Set(state.kept) } : {}),
+        ...(state.kept && o.ranges ? { ranges: o.ranges } : {}),
       });
     } catch (err) {
       if (err instanceof StatementFailure) {

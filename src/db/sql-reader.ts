@@ -116,6 +116,18 @@ export class StatementSplitter {
     this.scan(buf, false, out);
   }
 
+  /**
+   * Goes on with input from another place of the file (a byte range, dump-ranges.ts) that starts on `line`.
+   * Only between statements, with the delimiter `;` and nothing held back; false (and no change) otherwise.
+   */
+  jumpTo(line: number): boolean {
+    if (this.carry !== null || this.inStatement || this.state !== S.Between || this.delimiter !== ';')
+      return false;
+    this.line = line;
+    this.lineRel = 0;
+    return true;
+  }
+
   /** Flushes the input; a trailing statement without delimiter is emitted (as the client does). */
   end(out: RawStatement[]): EndState {
     const buf = this.carry ?? Buffer.alloc(0);

@@ -24,7 +24,14 @@ import {
   type DefinitionHash,
   type DefinitionKind,
   type TableContentHash,
+  type TableSection,
 } from '../store/content-hashes.js';
+
+/** A place in the uncompressed dump: byte offset and 1-based line. */
+export interface DumpPosition {
+  offset: number;
+  line: number;
+}
 
 export const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -72,18 +79,23 @@ export function definitionHashes(schema: SchemaPlan): DefinitionHash[] {
   );
 }
 
-/** Collects the hashes while the dump is written (dump.ts taps each table's rows into `rowsTap`). */
+/**
+ * Collects the hashes while the dump is written (dump.ts taps each table's rows into `rowsTap`), and where each
+ * table's statements are (`at`: the dump's position when its section starts, its triggers start, it ends).
+ */
 export class ContentHasher {
-  readonly #tables: Array<{ entry: TableContentHash; hash: Hash | null }> = [];
+  readonly #tables: Array<{ entry: TableContentHash; hash: Hash | null; start: DumpPosition }> = [];
+  #triggers: DumpPosition | undefined;
   constructor(private readonly statementBytes: number) {}
 
   /** A table's schema; returns the tap for its rows when they are hashed (dumped, with a stable order). */
-  table(t: TablePlan, rowsDumped: boolean): ((bytes: Buffer) => void) | null {
+  table(t: TablePlan, rowsDumped: boolean, at: DumpPosition): ((bytes: Buffer) => void) | null {
     const n = normaliseCreate(t.create);
     const entry: TableContentHash = { name: t.name, schema: sha256(n.schema), count: 0 };
     if (n.autoIncrement !== undefined) entry.autoIncrement = n.autoIncrement;
     const hash = rowsDumped && hasStableOrder(t.create) ? createHash('sha256') : null;
-    this.#tables.push({ entry, hash });
+    this.#tables.push({ entry, hash, start: at });
+    this.#triggers = undefined;
     return hash ? (b) => hash.update(b) : null;
   }
 
@@ -93,14 +105,70 @@ export class ContentHasher {
     if (last) last.entry.count = count;
   }
 
-  finish(schema: SchemaPlan): DbContentHashes {
+  /** the last table's triggers start here (its structure and rows end) */
+  triggersAt(at: DumpPosition): void {
+    this.#triggers = at;
+  }
+
+  /** the last table's section ends here */
+  tableEnd(at: DumpPosition): void {
+    const last = this.#tables[this.#tables.length - 1];
+    const tr = this.#triggers;
+    if (!last || !tr) return;
+    last.entry.section = {
+      offset: last.start.offset,
+      line: last.start.line,
+      length: tr.offset - last.start.offset,
+      triggers: at.offset - tr.offset,
+      triggersLine: tr.line,
+    };
+  }
+
+  /** `tail`: where the definitions part starts (the dump's size is set once it is written: `tail.end`) */
+  finish(schema: SchemaPlan, tail?: DumpPosition): DbContentHashes {
+    const tables = this.#tables.map(({ entry, hash }) =>
+      hash ? { ...entry, rows: hash.digest('hex') } : entry,
+    );
     return {
       version: CONTENT_HASH_VERSION,
       statementBytes: this.statementBytes,
-      tables: this.#tables.map(({ entry, hash }) => (hash ? { ...entry, rows: hash.digest('hex') } : entry)),
+      tables,
       definitions: definitionHashes(schema),
+      ...(tail && tables.length > 0 && tables.every((t) => t.section)
+        ? { tail: { offset: tail.offset, line: tail.line, end: tail.offset } }
+        : {}),
     };
   }
+}
+
+/**
+ * Whether the recorded sections describe a dump cut into head, tables (in order, each followed by its triggers)
+ * and tail without gap or overlap. Anything else is not used (the whole dump is read).
+ */
+function sectionsValid(c: DbContentHashes): boolean {
+  const tail = c.tail;
+  if (!tail || c.tables.length === 0) return false;
+  const n = (x: unknown, min: number): boolean =>
+    typeof x === 'number' && Number.isSafeInteger(x) && x >= min;
+  if (!n(tail.offset, 1) || !n(tail.line, 1) || !n(tail.end, tail.offset + 1)) return false;
+  let at: TableSection | undefined;
+  for (const t of c.tables) {
+    const s = t.section;
+    if (!s || typeof s !== 'object') return false;
+    if (
+      !n(s.offset, 1) ||
+      !n(s.line, 1) ||
+      !n(s.length, 1) ||
+      !n(s.triggers, 0) ||
+      !n(s.triggersLine, s.line)
+    )
+      return false;
+    if (at && (s.offset !== at.offset + at.length + at.triggers || s.line < at.triggersLine)) return false;
+    at = s;
+  }
+  return (
+    at !== undefined && tail.offset === at.offset + at.length + at.triggers && tail.line >= at.triggersLine
+  );
 }
 
 /** The manifest's `content`, checked; null when absent or not understood (the rollback then loads everything). */
@@ -131,5 +199,10 @@ export function parseContentHashes(v: unknown): DbContentHashes | null {
     const e = d as Record<string, unknown>;
     if (typeof e.object !== 'string' || typeof e.name !== 'string' || !hex(e.hash)) return null;
   }
-  return v as DbContentHashes;
+  const hashes = v as DbContentHashes;
+  if (hashes.tail === undefined && hashes.tables.every((t) => t.section === undefined)) return hashes;
+  if (sectionsValid(hashes)) return hashes;
+  // sections that do not add up: the hashes are still good, the dump is read whole
+  const { tail: _tail, ...rest } = hashes;
+  return { ...rest, tables: hashes.tables.map(({ section: _s, ...t }) => t) };
 }

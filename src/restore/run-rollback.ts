@@ -11,9 +11,13 @@ import { openConnection } from '../db/connect.js';
 import {
   isRestoreFailure,
   prepareDatabaseRestore,
+  type KeptTable,
   type PreparedRestore,
+  type RestoreOptions,
   type RestoreStep,
 } from '../db/restore.js';
+import { planDumpRanges } from '../db/dump-ranges.js';
+import type { DbContentHashes } from '../db/table-hash.js';
 import { verifyDump } from '../db/verify-dump.js';
 import {
   compareLiveDatabase,
@@ -242,17 +246,29 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
             ? compareLiveDatabase({ config: dbConfig, backup: dbContent.hashes, signal: stopCompare.signal })
             : null;
         comparing?.catch(() => {}); // awaited below, or abandoned when the verification fails
-        let v: Awaited<ReturnType<typeof verifyDump>>;
+        const verify = (): ReturnType<typeof verifyDump> =>
+          verifyDump(files.db!, {
+            ...(o.signal ? { signal: o.signal } : {}),
+            onProgress: (bytes: number) => emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
+          });
+        // With the table sections in the manifest, the file's SHA-256 matching the manifest's is its verification
+        // (the manifest is written once the dump is complete): the statements are read only where they are loaded.
+        const bySections = dbContent?.hashes.tail !== undefined;
+        let v: { bytes: number } | null;
         let check: Awaited<ReturnType<typeof checkAgainstManifest>> | null;
         try {
           [v, check] = await Promise.all([
-            verifyDump(files.db, {
-              ...(o.signal ? { signal: o.signal } : {}),
-              onProgress: (bytes: number) =>
-                emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
-            }),
+            bySections ? null : verify(),
             dbContent
-              ? checkAgainstManifest(files.db, dbContent.part, o.signal ? { signal: o.signal } : {})
+              ? checkAgainstManifest(files.db, dbContent.part, {
+                  ...(o.signal ? { signal: o.signal } : {}),
+                  ...(bySections
+                    ? {
+                        onProgress: (bytes: number) =>
+                          emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
+                      }
+                    : {}),
+                })
               : null,
           ]);
           if (check?.problem) {
@@ -263,6 +279,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
             });
             dbContent = null;
             stopCompare.abort();
+            v ??= await verify();
           } else if (comparing) {
             delta = await comparing;
           }
@@ -280,7 +297,7 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
           operation: 'verify',
           file: name,
           path: files.db,
-          size: v.bytes,
+          size: v?.bytes ?? (await fsp.stat(files.db)).size,
         });
       }
       throwIfAborted(o.signal);
@@ -296,10 +313,14 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
             message: `Rolling back db from ${path.relative(paths.root, files.db)}: ${describeDelta(delta)}`,
           });
         }
+        const keep = delta ? keptTables(delta) : undefined;
+        const ranges =
+          keep && dbContent ? await sectionsToRead(files.db, dbContent.hashes, keep, emit) : undefined;
         prepared = await prepareDatabaseRestore({
           config: dbConfig,
           file: files.db,
-          ...(delta ? { keep: keptTables(delta) } : {}),
+          ...(keep ? { keep } : {}),
+          ...(ranges ? { ranges } : {}),
           dropExtraTables: o.dropExtraTables ?? false,
           ...(o.signal ? { signal: o.signal } : {}),
           onEvent: emit,
@@ -413,6 +434,30 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * The byte ranges of the dump a selective rollback reads (the manifest's table sections), or undefined: the
+ * manifest has none, no table is kept, or they do not match the file (then it is read whole; said).
+ */
+async function sectionsToRead(
+  file: string,
+  hashes: DbContentHashes,
+  keep: readonly KeptTable[],
+  emit: EventSink,
+): Promise<RestoreOptions['ranges']> {
+  if (keep.length === 0) return undefined;
+  const plan = await planDumpRanges(file, hashes, new Set(keep.map((k) => k.name)));
+  if (plan === null) return undefined;
+  if ('problem' in plan) {
+    emit({
+      type: 'warning',
+      code: WarningCode.DB_SECTIONS_UNUSED,
+      message: `Database backup ${path.basename(file)}: ${plan.problem}; it is read whole`,
+    });
+    return undefined;
+  }
+  return { list: plan.ranges, tables: hashes.tables.map((t) => t.name) };
 }
 
 /** "3 tables and 212 files will be restored" (before the question), or undefined when nothing is counted. */

@@ -4,6 +4,7 @@
 // restores every table, as before.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { Connection } from 'mysql2/promise';
@@ -199,6 +200,181 @@ void test('a dump that no longer matches its manifest is restored whole, with a 
     assert.equal(p.kept, undefined);
     assert.ok(events.some((e) => e.type === 'warning' && e.code === 'DB_FULL_RESTORE'));
     assert.deepEqual(diffDatabases(before, await describeDatabase(conn, db)), []);
+  } finally {
+    await conn.end();
+  }
+});
+
+interface Section {
+  offset: number;
+  line: number;
+  length: number;
+  triggers: number;
+  triggersLine: number;
+}
+interface Manifest {
+  parts: Array<{
+    part: string;
+    size: number;
+    sha256: string;
+    content?: {
+      tables: Array<{ name: string; section?: Section }>;
+      tail?: { offset: number; line: number; end: number };
+    };
+  }>;
+}
+
+async function readManifest(root: string, ts: number): Promise<{ file: string; m: Manifest }> {
+  const file = path.join(root, 'var/backups', `${ts}_manifest.json`);
+  return { file, m: JSON.parse(await fsp.readFile(file, 'utf8')) as Manifest };
+}
+
+const linesBefore = (b: Buffer, offset: number): number => {
+  let n = 1;
+  for (let i = b.indexOf(0x0a); i >= 0 && i < offset; i = b.indexOf(0x0a, i + 1)) n++;
+  return n;
+};
+
+void test("the manifest's table sections cut the dump into head, each table (then its triggers) and tail, on the right lines", async () => {
+  const { conn, root } = await setup('dd_sections');
+  try {
+    const backup = await runBackup({ root, parts: { code: false, media: false, db: true } });
+    const dbFile = backup.parts.find((p) => p.part === 'db')!.file;
+    const dump = await fsp.readFile(path.join(root, 'var/backups', dbFile));
+    const { m } = await readManifest(root, backup.timestamp);
+    const c = m.parts.find((p) => p.part === 'db')!.content!;
+    assert.ok(c.tail, 'a tail');
+    assert.equal(c.tail.end, dump.length);
+    assert.equal(c.tail.line, linesBefore(dump, c.tail.offset));
+    assert.match(dump.subarray(c.tail.offset).toString('latin1'), /-- Dump completed on /);
+    let withTriggers = 0;
+    for (const t of c.tables) {
+      const s = t.section!;
+      assert.ok(s, `${t.name} has a section`);
+      const part = dump.subarray(s.offset, s.offset + s.length).toString('latin1');
+      assert.ok(part.startsWith(`--\n-- Table structure for table `), t.name);
+      assert.match(part, /^DROP TABLE IF EXISTS `/m, t.name);
+      assert.ok(part.endsWith('\n\n'), `${t.name}'s section ends between statements`);
+      assert.equal(s.line, linesBefore(dump, s.offset), `${t.name}: line`);
+      assert.equal(s.triggersLine, linesBefore(dump, s.offset + s.length), `${t.name}: triggers line`);
+      const tr = dump.subarray(s.offset + s.length, s.offset + s.length + s.triggers).toString('latin1');
+      if (s.triggers > 0) {
+        withTriggers++;
+        assert.match(tr, /CREATE (?:DEFINER=\S+ )?TRIGGER/);
+        assert.ok(!part.includes('TRIGGER'), `${t.name}: no trigger in the structure and rows`);
+      }
+    }
+    assert.ok(withTriggers > 0, 'the zoo has tables with triggers');
+  } finally {
+    await conn.end();
+  }
+});
+
+/** Overwrites bytes of the dump and tells the manifest its new size and SHA-256 (as if it had been written so). */
+async function rewriteDump(
+  root: string,
+  ts: number,
+  dbFile: string,
+  at: number,
+  bytes: Buffer,
+): Promise<void> {
+  const file = path.join(root, 'var/backups', dbFile);
+  const dump = await fsp.readFile(file);
+  bytes.copy(dump, at);
+  await fsp.writeFile(file, dump);
+  const { file: mf, m } = await readManifest(root, ts);
+  const part = m.parts.find((p) => p.part === 'db')!;
+  part.sha256 = createHash('sha256').update(dump).digest('hex');
+  await fsp.writeFile(mf, JSON.stringify(m));
+}
+
+void test("a selective rollback never reads the kept tables' sections: garbage there (the manifest's SHA-256 matching) changes nothing", async () => {
+  const { db, conn, root } = await setup('dd_ranges');
+  try {
+    const backup = await runBackup({ root, parts: { code: false, media: false, db: true } });
+    const dbFile = backup.parts.find((p) => p.part === 'db')!.file;
+    const { m } = await readManifest(root, backup.timestamp);
+    const c = m.parts.find((p) => p.part === 'db')!.content!;
+    // zoo_blobs stays equal: its structure and rows (but their first line) become bytes no reader could take for SQL
+    const s = c.tables.find((t) => t.name === 'zoo_blobs')!.section!;
+    const dump = await fsp.readFile(path.join(root, 'var/backups', dbFile));
+    const head = dump.indexOf(';\n', s.offset) + 2 - s.offset; // through its DROP TABLE
+    await rewriteDump(root, backup.timestamp, dbFile, s.offset + head, Buffer.alloc(s.length - head, "'"));
+    const before = await describeDatabase(conn, db);
+    await conn.query('UPDATE zoo_big SET payload = REVERSE(payload) WHERE id = 7');
+    const events: MagebackupEvent[] = [];
+    const p = dbPart((await runRollback({ root, dbFile, onEvent: (e) => events.push(e) })).parts);
+    assert.ok(p.restoredTables?.includes('zoo_big'));
+    assert.ok(!p.restoredTables?.includes('zoo_blobs'));
+    assert.ok(
+      !events.some((e) => e.type === 'warning' && /SECTIONS|FULL_RESTORE/.test(e.code)),
+      'no fallback',
+    );
+    assert.deepEqual(diffDatabases(before, await describeDatabase(conn, db)), []);
+  } finally {
+    await conn.end();
+  }
+});
+
+/** Moves the boundary after table `name` by `k` bytes into the next table's section (a wrong manifest). */
+async function shiftBoundary(root: string, ts: number, name: string, k: number): Promise<string> {
+  const { file, m } = await readManifest(root, ts);
+  const tables = m.parts.find((p) => p.part === 'db')!.content!.tables;
+  const i = tables.findIndex((t) => t.name === name);
+  const a = tables[i]!.section!;
+  const b = tables[i + 1]!.section!;
+  if (a.triggers > 0) a.triggers += k;
+  else a.length += k;
+  b.offset += k;
+  b.length -= k;
+  await fsp.writeFile(file, JSON.stringify(m));
+  return tables[i + 1]!.name;
+}
+
+void test('wrong table sections in the manifest: a .sql is read whole (with a warning), never loaded wrong', async () => {
+  const { db, conn, root } = await setup('dd_badsec');
+  try {
+    const backup = await runBackup({ root, parts: { code: false, media: false, db: true } });
+    const dbFile = backup.parts.find((p) => p.part === 'db')!.file;
+    await shiftBoundary(root, backup.timestamp, 'zoo_big', 40);
+    const before = await describeDatabase(conn, db);
+    const mustLoad = await changeEverything(conn);
+    const events: MagebackupEvent[] = [];
+    const p = dbPart(
+      (await runRollback({ root, dbFile, dropExtraTables: true, onEvent: (e) => events.push(e) })).parts,
+    );
+    for (const t of mustLoad) assert.ok(p.restoredTables?.includes(t), `${t} is loaded`);
+    const w = events.find((e) => e.type === 'warning' && e.code === 'DB_SECTIONS_UNUSED');
+    assert.ok(w && w.type === 'warning', 'a warning');
+    assert.match(w.message, /does not start there; it is read whole$/);
+    assert.deepEqual(diffDatabases(before, await describeDatabase(conn, db)), []);
+  } finally {
+    await conn.end();
+  }
+});
+
+void test('wrong table sections in the manifest of a .sql.gz: the rollback refuses, the database is not changed', async () => {
+  const { db, conn, root } = await setup('dd_badgz');
+  try {
+    const backup = await runBackup({ root, parts: { code: false, media: false, db: true }, compress: true });
+    const dbFile = backup.parts.find((p) => p.part === 'db')!.file;
+    assert.match(dbFile, /\.sql\.gz$/);
+    await shiftBoundary(root, backup.timestamp, 'zoo_big', 60);
+    await conn.query('UPDATE zoo_big SET payload = REVERSE(payload) WHERE id = 7');
+    const changed = await describeDatabase(conn, db);
+    await assert.rejects(
+      runRollback({ root, dbFile }),
+      (err: Error) =>
+        err.message.includes("does not match its manifest's table sections") &&
+        /roll back with --full/.test(err.message),
+    );
+    assert.deepEqual(diffDatabases(changed, await describeDatabase(conn, db)), []);
+    const [left] = (await conn.query("SHOW TABLES LIKE '\\_\\_mbk\\_%'")) as unknown as [unknown[]];
+    assert.deepEqual(left, []);
+    // the same file, read correctly: the backup comes back
+    await shiftBoundary(root, backup.timestamp, 'zoo_big', -60);
+    const p = dbPart((await runRollback({ root, dbFile })).parts);
+    assert.ok(p.restoredTables?.includes('zoo_big'));
   } finally {
     await conn.end();
   }
