@@ -85,9 +85,21 @@ export interface LiveComparison {
   definitions: DefinitionChange[];
 }
 
+/** Connections the live tables are hashed on (each hashes one table at a time, biggest first). */
+const HASH_CONNECTIONS = 2;
+
 /**
- * The live database against the backup's hashes, in one consistent snapshot. `counts`: count the rows of tables
- * that are not hashed (for the diff; a rollback does not need them).
+ * The live database against the backup's hashes. `counts`: count the rows of tables that are not hashed (for
+ * the diff; a rollback does not need them).
+ *
+ * The schema and the definitions are read in one snapshot; the tables' rows are hashed on HASH_CONNECTIONS
+ * connections, each table in a consistent-snapshot transaction of its own. Per-table consistency is what the
+ * decision needs: each table is compared with the backup's fixed hash, never with another live table, and the
+ * outcome for a table (kept or loaded) is right iff that table equals the backup's; a snapshot shared by all
+ * tables would add nothing to that question. (Writes after a table was compared are excluded by maintenance
+ * mode, as they were with one snapshot: no snapshot could cover the time up to the swap.) Within a table's
+ * transaction the rows are read first, which takes the table's metadata lock until COMMIT, then SHOW CREATE
+ * TABLE again: a table altered since the schema was read shows its new schema there and is loaded.
  */
 export async function compareLiveDatabase(o: {
   config: DbConnectionConfig;
@@ -98,18 +110,27 @@ export async function compareLiveDatabase(o: {
   onTable?: (name: string, index: number, total: number) => void;
 }): Promise<LiveComparison> {
   throwIfAborted(o.signal);
-  const conn = await openConnection(o.config);
+  const conns: Connection[] = [];
+  const kill = (): void => {
+    for (const c of conns) coreOf(c).destroy();
+  };
+  o.signal?.addEventListener('abort', kill, { once: true });
   try {
-    await prepareDumpSession(conn);
+    for (let i = 0; i < HASH_CONNECTIONS; i++) {
+      const c = await openConnection(o.config);
+      conns.push(c);
+      await prepareDumpSession(c);
+    }
+    const conn = conns[0]!;
     await conn.query('START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */, READ ONLY');
     const schema = await readSchema(conn, o.config.database, { hiddenRoutine: 'unknown' });
+    const definitions = compareDefinitions(o.backup.definitions, definitionHashes(schema));
+    await conn.query('COMMIT');
     const live = new Map(schema.tables.map((t) => [t.name, t]));
     const inBackup = new Set(o.backup.tables.map((t) => t.name));
     const tables: TableComparison[] = [];
-    let i = 0;
+    const toHash: Array<{ cmp: TableComparison; t: TablePlan; rows: string; autoIncrement?: string }> = [];
     for (const b of o.backup.tables) {
-      throwIfAborted(o.signal);
-      o.onTable?.(b.name, i++, o.backup.tables.length);
       const t = live.get(b.name);
       const cmp: TableComparison = { name: b.name, state: 'equal', backupRows: b.count };
       tables.push(cmp);
@@ -121,24 +142,65 @@ export async function compareLiveDatabase(o: {
       if (sha256(n.schema) !== b.schema) cmp.state = 'schema';
       else if (b.rows === undefined || !hasStableOrder(t.create)) cmp.state = 'unhashed';
       else {
-        const { hash, rows } = await hashTableRows(conn, t, o.backup.statementBytes, o.signal);
-        cmp.liveRows = rows;
-        if (hash !== b.rows) cmp.state = 'rows';
         // Always given back, not only when it differs: InnoDB may keep a counter that moved without rows (a failed
         // or deleted insert) in memory only, and fall back to max(id)+1 when the table is next opened; the restored
         // table must say what the backup's said. Without the option the counter was never used: 1 gives that back.
-        else if (b.autoIncrement !== undefined || n.autoIncrement !== undefined)
-          cmp.autoIncrement = b.autoIncrement ?? '1';
+        const autoIncrement =
+          b.autoIncrement !== undefined || n.autoIncrement !== undefined
+            ? (b.autoIncrement ?? '1')
+            : undefined;
+        toHash.push({ cmp, t, rows: b.rows, ...(autoIncrement !== undefined ? { autoIncrement } : {}) });
       }
-      if (cmp.liveRows === undefined && o.counts) cmp.liveRows = await countRows(conn, t);
+    }
+    // biggest first: the two connections end at about the same time
+    toHash.sort((x, y) => y.t.dataLength - x.t.dataLength);
+    let next = 0;
+    let done = 0;
+    const worker = async (c: Connection): Promise<void> => {
+      for (let j = next++; j < toHash.length; j = next++) {
+        throwIfAborted(o.signal);
+        const h = toHash[j]!;
+        o.onTable?.(h.t.name, done++, toHash.length);
+        await c.query('START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */, READ ONLY');
+        const { hash, rows } = await hashTableRows(c, h.t, o.backup.statementBytes, o.signal);
+        const same = (await showCreateTable(c, h.t.name))?.equals(h.t.create) === true;
+        await c.query('COMMIT');
+        h.cmp.liveRows = rows;
+        if (!same) h.cmp.state = 'schema';
+        else if (hash !== h.rows) h.cmp.state = 'rows';
+        else if (h.autoIncrement !== undefined) h.cmp.autoIncrement = h.autoIncrement;
+      }
+    };
+    await Promise.all(conns.map(worker));
+    if (o.counts) {
+      for (const cmp of tables) {
+        const t = live.get(cmp.name);
+        if (cmp.liveRows === undefined && t) cmp.liveRows = await countRows(conn, t);
+      }
     }
     const extraTables = schema.tables.map((t) => t.name).filter((n) => !inBackup.has(n));
-    const definitions = compareDefinitions(o.backup.definitions, definitionHashes(schema));
-    await conn.query('COMMIT');
     return { tables, extraTables: extraTables.sort(), definitions };
+  } catch (err) {
+    kill();
+    throw err;
   } finally {
-    if (o.signal?.aborted) coreOf(conn).destroy();
-    else await conn.end().catch(() => coreOf(conn).destroy());
+    o.signal?.removeEventListener('abort', kill);
+    if (o.signal?.aborted) kill();
+    else for (const c of conns) await c.end().catch(() => coreOf(c).destroy());
+  }
+}
+
+/** SHOW CREATE TABLE's bytes exactly (as readSchema reads them); undefined when it is not a table now. */
+async function showCreateTable(conn: Connection, name: string): Promise<Buffer | undefined> {
+  await conn.query('SET SESSION character_set_results = binary');
+  try {
+    const [r] = await conn.query({ sql: `SHOW CREATE TABLE ${quoteIdent(name)}`, rowsAsArray: true });
+    const v = (r as unknown as unknown[][])[0]?.[1];
+    return Buffer.isBuffer(v) ? v : typeof v === 'string' ? Buffer.from(v, 'latin1') : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await conn.query('SET SESSION character_set_results = utf8mb4');
   }
 }
 

@@ -237,7 +237,8 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
         const name = path.basename(files.db);
         emit({ type: 'part-start', part: 'db', operation: 'verify', file: name, path: files.db });
         // The table hashes describe the file the manifest names: checked in the same pass over the file. The live
-        // tables are compared meanwhile (read-only, one consistent snapshot, now that maintenance is on).
+        // tables are compared meanwhile (read-only, two connections, each table in a consistent snapshot of its own,
+        // now that maintenance is on).
         const stopCompare = new AbortController();
         const onAbort = (): void => stopCompare.abort(o.signal?.reason);
         o.signal?.addEventListener('abort', onAbort, { once: true });
@@ -246,19 +247,21 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
             ? compareLiveDatabase({ config: dbConfig, backup: dbContent.hashes, signal: stopCompare.signal })
             : null;
         comparing?.catch(() => {}); // awaited below, or abandoned when the verification fails
-        const verify = (): ReturnType<typeof verifyDump> =>
-          verifyDump(files.db!, {
-            ...(o.signal ? { signal: o.signal } : {}),
-            onProgress: (bytes: number) => emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
-          });
         // With the table sections in the manifest, the file's SHA-256 matching the manifest's is its verification
         // (the manifest is written once the dump is complete): the statements are read only where they are loaded.
-        const bySections = dbContent?.hashes.tail !== undefined;
+        // If it does not match, every table is restored, and that load verifies the dump as it reads it.
+        const bySections = dbContent.hashes.tail !== undefined;
         let v: { bytes: number } | null;
         let check: Awaited<ReturnType<typeof checkAgainstManifest>> | null;
         try {
           [v, check] = await Promise.all([
-            bySections ? null : verify(),
+            bySections
+              ? null
+              : verifyDump(files.db, {
+                  ...(o.signal ? { signal: o.signal } : {}),
+                  onProgress: (bytes: number) =>
+                    emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
+                }),
             dbContent
               ? checkAgainstManifest(files.db, dbContent.part, {
                   ...(o.signal ? { signal: o.signal } : {}),
@@ -279,7 +282,6 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
             });
             dbContent = null;
             stopCompare.abort();
-            v ??= await verify();
           } else if (comparing) {
             delta = await comparing;
           }
