@@ -32,6 +32,10 @@ export type DefinitionObject =
 
 const IDENT = String.raw`(?:\`(?:[^\`]|\`\`)+\`|[\w$\u0080-\uffff]+)`;
 const QUALIFIED = String.raw`(${IDENT})(?:\s*\.\s*(${IDENT}))?`;
+/** Under ANSI_QUOTES a "double-quoted" name is an identifier too (a routine or trigger created in that mode). */
+const IDENT_ANSI = String.raw`(?:"(?:[^"]|"")+"|${IDENT})`;
+const QUALIFIED_ANSI = String.raw`(${IDENT_ANSI})(?:\s*\.\s*(${IDENT_ANSI}))?`;
+const qualified = (lex: Lexing): string => (lex.ansiQuotes ? QUALIFIED_ANSI : QUALIFIED);
 
 /** `db`.`t` → t (and its database); `t` → t. */
 function tableOf(m: RegExpExecArray, first: number): { table: string; database?: string } {
@@ -106,7 +110,7 @@ export function definitionTarget(
   const ei = RE.executeImmediate.exec(text);
   if (ei) text = decodeStringLiteral(ei[1] ?? '', lex.noBackslashEscapes).trim();
   const drop = new RegExp(
-    String.raw`^DROP\s+(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|PACKAGE\s+BODY|PACKAGE)\s+(?:IF\s+EXISTS\s+)?${QUALIFIED}`,
+    String.raw`^DROP\s+(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|PACKAGE\s+BODY|PACKAGE)\s+(?:IF\s+EXISTS\s+)?${qualified(lex)}`,
     'i',
   ).exec(text);
   if (drop) {
@@ -117,7 +121,7 @@ export function definitionTarget(
   if (!RE.create.test(text)) return undefined;
   const bare = text.replace(/DEFINER\s*=\s*(?:'[^']*'|`[^`]*`|[^\s@]+)(?:@(?:'[^']*'|`[^`]*`|\S+))?/i, '');
   const m = new RegExp(
-    String.raw`\b(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|PACKAGE\s+BODY|PACKAGE)\s+(?:IF\s+NOT\s+EXISTS\s+)?${QUALIFIED}`,
+    String.raw`\b(VIEW|TRIGGER|PROCEDURE|FUNCTION|EVENT|PACKAGE\s+BODY|PACKAGE)\s+(?:IF\s+NOT\s+EXISTS\s+)?${qualified(lex)}`,
     'i',
   ).exec(bare);
   if (!m) return undefined;
@@ -156,7 +160,7 @@ export function triggerTable(head: string, lex: Lexing = DEFAULT_LEXING): string
   const ei = RE.executeImmediate.exec(head);
   const text = ei ? decodeStringLiteral(ei[1] ?? '', lex.noBackslashEscapes).trim() : head;
   const m = new RegExp(
-    String.raw`\bTRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?${QUALIFIED}\s+(?:BEFORE|AFTER)\s+\w+(?:\s+OR\s+\w+)*\s+ON\s+${QUALIFIED}`,
+    String.raw`\bTRIGGER\s+(?:IF\s+NOT\s+EXISTS\s+)?${qualified(lex)}\s+(?:BEFORE|AFTER)\s+\w+(?:\s+OR\s+\w+)*\s+ON\s+${qualified(lex)}`,
     'i',
   ).exec(text);
   return m ? tableOf(m, 3).table : undefined;

@@ -10,6 +10,8 @@ export function isSpace(c: string): boolean {
 
 export function unquoteIdent(id: string): string {
   if (id.startsWith('`') && id.endsWith('`') && id.length >= 2) return id.slice(1, -1).replace(/``/g, '`');
+  // only ever given a "name" where ANSI_QUOTES makes it an identifier (restore-parse.ts)
+  if (id.startsWith('"') && id.endsWith('"') && id.length >= 2) return id.slice(1, -1).replace(/""/g, '"');
   return id;
 }
 
