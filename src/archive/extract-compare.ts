@@ -265,11 +265,12 @@ export class LiveComparer {
    */
   end(): number | undefined {
     const c = this.cur!;
-    if (c.how === 'keep' && c.offset === c.size) {
-      // left in place: no second fstat. Every byte up to the size fstat gave before the first read was equal;
-      // a write, truncate, chmod, chown, utimes or link since that fstat moved its ctime (or size or inode),
-      // and the re-check before the swap compares exactly that stat (recheckKept, extract-links.ts): a change
-      // made while we read is refused there, as one made after
+    if (c.how !== 'link' && c.offset === c.size) {
+      // no second fstat. 'keep': every byte up to the size fstat gave before the first read was equal; a write,
+      // truncate, chmod, chown, utimes or link since that fstat moved its ctime (or size or inode), and the
+      // re-check before the swap compares exactly that stat (recheckKept, extract-links.ts): a change made while
+      // we read is refused there, as one made after. 'diff': a report of one moment, and a change made while the
+      // file was read is one made just after it
       this.cur = null;
       fs.closeSync(c.liveFd);
       this.input.onKept?.(c.rel, c.st);
