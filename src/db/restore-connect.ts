@@ -21,14 +21,21 @@ export function sqlMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+function formatUnlessBare(sql: string, values: unknown): string {
+  return Array.isArray(values) && values.length === 0
+    ? sql
+    : mysql.format(sql, values as Parameters<typeof mysql.format>[1], false, 'Z');
+}
+
 async function open(cfg: DbConnectionConfig, database: string | null, binary: boolean): Promise<Connection> {
   let conn: Connection;
   try {
     conn = await mysql.createConnection({
       ...connectionOptions(cfg, { database, connectTimeout: 20000 }),
       charset: binary ? 'BINARY' : 'UTF8MB4_GENERAL_CI',
-      // without session tracking mysql2 would switch its own encoding when the dump says SET NAMES
-      ...(binary ? { flags: ['-SESSION_TRACK'] } : {}),
+      // without session tracking mysql2 would switch its own encoding when the dump says SET NAMES; a statement
+      // without values goes out as it is (mysql2 would scan a dump's megabytes of values for `?` placeholders)
+      ...(binary ? { flags: ['-SESSION_TRACK'], queryFormat: formatUnlessBare } : {}),
     });
   } catch (err) {
     throw mapConnectError(err, cfg, database);

@@ -98,6 +98,7 @@ export async function loadDump(
   const held: HeldDefinition[] = [];
   const tables: string[] = [];
   const seen = new Set<string>();
+  const keyed = new Map<string, boolean>();
   const refs: Record<string, string> = {};
   const newFks: Record<string, string> = {};
   const fkByName = new Map<string, string>();
@@ -179,9 +180,13 @@ export async function loadDump(
       case 'session': {
         const why = sessionRefusal(s.raw, lexing());
         if (why !== undefined) throw refuse(s, why);
-        if (!mode.apply(s.raw.toString('latin1'))) {
+        const text = s.raw.toString('latin1');
+        if (!mode.apply(text)) {
           throw refuse(s, 'it sets sql_mode to a value that cannot be read from the dump');
         }
+        // autocommit off: one connection's open transaction would hold a table the other one inserts into
+        if (/autocommit/i.test(text) && !/autocommit\s*:?=\s*(?:1|ON)\b[^,]*$/i.test(text))
+          pool.spread = false;
         pool.broadcast(s.raw, s.line);
         held.push({ kind: 'session', line: s.line, raw: s.raw });
         return;
@@ -215,6 +220,8 @@ export async function loadDump(
           seen.add(table);
           tables.push(table);
         }
+        // a table with a primary key keeps its rows in key order: they may be inserted in any order
+        if (k.create) keyed.set(table, /\bPRIMARY\s+KEY\b/i.test(raw.toString('latin1')));
         lastTable = table;
         const isDdl = !/^(?:INSERT|REPLACE|SELECT|DO)\b/i.test(head);
         if (r.copies) {
@@ -222,7 +229,15 @@ export async function loadDump(
           await pool.barrier({ raw, shown: s.raw, line: s.line, ddl: true });
           return;
         }
-        pool.dispatchTable({ raw, shown: s.raw, line: s.line, table, ddl: isDdl });
+        pool.dispatchTable({
+          raw,
+          // for a message only: its start, not a second copy of megabytes of rows held while queued
+          shown: raw === s.raw ? undefined : Buffer.from(s.raw.subarray(0, 1024)),
+          line: s.line,
+          table,
+          ddl: isDdl,
+          reorderable: r.reorderable === true && keyed.get(table) === true,
+        });
         await pool.room();
         return;
       }

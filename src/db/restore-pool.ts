@@ -1,9 +1,12 @@
 /**
- * Several loader connections working at once. The statements of one table go to one connection, in order;
- * session statements (SET ...) go to every connection at their place in the stream; anything else runs alone
- * after everything before it (a barrier). If the session runs with autocommit off (a dump may say so), a
- * connection commits when it moves to another table or runs out of work, so no other connection waits on its
- * locks. The reader waits when too many bytes are queued, so memory stays bounded.
+ * Several loader connections working at once. The statements of one table go to one connection (its owner), in
+ * order; a table's reorderable INSERTs (plain whole-row INSERTs: any order gives the same rows) may also go to a
+ * second connection that was idle when the table's first one came, after the table's statements before them
+ * (its DDL), and the table's next other statement waits for them. Session statements (SET ...) go to every
+ * connection at their place in the stream; anything else runs alone after everything before it (a barrier). If
+ * the session runs with autocommit off (a dump may say so), a connection commits when it moves to another table,
+ * before it waits for another connection, or when it runs out of work, so no other connection waits on its locks.
+ * The reader waits when too many bytes are queued, so memory stays bounded.
  */
 import type { Connection } from 'mysql2/promise';
 import { queryRaw } from './restore-connect.js';
@@ -20,6 +23,45 @@ export interface PoolItem {
   ddl?: boolean;
   /** the statement as the dump has it, for messages (when `raw` names shadow tables) */
   shown?: Buffer;
+  /** a plain whole-row INSERT: may run on the table's second connection, in any order with the table's others */
+  reorderable?: boolean;
+  /** runs only once this has happened (another connection ran the statements of its table it must follow) */
+  after?: Gate;
+  /** opened when the statement ran */
+  opens?: Gate;
+}
+
+/** A point in another connection's queue: open once the statement before it ran. */
+interface Gate {
+  open: boolean;
+  opened: Promise<void>;
+  release: () => void;
+}
+
+function gate(): Gate {
+  let release!: () => void;
+  const g: Gate = { open: false, opened: new Promise<void>((r) => (release = r)), release: () => {} };
+  g.release = () => {
+    g.open = true;
+    release();
+  };
+  return g;
+}
+
+const OPEN: Gate = (() => {
+  const g = gate();
+  g.release();
+  return g;
+})();
+
+/** Where a table's statements go. */
+interface TableRoute {
+  /** the connection that runs its statements in order; then, once taken, the one that shares its INSERTs */
+  owners: Worker[];
+  /** opens when the last statement queued on the first owner that is not a reorderable INSERT ran */
+  ordered: Gate;
+  /** opens when the last statement queued on the second owner ran */
+  shared: Gate;
 }
 
 export class StatementFailure extends Error {
@@ -46,7 +88,12 @@ const IDLE_COMMIT_MS = 200;
 
 export class LoaderPool {
   private workers: Worker[];
-  private owner = new Map<string, Worker>();
+  private routes = new Map<string, TableRoute>();
+  /** a failure or close() happened: gates are no longer waited for */
+  private stopped: Promise<void>;
+  private stop!: () => void;
+  /** reorderable INSERTs may go to a second connection (off once the dump touches autocommit) */
+  spread = true;
   private queuedBytes = 0;
   private waiters: (() => void)[] = [];
   private closed = false;
@@ -58,6 +105,7 @@ export class LoaderPool {
     conns: Connection[],
     private readonly maxQueuedBytes = 32 << 20,
   ) {
+    this.stopped = new Promise<void>((r) => (this.stop = r));
     this.workers = conns.map((conn) => {
       const w: Worker = {
         conn,
@@ -117,6 +165,15 @@ export class LoaderPool {
       }
       w.busy = true;
       try {
+        if (item.after && !item.after.open) {
+          // another connection runs what this statement must follow: never wait while holding a transaction
+          if (w.txOpen) {
+            await w.conn.query('COMMIT');
+            w.txOpen = false;
+          }
+          await Promise.race([item.after.opened, this.stopped]);
+          if (this.failure || this.closed) return;
+        }
         if (item.table !== undefined && item.table !== w.table) {
           if (w.txOpen) {
             await w.conn.query('COMMIT');
@@ -143,6 +200,7 @@ export class LoaderPool {
           await queryRaw(w.conn, item.raw);
         }
         if (item.table !== undefined) w.txOpen = true;
+        item.opens?.release();
       } catch (err) {
         this.fail(new StatementFailure(item, err));
         return;
@@ -159,6 +217,7 @@ export class LoaderPool {
 
   private fail(f: StatementFailure): void {
     if (!this.failure) this.failure = f;
+    this.stop();
     this.notify();
   }
 
@@ -172,23 +231,43 @@ export class LoaderPool {
     w.wake?.();
   }
 
-  /** Queue a statement of `item.table` on the connection that owns the table. */
+  private load(w: Worker): number {
+    return this.pending(w) + (w.busy ? 1 : 0);
+  }
+
+  /**
+   * Queue a statement of `item.table` on the connection that owns the table, or a reorderable INSERT on the
+   * table's second connection when that one has less to do (taken when it was idle).
+   */
   dispatchTable(item: PoolItem & { table: string }): void {
     this.check();
-    let w = this.owner.get(item.table);
-    if (!w) {
-      w = this.workers[0]!;
-      let best = Infinity;
-      for (const c of this.workers) {
-        const load = this.pending(c) + (c.busy ? 1 : 0);
-        if (load < best) {
-          best = load;
-          w = c;
-        }
-      }
-      this.owner.set(item.table, w);
+    let route = this.routes.get(item.table);
+    if (!route) {
+      let w = this.workers[0]!;
+      for (const c of this.workers) if (this.load(c) < this.load(w)) w = c;
+      route = { owners: [w], ordered: OPEN, shared: OPEN };
+      this.routes.set(item.table, route);
     }
-    this.push(w, item);
+    const first = route.owners[0]!;
+    if (!item.reorderable || !this.spread) {
+      // after the INSERTs queued on the second connection; the next ones there wait for this
+      if (route.owners.length > 1 && !route.shared.open) item.after = route.shared;
+      route.ordered = item.opens = gate();
+      this.push(first, item);
+      return;
+    }
+    if (route.owners.length === 1) {
+      const idle = this.workers.find((c) => c !== first && this.load(c) === 0);
+      if (idle) route.owners.push(idle);
+    }
+    const second = route.owners[1];
+    if (!second || this.load(first) <= this.load(second)) {
+      this.push(first, item);
+      return;
+    }
+    if (!route.ordered.open) item.after = route.ordered;
+    route.shared = item.opens = gate();
+    this.push(second, item);
   }
 
   /** Queue a session statement on every connection. */
@@ -245,6 +324,7 @@ export class LoaderPool {
   /** Stops the workers (after drain() for a clean end, or at once on failure/abort). */
   async close(): Promise<void> {
     this.closed = true;
+    this.stop();
     for (const w of this.workers) w.wake?.();
     this.notify();
     await Promise.all(this.workers.map((w) => w.done));

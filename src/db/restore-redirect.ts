@@ -26,6 +26,11 @@ export interface Redirected {
   rowsElsewhere?: boolean;
   /** why the statement cannot be loaded into shadow tables at all (it would read or change others) */
   refusal?: string;
+  /**
+   * a plain `INSERT INTO t VALUES …` of whole rows (no IGNORE, DELAYED, column list, SET or ON DUPLICATE KEY
+   * UPDATE): the table's rows end the same whatever the order such INSERTs of it run in
+   */
+  reorderable?: boolean;
 }
 
 /**
@@ -70,13 +75,17 @@ export function redirectTableStatement(raw: Buffer, r: TableRenames, lex = DEFAU
   const first = toks[0];
   if (isWord(first, 'INSERT', 'REPLACE')) {
     k = 1;
+    const plain = isWord(first, 'INSERT') && isWord(toks[k], 'INTO');
     skipWords('LOW_PRIORITY', 'DELAYED', 'HIGH_PRIORITY', 'IGNORE', 'INTO');
     const after = nameAt(k, 'target');
     const name = toks[after - 1];
     if (name) {
-      const what = valuesRefusal(raw, name.end, lex);
+      const seen = { duplicate: false };
+      const what = valuesRefusal(raw, name.end, lex, seen);
       if (what !== undefined) {
         out.refusal = `${isWord(first, 'REPLACE') ? 'REPLACE' : 'INSERT'} into table ${out.target ?? name.v} ${what}, which could read or change live tables before the swap`;
+      } else if (plain && k === 2 && isWord(toks[after], 'VALUES', 'VALUE') && !seen.duplicate) {
+        out.reorderable = true;
       }
     }
     return done();
@@ -203,7 +212,13 @@ const PAREN_WORDS = new Set(['VALUES', 'VALUE', 'PARTITION']);
  * there would run, with the loader's rights, before the swap. Undefined when there is none. One pass over the
  * bytes: strings are skipped with indexOf.
  */
-export function valuesRefusal(raw: Buffer, from: number, lex = DEFAULT_LEXING): string | undefined {
+export function valuesRefusal(
+  raw: Buffer,
+  from: number,
+  lex = DEFAULT_LEXING,
+  /** set when the word DUPLICATE stands outside quotes (ON DUPLICATE KEY UPDATE) */
+  seen?: { duplicate: boolean },
+): string | undefined {
   const n = raw.length;
   const backslash = !lex.noBackslashEscapes;
   /** the last significant token was a word (or quoted identifier) starting at wordAt, ending at wordEnd */
@@ -222,6 +237,8 @@ export function valuesRefusal(raw: Buffer, from: number, lex = DEFAULT_LEXING): 
       while (j < n && CLASS[raw[j]!] === C_WORD) j++;
       if (j - i === 6 && raw.toString('latin1', i, j).toUpperCase() === 'SELECT')
         return 'with a subquery (SELECT)';
+      if (j - i === 9 && seen && raw.toString('latin1', i, j).toUpperCase() === 'DUPLICATE')
+        seen.duplicate = true;
       wordAt = i;
       wordEnd = j;
       i = j;

@@ -62,7 +62,7 @@ import { loadDump, statementError, type LoadResult } from './restore-load.js';
 import { createdObjects } from './restore-parse.js';
 import { StatementFailure } from './restore-pool.js';
 import { cleanup, forward, planCommit, undo } from './restore-swap.js';
-import { dumpedDatabaseFromHeader, dumpFileSize, readDumpHead } from './verify-dump.js';
+import { dumpedDatabaseFromHeader, dumpFileSize, missingFooter, readDumpHead } from './verify-dump.js';
 
 export { RestoreError, RestoreInterruptedError, isRestoreFailure } from './restore-errors.js';
 export type { LiveDatabaseState, RestoreFailure } from './restore-errors.js';
@@ -113,6 +113,8 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
   throwIfAborted(o.signal);
   try {
     await dumpFileSize(o.file);
+    const incomplete = await missingFooter(o.file);
+    if (incomplete) throw incomplete;
   } catch (err) {
     throw err instanceof CliError ? new RestoreError(err.message, { cause: err }) : err;
   }

@@ -107,6 +107,23 @@ export async function dumpFileSize(file: string): Promise<number> {
 }
 
 /**
+ * A plain dump whose last line is not its `-- Dump completed` footer, refused before anything is loaded (a
+ * truncated file, the common case); a .sql.gz is checked at the end of the load that decodes it.
+ */
+export async function missingFooter(file: string): Promise<CliError | undefined> {
+  if (await isGzipFile(file)) return undefined;
+  const fh = await fsp.open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const tail = Buffer.alloc(Math.min(TAIL_BYTES, size));
+    await fh.read(tail, 0, tail.length, size - tail.length);
+    return incompleteDump(file, 'clean', ';', tail);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * Why a dump read to its end is not complete (it ends inside a statement, string, identifier or comment, or
  * without the `-- Dump completed` footer as its last line), or undefined. `tail` is its last decoded bytes.
  */

@@ -304,9 +304,19 @@ void test('a truncated, incomplete, corrupt or empty dump is refused and nothing
       text.subarray(0, footer),
       /is incomplete: it does not end with a "-- Dump completed" line/,
     ],
+    // the footer line inside an open string: found at the end of the load
     [
       'open-string.sql',
-      Buffer.concat([text.subarray(0, footer), Buffer.from("INSERT INTO x VALUES ('a")]),
+      Buffer.concat([
+        text.subarray(0, footer),
+        Buffer.from("INSERT INTO x VALUES ('a\n"),
+        text.subarray(footer),
+      ]),
+      /is truncated: it ends inside a quoted string/,
+    ],
+    [
+      'open-string.sql.gz',
+      zlib.gzipSync(Buffer.concat([text.subarray(0, footer), Buffer.from("INSERT INTO x VALUES ('a")])),
       /is truncated: it ends inside a quoted string/,
     ],
     [
