@@ -9,7 +9,7 @@
  */
 import type { Connection } from 'mysql2/promise';
 import { CliError } from '../errors.js';
-import { RESERVED_PREFIX } from './restore.js';
+import { RESERVED_PREFIX } from './restore-journal.js';
 import { quoteIdent, valueKindFor, type ValueKind } from './sql-values.js';
 
 export interface ColumnPlan {
