@@ -10,6 +10,7 @@ import { generateStore } from '../../fixtures/store.js';
 import type { DbDiff } from '../../src/restore/db-diff.js';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
+import { magentoUser, type MagentoUser } from '../helpers/db-users.js';
 
 void test('backups:diff lists the database changes of each kind, and none after the rollback', async () => {
   const server = await getTestServer();
@@ -107,17 +108,13 @@ void test('backups:diff as the Magento user (ALL ON <db>.* only): a routine whos
   const server = await getTestServer();
   const db = await server.createDatabase('diffhid');
   const conn = await server.connect(db);
-  const user = `mbk_dh_${process.pid}`;
-  const hosts = ['%', 'localhost', '127.0.0.1'];
+  let mage: MagentoUser | undefined;
   try {
     await conn.query('CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))');
     await conn.query("INSERT INTO t VALUES (1, 'a'), (2, 'b')");
     // defined by root: its body is root's to read
     await conn.query('CREATE FUNCTION f_root() RETURNS INT DETERMINISTIC RETURN 42');
-    for (const host of hosts) {
-      await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [user, host, 'diff-Pw-1']);
-      await conn.query(`GRANT ALL ON \`${db}\`.* TO ?@?`, [user, host]);
-    }
+    mage = await magentoUser(conn, db);
     const root = path.join(tempDir('mbk-diffhid-'), 'store');
     await generateStore({
       dir: root,
@@ -129,8 +126,8 @@ void test('backups:diff as the Magento user (ALL ON <db>.* only): a routine whos
     assert.equal(made.code, 0, made.stderr);
     await conn.query("UPDATE t SET v = 'c' WHERE id = 2");
 
-    const asUser = ['--root', root, '--db-user', user];
-    const env = { MAGEBACKUP_DB_PASSWORD: 'diff-Pw-1' };
+    const asUser = ['--root', root, '--db-user', mage.user];
+    const env = { MAGEBACKUP_DB_PASSWORD: mage.password };
     const json = await runCli(['backups:diff', ...asUser, '--json'], { env: { ...process.env, ...env } });
     assert.equal(json.code, 0, json.stderr);
     const d = (JSON.parse(json.stdout) as { db: DbDiff }).db;
@@ -150,7 +147,7 @@ void test('backups:diff as the Magento user (ALL ON <db>.* only): a routine whos
     );
     assert.doesNotMatch(plain.stdout, /f_root: changed/);
   } finally {
-    for (const host of hosts) await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
+    await mage?.drop();
     await conn.end();
   }
 });

@@ -22,6 +22,7 @@ import {
 import type { DbConnectionConfig } from '../../src/db/types.js';
 import type { MagebackupEvent } from '../../src/events.js';
 import { configFor, queryRows, stockDump } from './restore-helpers.js';
+import { magentoUser, type MagentoUser } from '../helpers/db-users.js';
 
 let server: TestServer;
 let conn: Connection;
@@ -67,23 +68,8 @@ async function smallSchema(c: Connection, tag: string): Promise<void> {
   );
 }
 
-async function limitedUser(
-  db: string,
-): Promise<{ user: string; password: string; drop: () => Promise<void> }> {
-  const user = `mbk_f_${process.pid}_${Math.floor(Math.random() * 1e6)}`;
-  const password = 'limited-Pw-2';
-  const hosts = ['%', 'localhost', '127.0.0.1'];
-  for (const host of hosts) {
-    await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [user, host, password]);
-    await conn.query(`GRANT ALL ON \`${db}\`.* TO ?@?`, [user, host]);
-  }
-  return {
-    user,
-    password,
-    drop: async () => {
-      for (const host of hosts) await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
-    },
-  };
+function limitedUser(db: string): Promise<MagentoUser> {
+  return magentoUser(conn, db, { password: 'limited-Pw-2' });
 }
 
 async function leftovers(db: string, c: Connection = conn): Promise<string[]> {

@@ -13,6 +13,7 @@ import { dumpDatabase } from '../../src/db/dump.js';
 import { recoverInterruptedRestores } from '../../src/db/restore.js';
 import type { DbConnectionConfig } from '../../src/db/types.js';
 import { configFor, databasesLike, queryRows } from './restore-helpers.js';
+import { magentoUser } from '../helpers/db-users.js';
 
 let server: TestServer;
 let conn: Connection;
@@ -111,16 +112,13 @@ for (const [step, after, decision] of steps) {
     }
     const oldSnap = await describeDatabase(conn, live);
     // the usual Magento grant: ALL ON <db>.* and nothing else
-    const user = `mbk_k_${process.pid}_${step.replace(/-/g, '_').slice(0, 12)}${decision ? '_b' : ''}`;
-    const hosts = ['%', 'localhost', '127.0.0.1'];
-    for (const host of hosts) {
-      await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [user, host, 'kill-Pw-1']);
-      await conn.query(`GRANT ALL ON \`${live}\`.* TO ?@?`, [user, host]);
-    }
+    const mage = await magentoUser(conn, live, {
+      name: `mbk_k_${process.pid}_${step.replace(/-/g, '_').slice(0, 12)}${decision ? '_b' : ''}`,
+    });
     // going back puts the old routines back: root's routines are readable by root only
     const config = decision
       ? configFor(server, live)
-      : { ...configFor(server, live), user, password: 'kill-Pw-1' };
+      : { ...configFor(server, live), user: mage.user, password: mage.password };
     try {
       await killAt(step, config);
 
@@ -131,7 +129,7 @@ for (const [step, after, decision] of steps) {
 
       await recoverInterruptedRestores(config, () => decision);
     } finally {
-      for (const host of hosts) await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
+      await mage.drop();
     }
     const want = after === 'old' ? oldSnap : srcSnap;
     assert.deepEqual(diffDatabases(want, await describeDatabase(conn, live)), []);
@@ -172,15 +170,12 @@ for (const [step, after, decision] of steps) {
     }
     const oldSnap = await describeDatabase(conn, live);
     // the usual Magento grant (ALL ON <db>.* only), as on the whole-restore path above; going back needs root
-    const user = `mbk_s_${process.pid}_${step.replace(/-/g, '_').slice(0, 12)}${decision ? '_b' : ''}`;
-    const hosts = ['%', 'localhost', '127.0.0.1'];
-    for (const host of hosts) {
-      await conn.query('CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?', [user, host, 'kill-Pw-1']);
-      await conn.query(`GRANT ALL ON \`${live}\`.* TO ?@?`, [user, host]);
-    }
+    const mage = await magentoUser(conn, live, {
+      name: `mbk_s_${process.pid}_${step.replace(/-/g, '_').slice(0, 12)}${decision ? '_b' : ''}`,
+    });
     const config = decision
       ? configFor(server, live)
-      : { ...configFor(server, live), user, password: 'kill-Pw-1' };
+      : { ...configFor(server, live), user: mage.user, password: mage.password };
     try {
       await killAt(step, config, { dump: file, hashes });
       const now = tablesOf(await describeDatabase(conn, live));
@@ -189,7 +184,7 @@ for (const [step, after, decision] of steps) {
       assert.ok(isOld || isNew, `a mix of old and new tables after a kill at '${step}'`);
       await recoverInterruptedRestores(config, () => decision);
     } finally {
-      for (const host of hosts) await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
+      await mage.drop();
     }
     const want = after === 'old' ? oldSnap : backupSnap;
     assert.deepEqual(diffDatabases(want, await describeDatabase(conn, live)), []);

@@ -17,6 +17,7 @@ import {
 import { InterruptedError } from '../../src/errors.js';
 import type { MagebackupEvent } from '../../src/events.js';
 import { configFor, databasesLike, queryRows, stockDump } from './restore-helpers.js';
+import { magentoUser } from '../helpers/db-users.js';
 
 let server: TestServer;
 let conn: Connection;
@@ -137,12 +138,8 @@ void test('a user with ALL ON <db>.* only (no CREATE DATABASE) gets the same ato
   const file = path.join(dir, 'ours-limited.sql');
   await dumpDatabase({ config: configFor(server, src), outFile: file, compress: false });
   const live = await newLive('rlimit');
-  const user = `mbk_lim_${process.pid}`;
-  const password = 'limited-Pw-1';
-  for (const host of ['%', 'localhost', '127.0.0.1']) {
-    await conn.query(`CREATE USER IF NOT EXISTS ?@? IDENTIFIED BY ?`, [user, host, password]);
-    await conn.query(`GRANT ALL ON \`${live}\`.* TO ?@?`, [user, host]);
-  }
+  const mage = await magentoUser(conn, live, { name: `mbk_lim_${process.pid}`, password: 'limited-Pw-1' });
+  const { user, password } = mage;
   try {
     const events: MagebackupEvent[] = [];
     const config = { ...configFor(server, live), user, password };
@@ -151,8 +148,7 @@ void test('a user with ALL ON <db>.* only (no CREATE DATABASE) gets the same ato
     assert.deepEqual(diffDatabases(srcSnap, await snapshot(live)), []);
     assert.deepEqual(await leftovers(live), []);
   } finally {
-    for (const host of ['%', 'localhost', '127.0.0.1'])
-      await conn.query('DROP USER IF EXISTS ?@?', [user, host]);
+    await mage.drop();
   }
 });
 
