@@ -17,7 +17,7 @@ import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { PreparedRestore, RestoreResult } from '../db/restore.js';
-import { CliError } from '../errors.js';
+import { CliError, InterruptedError } from '../errors.js';
 import { recheckKept, recheckLinked } from '../archive/extract-links.js';
 import {
   flushStaged,
@@ -232,7 +232,9 @@ export class RollbackOperation {
       );
     }
     await this.removeAll();
-    throw new CliError(
+    // An interruption stays one (exit 130, or 129 for SIGHUP), however late in the operation it came.
+    const Failure = cause instanceof InterruptedError ? InterruptedError : CliError;
+    throw new Failure(
       `The rollback could not finish (${why}): every part was put back as it was before, nothing changed`,
       { cause },
     );
