@@ -38,6 +38,7 @@ import {
 import { quoteIdent } from './sql-values.js';
 import { createStripMatcher } from './strip.js';
 import { ContentHasher, type DbContentHashes } from './table-hash.js';
+import { HashStreams } from '../fs/streaming-hash.js';
 import type { DbConnectionConfig } from './types.js';
 
 export interface DumpOptions {
@@ -117,6 +118,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
   const conn = await openConnection(cfg);
   let fh: FileHandle | null = null;
   let out: Output | null = null;
+  let rowHashes: HashStreams | null = null;
   // An abort is seen between statements (throwIfAborted) and, while rows stream, by dumpRows' own listener.
   try {
     await prepareDumpSession(conn);
@@ -162,7 +164,9 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     };
 
     for (const seq of schema.sequences) await out.bin(sequenceSql(seq));
-    const hasher = new ContentHasher(maxStmt);
+    // the per-table row hashes (SHA-256 of each table's row bytes) are computed on a worker thread
+    const streams = (rowHashes = new HashStreams());
+    const hasher = new ContentHasher(maxStmt, () => streams.open());
 
     for (const t of schema.tables) {
       throwIfAborted(o.signal);
@@ -234,7 +238,8 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     }
 
     await conn.query('COMMIT');
-    result.content = hasher.finish(schema, tail);
+    rowHashes.close();
+    result.content = await hasher.finish(schema, tail);
     await out.text(footer());
     await out.finish();
     result.bytes = out.bytes;
@@ -242,6 +247,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     return result;
   } catch (err) {
     if (out) await out.abandon();
+    if (rowHashes) await rowHashes.abandon();
     if (o.signal?.aborted) throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
     throw mapDumpError(err, cfg);
   } finally {

@@ -79,21 +79,35 @@ export function definitionHashes(schema: SchemaPlan): DefinitionHash[] {
   );
 }
 
+/** A SHA-256 being computed: the rows' bytes in order, then the hex digest (the dump's is on a worker thread). */
+export interface RowHash {
+  update(bytes: Buffer): void;
+  digest(): Promise<string>;
+}
+
+function localRowHash(): RowHash {
+  const h: Hash = createHash('sha256');
+  return { update: (b) => void h.update(b), digest: () => Promise.resolve(h.digest('hex')) };
+}
+
 /**
  * Collects the hashes while the dump is written (dump.ts taps each table's rows into `rowsTap`), and where each
  * table's statements are (`at`: the dump's position when its section starts, its triggers start, it ends).
  */
 export class ContentHasher {
-  readonly #tables: Array<{ entry: TableContentHash; hash: Hash | null; start: DumpPosition }> = [];
+  readonly #tables: Array<{ entry: TableContentHash; hash: RowHash | null; start: DumpPosition }> = [];
   #triggers: DumpPosition | undefined;
-  constructor(private readonly statementBytes: number) {}
+  constructor(
+    private readonly statementBytes: number,
+    private readonly newRowHash: () => RowHash = localRowHash,
+  ) {}
 
   /** A table's schema; returns the tap for its rows when they are hashed (dumped, with a stable order). */
   table(t: TablePlan, rowsDumped: boolean, at: DumpPosition): ((bytes: Buffer) => void) | null {
     const n = normaliseCreate(t.create);
     const entry: TableContentHash = { name: t.name, schema: sha256(n.schema), count: 0 };
     if (n.autoIncrement !== undefined) entry.autoIncrement = n.autoIncrement;
-    const hash = rowsDumped && hasStableOrder(t.create) ? createHash('sha256') : null;
+    const hash = rowsDumped && hasStableOrder(t.create) ? this.newRowHash() : null;
     this.#tables.push({ entry, hash, start: at });
     this.#triggers = undefined;
     return hash ? (b) => hash.update(b) : null;
@@ -125,9 +139,9 @@ export class ContentHasher {
   }
 
   /** `tail`: where the definitions part starts (the dump's size is set once it is written: `tail.end`) */
-  finish(schema: SchemaPlan, tail?: DumpPosition): DbContentHashes {
-    const tables = this.#tables.map(({ entry, hash }) =>
-      hash ? { ...entry, rows: hash.digest('hex') } : entry,
+  async finish(schema: SchemaPlan, tail?: DumpPosition): Promise<DbContentHashes> {
+    const tables = await Promise.all(
+      this.#tables.map(async ({ entry, hash }) => (hash ? { ...entry, rows: await hash.digest() } : entry)),
     );
     return {
       version: CONTENT_HASH_VERSION,

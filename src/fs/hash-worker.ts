@@ -1,24 +1,37 @@
 /**
- * Worker side of StreamingHash: SHA-256 of the byte chunks posted to it, in order. Off the main thread, so
- * hashing a 600 MB dump costs the dumper no time (it runs on the other core while the dumper formats rows).
- * Each chunk's buffer is transferred back once hashed, so the main thread reuses a few buffers instead of
- * leaving hundreds of megabytes of garbage for this thread's collector.
+ * Worker side of StreamingHash and HashStreams: SHA-256 of the byte chunks posted to it, per stream id, in order.
+ * Off the main thread, so hashing a 600 MB dump (and its tables' rows) costs the dumper no time: it runs on the
+ * other core while the dumper formats rows. Each chunk's buffer is transferred back once hashed, so the main
+ * thread reuses a few buffers instead of leaving hundreds of megabytes of garbage for this thread's collector.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 
-export type HashRequest = { t: 'data'; buf: ArrayBuffer; len: number } | { t: 'end' };
-export type HashReply = { t: 'free'; buf: ArrayBuffer } | { t: 'digest'; hex: string; size: number };
+export type HashRequest =
+  { t: 'data'; id: number; buf: ArrayBuffer; len: number } | { t: 'end'; id: number } | { t: 'close' };
+export type HashReply =
+  { t: 'free'; buf: ArrayBuffer } | { t: 'digest'; id: number; hex: string; size: number };
 
-const hash = createHash('sha256');
-let size = 0;
+const streams = new Map<number, { hash: Hash; size: number }>();
+const stream = (id: number): { hash: Hash; size: number } => {
+  let s = streams.get(id);
+  if (!s) streams.set(id, (s = { hash: createHash('sha256'), size: 0 }));
+  return s;
+};
 parentPort!.on('message', (m: HashRequest) => {
   if (m.t === 'data') {
-    hash.update(new Uint8Array(m.buf, 0, m.len));
-    size += m.len;
+    const s = stream(m.id);
+    s.hash.update(new Uint8Array(m.buf, 0, m.len));
+    s.size += m.len;
     parentPort!.postMessage({ t: 'free', buf: m.buf } satisfies HashReply, [m.buf]);
-  } else {
-    parentPort!.postMessage({ t: 'digest', hex: hash.digest('hex'), size } satisfies HashReply);
-    parentPort!.close();
-  }
+  } else if (m.t === 'end') {
+    const s = stream(m.id);
+    streams.delete(m.id);
+    parentPort!.postMessage({
+      t: 'digest',
+      id: m.id,
+      hex: s.hash.digest('hex'),
+      size: s.size,
+    } satisfies HashReply);
+  } else parentPort!.close();
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { StreamingHash } from '../../src/fs/streaming-hash.js';
+import { HashStreams, StreamingHash } from '../../src/fs/streaming-hash.js';
 
 void test('StreamingHash equals a one-shot SHA-256, for empty, small, odd and multi-MiB chunks, and the caller may reuse its buffer', async () => {
   const chunks = [
@@ -37,4 +37,41 @@ void test('an empty StreamingHash is the SHA-256 of nothing; abandon() ends the 
   a.update(randomBytes(1000));
   await a.abandon();
   await assert.rejects(a.digest(), /abandoned/);
+});
+
+void test('HashStreams: interleaved streams on one worker each equal their one-shot SHA-256 (empty, small, multi-MiB); abandon() fails what was not answered', async () => {
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  const hs = new HashStreams();
+  const a = hs.open();
+  const b = hs.open();
+  const empty = hs.open();
+  const partsA = [randomBytes(10), randomBytes((2 << 20) + 3), randomBytes(1)];
+  const partsB = [randomBytes(1 << 20), randomBytes(7)];
+  const reused = Buffer.alloc(5000);
+  const keptB: Buffer[] = [];
+  for (let i = 0; i < 3; i++) {
+    a.update(partsA[i]!);
+    if (partsB[i]) {
+      b.update(partsB[i]!);
+      keptB.push(partsB[i]!);
+    }
+    randomBytes(reused.length).copy(reused);
+    keptB.push(Buffer.from(reused));
+    b.update(reused);
+    reused.fill(0); // the caller may reuse its buffer at once
+  }
+  hs.close();
+  const c = hs.open.bind(hs);
+  assert.throws(c, /closed/);
+  const [da, db, de] = await Promise.all([a.digest(), b.digest(), empty.digest()]);
+  assert.equal(da, sha(Buffer.concat(partsA)));
+  assert.equal(db, sha(Buffer.concat(keptB)));
+  assert.equal(de, sha(Buffer.alloc(0)));
+  assert.equal(await a.digest(), da, 'digest() is idempotent');
+
+  const x = new HashStreams();
+  const s = x.open();
+  s.update(randomBytes(100));
+  await x.abandon();
+  await assert.rejects(s.digest());
 });
