@@ -9,10 +9,16 @@ import { ByteSink } from './sql-values.js';
 
 /** bytes handed to the writer at a time */
 export const CHUNK = 1 << 20;
-/** the sink's buffer: a chunk and room for the row that crosses its end */
-const SINK_BYTES = CHUNK + 65536;
+/**
+ * the sink's buffer: a chunk and room for what crosses its end. The row writer hands the sink over only between
+ * socket reads (≤ 64 KiB each, up to ~2x that as SQL): with less room the sink grew (a fresh 2 MiB buffer, a copy,
+ * and a buffer that could not be reused) every few chunks.
+ */
+const SINK_BYTES = CHUNK + 256 * 1024;
 /** pause reading rows while this many bytes wait to be written */
 const HIGH_WATER = 8 * CHUNK;
+/** written chunk buffers kept for the sink (as many as can wait for the disk: each is reused, never faulted in again) */
+const FREE_MAX = HIGH_WATER / CHUNK + 2;
 
 /**
  * What dumpRows writes one table's rows to: the dump's Output, or a table hasher (table-hash.ts) that encodes a
@@ -91,7 +97,7 @@ export class Output implements RowOutput {
           await writeFully(this.fh, buf);
           this.onWritten?.(buf);
           // written (onWritten copies what it keeps): the sink may fill this buffer again
-          if (buf.byteOffset === 0 && buf.buffer.byteLength === SINK_BYTES && this.#free.length < 2) {
+          if (buf.byteOffset === 0 && buf.buffer.byteLength === SINK_BYTES && this.#free.length < FREE_MAX) {
             this.#free.push(Buffer.from(buf.buffer, 0, SINK_BYTES));
           }
         }

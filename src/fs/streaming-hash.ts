@@ -18,7 +18,7 @@ export interface FileSum {
 
 const SLOT = 1 << 20;
 /** buffers kept for reuse; more are allocated only while the worker lags behind */
-const POOL_MAX = 8;
+const POOL_MAX = 16;
 
 type Digest = { hex: string; size: number };
 
