@@ -21,7 +21,16 @@ import { InterruptedError, describeAbort } from '../errors.js';
 import { CHUNK, type RowOutput } from './dump-output.js';
 import type { TablePlan } from './dump-schema.js';
 import { rowsHead, rowsTail } from './dump-sql.js';
-import { ESCAPES, quoteIdent, writeBytes, writeHex, writeQuoted, writeRaw } from './sql-values.js';
+import {
+  ESCAPES,
+  LONG_VALUE,
+  escapeLong,
+  quoteIdent,
+  writeBytes,
+  writeHex,
+  writeQuoted,
+  writeRaw,
+} from './sql-values.js';
 
 /** Which row parser reads the result: ours (default), or mysql2's row arrays (for tests comparing the two). */
 export type RowParser = 'fast' | 'mysql2';
@@ -230,6 +239,10 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
         ob[o++] = 0x27;
       } else if (k === STRING) {
         ob[o++] = 0x27;
+        if (e - p >= LONG_VALUE) {
+          o = escapeLong(ob, o, src, p, e);
+          p = e;
+        }
         while (p < e) {
           const c = src[p++]!;
           if (c > 0x5c) {

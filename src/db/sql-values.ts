@@ -79,15 +79,59 @@ export class ByteSink {
   }
 }
 
+/** The bytes ESCAPES escapes, for a scan of a value's latin1 view (one char per byte: the same positions). */
+const NEEDS_ESCAPE = /[\0\n\r\x1a"'\\]/g;
+
+/**
+ * From this length a value is escaped by escapeLong (measured: ~1.2 ns a byte against the byte loop's ~1.9; the
+ * loop is faster below ~200 bytes, where the string and the native calls cost more than they save).
+ */
+export const LONG_VALUE = 256;
+
+/**
+ * Writes src[start, end) escaped (as the byte loop of writeQuoted would, without the quotes) at out[o], which has
+ * room for twice the value; returns the end. The runs between escapes are found by a regular expression over the
+ * value's latin1 view and copied natively.
+ */
+export function escapeLong(out: Buffer, o: number, src: Buffer, start: number, end: number): number {
+  const s = src.toString('latin1', start, end);
+  const re = NEEDS_ESCAPE;
+  re.lastIndex = 0;
+  let last = 0;
+  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
+    const at = m.index;
+    if (at > last) {
+      out.set(src.subarray(start + last, start + at), o);
+      o += at - last;
+    }
+    out[o++] = 0x5c;
+    out[o++] = ESCAPES[s.charCodeAt(at)]!;
+    last = at + 1;
+  }
+  const n = end - start;
+  if (n > last) {
+    out.set(src.subarray(start + last, end), o);
+    o += n - last;
+  }
+  return o;
+}
+
 /**
  * Append `'...'` with MySQL escaping of src[start, end) (valid for utf8mb4 and any ASCII-compatible charset).
- * A plain byte loop: no subarrays, no native calls per value (values are mostly short).
+ * A plain byte loop for short values (no subarrays, no native calls per value); escapeLong for long ones.
  */
 export function writeQuoted(out: ByteSink, src: Uint8Array, start = 0, end = src.length): void {
   out.ensure((end - start) * 2 + 2);
   const buf = out.buf;
   let o = out.len;
   buf[o++] = 0x27;
+  if (end - start >= LONG_VALUE) {
+    const b = Buffer.isBuffer(src) ? src : Buffer.from(src.buffer, src.byteOffset, src.byteLength);
+    o = escapeLong(buf, o, b, start, end);
+    buf[o++] = 0x27;
+    out.len = o;
+    return;
+  }
   for (let i = start; i < end; i++) {
     const c = src[i]!;
     if (c > 0x5c) {

@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ByteSink,
+  ESCAPES,
+  LONG_VALUE,
   quoteIdent,
   quoteString,
   sqlLiteral,
@@ -152,4 +154,46 @@ void test('binary values: the shorter of 0x... and _binary escaped', () => {
   assert.equal(bytesLiteralLength(100, 100), 202);
   assert.equal(bytesLiteralLength(100, 3), 112);
   assert.equal(countEscapes(mixed), 7);
+});
+
+void test('long values (the regular-expression path) are escaped byte for byte as the byte loop escapes short ones', () => {
+  // the reference: the byte loop, written out here
+  const loop = (v: Uint8Array): Buffer => {
+    const o: number[] = [0x27];
+    for (const c of v) {
+      if (ESCAPES[c] === 0) o.push(c);
+      else o.push(0x5c, ESCAPES[c]!);
+    }
+    o.push(0x27);
+    return Buffer.from(o);
+  };
+  const specials = [0x00, 0x0a, 0x0d, 0x1a, 0x22, 0x27, 0x5c];
+  let seed = 7;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (const len of [LONG_VALUE - 1, LONG_VALUE, LONG_VALUE + 1, 1000, 5000, 70000]) {
+    for (const density of [0, 1, 20, 1000]) {
+      const v = Buffer.alloc(len);
+      for (let i = 0; i < len; i++)
+        v[i] = density > 0 && rnd(density) === 0 ? specials[rnd(specials.length)]! : rnd(256);
+      // escapes at both ends and side by side
+      if (len > 4 && density > 0) {
+        v.set([0x27, 0x5c, 0x00], 0);
+        v.set([0x0a, 0x0d], len - 2);
+      }
+      // a slice of a larger buffer, and the same bytes in a plain Uint8Array
+      const big = Buffer.concat([Buffer.from('xx'), v, Buffer.from('yy')]);
+      for (const [src, start] of [
+        [big, 2],
+        [new Uint8Array(v), 0],
+      ] as const) {
+        const sink = new ByteSink(16);
+        sink.ascii('(');
+        writeQuoted(sink, src, start, start + len);
+        assert.deepEqual(sink.buf.subarray(1, sink.len), loop(v), `length ${len}, density ${density}`);
+      }
+    }
+  }
 });
