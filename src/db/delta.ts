@@ -11,8 +11,8 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { Connection } from 'mysql2/promise';
-import { throwIfAborted } from '../errors.js';
-import { openConnection } from './connect.js';
+import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
+import { describeServer, isConnectionLost, openConnection } from './connect.js';
 import { prepareDumpSession } from './dump.js';
 import { CHUNK, type RowOutput } from './dump-output.js';
 import { coreOf, dumpRows } from './dump-rows.js';
@@ -101,15 +101,36 @@ const HASH_CONNECTIONS = 2;
  * transaction the rows are read first, which takes the table's metadata lock until COMMIT, then SHOW CREATE
  * TABLE again: a table altered since the schema was read shows its new schema there and is loaded.
  */
-export async function compareLiveDatabase(o: {
+export async function compareLiveDatabase(o: CompareOptions): Promise<LiveComparison> {
+  throwIfAborted(o.signal);
+  const signal = o.signal;
+  if (!signal) return compareUnguarded(o);
+  // An abort destroys the connections (below), and a statement in flight on a destroyed connection never settles
+  // (mysql2 drops its callback once the connection is closing): the abort ends the comparison itself too.
+  let onAbort!: () => void;
+  const stopped = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new InterruptedError(describeAbort(signal.reason)));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  const work = compareUnguarded(o);
+  work.catch(() => {}); // abandoned when aborted
+  try {
+    return await Promise.race([work, stopped]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+interface CompareOptions {
   config: DbConnectionConfig;
   backup: DbContentHashes;
   counts?: boolean;
   signal?: AbortSignal;
   /** before each table is read */
   onTable?: (name: string, index: number, total: number) => void;
-}): Promise<LiveComparison> {
-  throwIfAborted(o.signal);
+}
+
+async function compareUnguarded(o: CompareOptions): Promise<LiveComparison> {
   const conns: Connection[] = [];
   const kill = (): void => {
     for (const c of conns) coreOf(c).destroy();
@@ -182,12 +203,31 @@ export async function compareLiveDatabase(o: {
     return { tables, extraTables: extraTables.sort(), definitions };
   } catch (err) {
     kill();
-    throw err;
+    if (!o.signal?.aborted) throw mapCompareError(err, o.config);
+    throw err instanceof InterruptedError
+      ? err
+      : new InterruptedError(describeAbort(o.signal.reason), { cause: err });
   } finally {
     o.signal?.removeEventListener('abort', kill);
     if (o.signal?.aborted) kill();
     else for (const c of conns) await c.end().catch(() => coreOf(c).destroy());
   }
+}
+
+/** A server that went away or refused a statement mid-comparison: one line naming the database and server. */
+function mapCompareError(err: unknown, cfg: DbConnectionConfig): unknown {
+  if (err instanceof CliError) return err;
+  const what = `Comparing database ${quoteIdent(cfg.database)} on ${describeServer(cfg)} with the backup failed`;
+  if (isConnectionLost(err)) {
+    return new CliError(`${what}: the connection to the server was lost (did it stop or restart?)`, {
+      cause: err,
+    });
+  }
+  const e = err as { code?: unknown; sqlMessage?: string; message?: string } | null;
+  if (typeof e?.code === 'string' && e.code.startsWith('ER_')) {
+    return new CliError(`${what}: ${e.sqlMessage ?? e.message ?? e.code}`, { cause: err });
+  }
+  return err;
 }
 
 /** SHOW CREATE TABLE's bytes exactly (as readSchema reads them); undefined when it is not a table now. */

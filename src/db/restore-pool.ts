@@ -154,7 +154,7 @@ export class LoaderPool {
           // nothing to do for a while: commit, so that no other connection waits on this table's locks
           w.busy = true;
           try {
-            await w.conn.query('COMMIT');
+            if (!(await this.settle(w.conn.query('COMMIT')))) return;
             w.txOpen = false;
           } catch (err) {
             this.fail(new StatementFailure({ raw: Buffer.from('COMMIT'), line: 0 }, err));
@@ -168,7 +168,7 @@ export class LoaderPool {
         if (item.after && !item.after.open) {
           // another connection runs what this statement must follow: never wait while holding a transaction
           if (w.txOpen) {
-            await w.conn.query('COMMIT');
+            if (!(await this.settle(w.conn.query('COMMIT')))) return;
             w.txOpen = false;
           }
           await Promise.race([item.after.opened, this.stopped]);
@@ -176,14 +176,14 @@ export class LoaderPool {
         }
         if (item.table !== undefined && item.table !== w.table) {
           if (w.txOpen) {
-            await w.conn.query('COMMIT');
+            if (!(await this.settle(w.conn.query('COMMIT')))) return;
             w.txOpen = false;
           }
           w.table = item.table;
         }
         if (item.ddl) {
           if (w.txOpen) {
-            await w.conn.query('COMMIT');
+            if (!(await this.settle(w.conn.query('COMMIT')))) return;
             w.txOpen = false;
           }
           const prev = this.ddlTail;
@@ -192,12 +192,12 @@ export class LoaderPool {
           try {
             await prev;
             if (this.failure || this.closed) return;
-            await queryRaw(w.conn, item.raw);
+            if (!(await this.settle(queryRaw(w.conn, item.raw)))) return;
           } finally {
             release();
           }
         } else {
-          await queryRaw(w.conn, item.raw);
+          if (!(await this.settle(queryRaw(w.conn, item.raw)))) return;
         }
         if (item.table !== undefined) w.txOpen = true;
         item.opens?.release();
@@ -213,6 +213,16 @@ export class LoaderPool {
       this.queuedBytes -= item.raw.length;
       if (this.queuedBytes <= this.maxQueuedBytes) this.notify();
     }
+  }
+
+  /**
+   * Waits for a statement, or until the pool stopped. A statement in flight on a connection that is destroyed
+   * after another one failed never settles: mysql2 drops its callback once the connection is closing (the
+   * database server killed mid-load: one connection sees the loss, the loader destroys both, and the other
+   * statement would be waited for ever). Resolves false once stopped; its later outcome is ignored.
+   */
+  private async settle(p: Promise<unknown>): Promise<boolean> {
+    return Promise.race([p.then(() => true), this.stopped.then(() => false)]);
   }
 
   private fail(f: StatementFailure): void {

@@ -186,6 +186,8 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
         ...(state.kept && o.ranges ? { ranges: o.ranges } : {}),
       });
     } catch (err) {
+      // the server gone is not this statement's fault: say that alone (below), not which statement it cut
+      if (err instanceof StatementFailure && isServerGone(err.cause)) throw err.cause;
       if (err instanceof StatementFailure) {
         throw statementError(ctx, o.file, err, `database ${ctx.live} was not changed`);
       }

@@ -2,11 +2,11 @@
 // (the table's DDL before them, its other statements after them), against the real server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Connection } from 'mysql2/promise';
-import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
+import { getTestServer, startMariaDB, type TestServer } from '../../fixtures/mariadb.js';
 import { openLoaderConnection } from '../../src/db/restore-connect.js';
 import { LoaderPool } from '../../src/db/restore-pool.js';
 import { restoreDatabase } from '../../src/db/restore.js';
@@ -94,6 +94,37 @@ void test('a failed INSERT on the second connection stops the pool; nothing wait
     for (const c of conns) c.destroy();
   }
   await conn.query(`DROP DATABASE \`${db}\``);
+});
+
+void test('the server killed while both connections run a statement: the pool stops at once', async () => {
+  // One connection sees the loss first; the loader then destroys every connection, and a statement in flight on
+  // a destroyed one never settles (mysql2 drops its callback once the connection is closing). close() waited
+  // for it for ever: a rollback whose server died mid-load ended in "stopped making progress", leaving its lock
+  // and the maintenance flag (found by hand).
+  const own = await startMariaDB();
+  try {
+    const db = await own.createDatabase('poolgone');
+    const conns = await Promise.all([0, 1].map(() => openLoaderConnection(configFor(own, db), db)));
+    for (const c of conns) c.on('error', () => {});
+    const pool = new LoaderPool(conns);
+    pool.dispatchTable({ ...item('SELECT SLEEP(60)'), table: 'a' });
+    pool.dispatchTable({ ...item('SELECT SLEEP(60)'), table: 'b' });
+    const serverPid = Number(readFileSync(path.join(path.dirname(own.socketPath), 'mysqld.pid'), 'utf8'));
+    const drained = pool.drain();
+    await new Promise((r) => setTimeout(r, 500));
+    process.kill(serverPid, 'SIGKILL');
+    await assert.rejects(drained, /statement failed/);
+    for (const c of conns) c.destroy();
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      pool.close().then(() => 'closed'),
+      new Promise<string>((r) => (timer = setTimeout(() => r('still waiting after 30 s'), 30_000))),
+    ]);
+    clearTimeout(timer);
+    assert.equal(outcome, 'closed');
+  } finally {
+    await own.stop();
+  }
 });
 
 /** A dump whose table `big` has many plain INSERTs, then statements whose effect depends on running after them. */

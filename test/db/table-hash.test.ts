@@ -1,11 +1,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Connection } from 'mysql2/promise';
-import { getTestServer, type TestServer } from '../../fixtures/mariadb.js';
+import { getTestServer, startMariaDB, type TestServer } from '../../fixtures/mariadb.js';
 import { createZoo } from '../../fixtures/db-zoo.js';
+import { CliError } from '../../src/errors.js';
 import { compareLiveDatabase, type LiveComparison } from '../../src/db/delta.js';
 import { normaliseCreate, parseContentHashes, type DbContentHashes } from '../../src/db/table-hash.js';
 import { dumpConfig, dumpTo } from './dump-helpers.js';
@@ -132,5 +133,69 @@ void test('a change of rows without a change of row count, a column, a trigger, 
     ]);
   } finally {
     await conn.end();
+  }
+});
+
+void test('a comparison waiting on a locked table ends at once when aborted (a destroyed connection never answers)', async () => {
+  const db = await server.createDatabase('th_abort');
+  const conn = await server.connect(db);
+  const locker = await server.connect(db);
+  try {
+    await conn.query('CREATE TABLE t (id INT PRIMARY KEY, v INT)');
+    await conn.query('INSERT INTO t SELECT seq, seq FROM seq_1_to_100');
+    const backup = await hashesOf(db);
+    await locker.query('LOCK TABLES t WRITE');
+    const ac = new AbortController();
+    const comparing = compareLiveDatabase({
+      config: dumpConfig(server, db),
+      backup,
+      signal: ac.signal,
+      onTable: () => setTimeout(() => ac.abort('SIGINT'), 1000),
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      comparing.then(
+        () => 'resolved',
+        (err: Error) => `${err.constructor.name}: ${err.message}`,
+      ),
+      new Promise<string>((r) => (timer = setTimeout(() => r('still waiting after 30 s'), 30_000))),
+    ]);
+    clearTimeout(timer);
+    assert.equal(outcome, 'InterruptedError: Interrupted by SIGINT');
+  } finally {
+    await locker.query('UNLOCK TABLES');
+    await locker.end();
+    await conn.query(`DROP DATABASE \`${db}\``);
+    await conn.end();
+  }
+});
+
+void test('the server killed mid-comparison: one line naming the database and the server', async () => {
+  const own = await startMariaDB();
+  try {
+    const db = await own.createDatabase('th_gone');
+    const conn = await own.connect(db);
+    await conn.query('CREATE TABLE t (id INT PRIMARY KEY, v INT)');
+    await conn.query('INSERT INTO t SELECT seq, seq FROM seq_1_to_100');
+    await conn.end();
+    const { result } = await dumpTo(own, dir, db);
+    const serverPid = Number(readFileSync(path.join(path.dirname(own.socketPath), 'mysqld.pid'), 'utf8'));
+    await assert.rejects(
+      compareLiveDatabase({
+        config: dumpConfig(own, db),
+        backup: result.content!,
+        onTable: () => process.kill(serverPid, 'SIGKILL'),
+      }),
+      (err: Error) => {
+        assert.ok(err instanceof CliError, `${err.constructor.name}: ${err.message}`);
+        assert.match(
+          err.message,
+          /^Comparing database `th_gone\w*` on 127\.0\.0\.1:\d+ with the backup failed: the connection to the server was lost/,
+        );
+        return true;
+      },
+    );
+  } finally {
+    await own.stop();
   }
 });
