@@ -16,12 +16,12 @@
  * never enters a symlink: the parents of every unit are checked to be real directories. A code archive whose
  * `pub` is not a directory is refused by extraction.
  */
-import { promises as fsp } from 'node:fs';
+import fs from 'node:fs';
 import path from 'node:path';
 import { CliError } from '../errors.js';
 import { fsyncDir } from '../fs/atomic.js';
 import { syncFilesystem } from './tree-stage.js';
-import { lstatOrNull, stagingPresent, unitPaths, type DirFix, type TreeJournal } from './tree-journal.js';
+import { stagingPresent, unitPaths, type DirFix, type TreeJournal } from './tree-journal.js';
 
 export { stageTree, flushStaged, type StagedTree, type StageTreeOptions } from './tree-stage.js';
 export {
@@ -40,26 +40,31 @@ export interface SwapHooks {
   afterRename?: () => void;
 }
 
-/** Performs or finishes a swap: idempotent, every unit's progress is visible on disk. */
+/**
+ * Performs or finishes a swap: idempotent, every unit's progress is visible on disk. The per-unit calls are
+ * synchronous: a sparse code rollback swaps a unit per changed file, and ~8 round trips each through libuv's pool
+ * took 3-20 s for ~1k units on the loaded benchmark machine (a few ms each), against well under a second this way.
+ */
 export async function swapForward(t: TreeJournal, hooks: SwapHooks = {}): Promise<void> {
   if (!(await stagingPresent(t))) return;
-  await fsp.mkdir(path.join(t.stagingDir, 'old'), { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.join(t.stagingDir, 'old'), { recursive: true, mode: 0o700 });
   const rename = renamer(hooks);
   const touched = new Set<string>();
   const checked = new Set<string>();
+  const made = new Set<string>();
   for (const u of t.units) {
     const { live, staged, old } = unitPaths(t, u);
-    await assertNoLinkBetween(t.liveDir, u.rel, checked);
+    assertNoLinkBetween(t.liveDir, u.rel, checked);
     if (u.hasNew) {
-      if (!(await lstatOrNull(staged))) continue; // already moved in
-      if (await lstatOrNull(live)) await moveAside(live, old, rename);
-      await rename(staged, live);
-    } else if (await lstatOrNull(live)) {
-      await moveAside(live, old, rename);
+      if (!existsNoFollow(staged)) continue; // already moved in
+      if (existsNoFollow(live)) moveAside(live, old, rename, made);
+      rename(staged, live);
+    } else if (existsNoFollow(live)) {
+      moveAside(live, old, rename, made);
     }
     touched.add(path.dirname(live));
   }
-  await applyFixes(t, t.fixes, touched);
+  applyFixes(t, t.fixes, touched);
   await syncDirs(touched);
 }
 
@@ -85,28 +90,28 @@ export async function swapBack(t: TreeJournal, hooks: SwapHooks = {}): Promise<v
   const checked = new Set<string>();
   for (const u of [...t.units].reverse()) {
     const { live, staged, old } = unitPaths(t, u);
-    await assertNoLinkBetween(t.liveDir, u.rel, checked);
-    const liveSt = await lstatOrNull(live);
-    if (u.hasNew && liveSt && !(await lstatOrNull(staged))) {
+    assertNoLinkBetween(t.liveDir, u.rel, checked);
+    if (u.hasNew && existsNoFollow(live) && !existsNoFollow(staged)) {
       // the live path is the staged one: move it back into the staging directory
-      await fsp.mkdir(path.dirname(staged), { recursive: true, mode: 0o700 });
-      await rename(live, staged);
+      fs.mkdirSync(path.dirname(staged), { recursive: true, mode: 0o700 });
+      rename(live, staged);
     }
-    if ((await lstatOrNull(old)) && !(await lstatOrNull(live))) await rename(old, live);
+    if (existsNoFollow(old) && !existsNoFollow(live)) rename(old, live);
     touched.add(path.dirname(live));
   }
-  await applyFixes(t, t.oldFixes, touched);
+  applyFixes(t, t.oldFixes, touched);
   await syncDirs(touched);
 }
 
 /** The parents of a unit below liveDir must be real directories: a swap never enters a symlink. */
-async function assertNoLinkBetween(liveDir: string, rel: string, checked: Set<string>): Promise<void> {
-  const parts = rel.split('/').slice(0, -1);
+function assertNoLinkBetween(liveDir: string, rel: string, checked: Set<string>): void {
   let cur = liveDir;
-  for (const p of parts) {
-    cur = path.join(cur, p);
+  let from = 0;
+  for (let i = rel.indexOf('/'); i !== -1; i = rel.indexOf('/', i + 1)) {
+    cur = `${cur}/${rel.slice(from, i)}`;
+    from = i + 1;
     if (checked.has(cur)) continue;
-    const st = await lstatOrNull(cur);
+    const st = lstatSyncOrNull(cur);
     if (st && !st.isDirectory()) {
       throw new CliError(`${cur} is not a real directory (a symlink?): the swap does not go through it`);
     }
@@ -114,28 +119,49 @@ async function assertNoLinkBetween(liveDir: string, rel: string, checked: Set<st
   }
 }
 
-async function applyFixes(t: TreeJournal, fixes: DirFix[], touched: Set<string>): Promise<void> {
+function applyFixes(t: TreeJournal, fixes: DirFix[], touched: Set<string>): void {
+  const root = process.getuid?.() === 0;
   for (const f of fixes) {
     const p = f.rel === '' ? t.liveDir : path.join(t.liveDir, f.rel);
-    const st = await lstatOrNull(p);
+    const st = lstatSyncOrNull(p);
     if (!st?.isDirectory()) continue; // never through a link
-    if (process.getuid?.() === 0) await fsp.lchown(p, f.uid, f.gid).catch(() => {});
-    await fsp.chmod(p, f.mode);
-    await fsp.lutimes(p, f.mtime, f.mtime);
+    if (root) {
+      try {
+        fs.lchownSync(p, f.uid, f.gid);
+      } catch {
+        // as before: an owner that cannot be set is not a reason to stop the swap
+      }
+    }
+    fs.chmodSync(p, f.mode);
+    fs.lutimesSync(p, f.mtime, f.mtime);
     touched.add(p);
   }
 }
 
-type Rename = (from: string, to: string) => Promise<void>;
+function lstatSyncOrNull(p: string): fs.Stats | null {
+  return fs.lstatSync(p, { throwIfNoEntry: false }) ?? null;
+}
+
+/** Something (anything, a dangling symlink too) is at `p`; never follows a link. */
+function existsNoFollow(p: string): boolean {
+  return lstatSyncOrNull(p) !== null;
+}
+
+type Rename = (from: string, to: string) => void;
 
 function renamer(hooks: SwapHooks): Rename {
-  return async (from, to) => {
-    await fsp.rename(from, to);
+  return (from, to) => {
+    fs.renameSync(from, to);
     hooks.afterRename?.();
   };
 }
 
-async function moveAside(live: string, old: string, rename: Rename): Promise<void> {
-  await fsp.mkdir(path.dirname(old), { recursive: true, mode: 0o700 });
-  await rename(live, old);
+/** Moves a live unit into old/ (its parent directories there made once). */
+function moveAside(live: string, old: string, rename: Rename, made: Set<string>): void {
+  const dir = path.dirname(old);
+  if (!made.has(dir)) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    made.add(dir);
+  }
+  rename(live, old);
 }
