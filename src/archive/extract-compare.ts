@@ -107,6 +107,11 @@ export class LiveComparer {
   linkedBytes = 0;
   private cur: Current | null = null;
   private scratch = Buffer.allocUnsafe(1 << 20);
+  /**
+   * with a page-cache warmer (prefetch-worker.ts), where it reads them: [0] counts the files started, [2] those whose
+   * bytes are read (type, size, mode, owner and mtime equal)
+   */
+  progress: Int32Array | undefined;
   /** /proc/self/fd works: descriptors' paths can be checked (else nothing is linked) */
   private procOk: boolean | undefined;
 
@@ -145,6 +150,7 @@ export class LiveComparer {
     create: () => number,
     how: CompareHow = this.input.link ? 'link' : 'diff',
   ): boolean {
+    if (this.progress) Atomics.add(this.progress, 0, 1);
     let fd: number;
     try {
       fd = fs.openSync(this.live(rel), OPEN_LIVE);
@@ -188,6 +194,7 @@ export class LiveComparer {
         return false;
       }
       this.cur = { rel, liveFd: fd, how, staged, offset: 0, size: e.size, st: after, create };
+      if (this.progress) Atomics.add(this.progress, 2, 1);
       keep = true;
       return true;
     } finally {

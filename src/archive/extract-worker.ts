@@ -7,10 +7,10 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
-import { parentPort, workerData } from 'node:worker_threads';
+import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { TarReader, TarFormatError } from './tar-read.js';
 import { UnsafeEntryError } from './extract-plan.js';
-import { LiveChangedError } from './extract-compare.js';
+import { LiveChangedError, type LiveComparer } from './extract-compare.js';
 import { IoError, LimitError, extractionBound } from './extract-limits.js';
 import { Sink } from './extract-sink.js';
 import type { WorkerInput, WorkerMessage } from './extract-types.js';
@@ -22,12 +22,16 @@ export { Sink } from './extract-sink.js';
 
 class Interrupted extends Error {}
 
-async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promise<void> {
+async function run(
+  input: WorkerInput,
+  post: (m: WorkerMessage, transfer?: ArrayBuffer[]) => void,
+): Promise<void> {
   const abortFlag = new Int32Array(input.abort);
   let sink: Sink | undefined;
   let reader: TarReader | undefined;
   // pipeline() may report the AbortError of the streams it tore down instead of what the consumer threw
   let consumerError: unknown;
+  let prefetch: (() => void) | undefined;
   try {
     const fd = fs.openSync(input.file, 'r');
     const fileSize = fs.fstatSync(fd).size;
@@ -41,6 +45,7 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
     sink = s;
     const r = new TarReader(s);
     reader = r;
+    if (s.cmp && input.filter === 'code') prefetch = startPrefetch(input.compare!.liveDir, s.cmp);
     let lastProgress = Date.now();
     const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
     let readToEnd = false;
@@ -75,6 +80,7 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
       // not a failure by itself; the bytes left are checked below
       if (!readToEnd || gunzip.bytesWritten >= fileSize) throw err;
     }
+    prefetch?.();
     checkTrailingBytes(input.file, gunzip.bytesWritten, fileSize);
     s.checkEnd();
     if (s.cmp) {
@@ -99,8 +105,11 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
     s.finish();
     s.result.tarBytes = r.bytes;
     post({ t: 'progress', entries: s.result.entries, bytes: r.bytes });
-    post({ t: 'done', result: s.result });
+    // the kept stats (~7 MB on the bench store) are moved to the main thread, not copied
+    const keptStats = s.result.sparse?.kept.stats.buffer as ArrayBuffer | undefined;
+    post({ t: 'done', result: s.result }, keptStats ? [keptStats] : []);
   } catch (err) {
+    prefetch?.();
     sink?.closeOpen();
     const e = consumerError ?? err;
     const zcode = (e as NodeJS.ErrnoException | undefined)?.code;
@@ -115,6 +124,31 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
       post(toMessage(e));
     }
   }
+}
+
+/**
+ * The page-cache warmer for the comparison (prefetch-worker.ts): the comparer counts its files where the warmer
+ * sees them. Returns its stop; a warmer that fails is simply gone.
+ */
+function startPrefetch(liveDir: string, cmp: LiveComparer): () => void {
+  const progress = new SharedArrayBuffer(12);
+  const ctl = new Int32Array(progress);
+  let w: Worker;
+  try {
+    w = new Worker(new URL('./prefetch-worker.js', import.meta.url), {
+      workerData: { liveDir, progress },
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
+    });
+  } catch {
+    return () => {};
+  }
+  w.on('error', () => {});
+  w.unref();
+  cmp.progress = ctl;
+  return () => {
+    Atomics.store(ctl, 1, 1);
+    void w.terminate().catch(() => {});
+  };
 }
 
 /**
@@ -166,5 +200,5 @@ function toMessage(err: unknown): WorkerMessage {
 const input = workerData as Partial<WorkerInput> | null;
 if (parentPort && input?.abort instanceof SharedArrayBuffer && typeof input.file === 'string') {
   const port = parentPort;
-  void run(input as WorkerInput, (m) => port.postMessage(m));
+  void run(input as WorkerInput, (m, transfer) => port.postMessage(m, transfer));
 }
