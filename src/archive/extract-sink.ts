@@ -373,7 +373,8 @@ export class Sink implements TarSink {
       fs.mkdirSync(this.abs(rel), 0o700);
       sp.stagedDirs.add(rel);
     }
-    this.dirAttrs.set(rel, { mode, mtime: e.mtime });
+    // a sparse directory's attributes are in the sparse plan already (its `want`): not a second copy here
+    if (zone !== 'sparse') this.dirAttrs.set(rel, { mode, mtime: e.mtime });
   }
 
   private file(rel: string, e: TarEntry): void {
@@ -535,12 +536,13 @@ export class Sink implements TarSink {
   /** Directory modes and mtimes last: adding children changes mtimes, and a read-only dir would block them. */
   finish(): void {
     if (!this.write) return;
-    const staged = this.sp?.stagedDirs;
-    const rels = [...this.dirAttrs.keys()]
-      .filter((r) => !staged || staged.has(r))
-      .sort((a, b) => b.length - a.length);
+    const sp = this.sp;
+    const attrs = (rel: string): DirAttr | undefined => this.dirAttrs.get(rel) ?? sp?.want(rel);
+    const rels = (
+      sp ? [...sp.stagedDirs].filter((r) => attrs(r) !== undefined) : [...this.dirAttrs.keys()]
+    ).sort((a, b) => b.length - a.length);
     for (const rel of rels) {
-      const a = this.dirAttrs.get(rel)!;
+      const a = attrs(rel)!;
       const abs = this.abs(rel);
       try {
         if (this.chownTo) fs.chownSync(abs, this.chownTo.uid, this.chownTo.gid);

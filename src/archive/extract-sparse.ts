@@ -75,25 +75,111 @@ export const KEPT_FIELDS = 6;
 const KIND_FILE = 0n;
 export const KIND_DIR = 1n;
 
-/** What a live directory's stat is needed for (a whole BigIntStats is ~10x larger: 58k of them on the bench) */
-interface LiveDir {
-  dev: bigint;
-  ino: bigint;
-  mtimeNs: bigint;
-  ctimeNs: bigint;
+/** What a full restore gives a directory (the archive's entry). */
+export interface DirWant {
   mode: number;
   uid: number;
   gid: number;
+  mtime: number;
 }
 
-interface SparseDir {
-  /** the live directory's stat when it was first looked at (before its names were read) */
-  live: LiveDir;
-  /** a hash of its names as the walk of the live tree read them (nameHash) */
-  names?: bigint;
-  /** what a full restore gives it (the archive's entry), or undefined when the archive only implies it */
-  want?: { mode: number; uid: number; gid: number; mtime: number };
+/**
+ * The sparse directories, a row each in typed arrays: the live directory's stat when it was first looked at
+ * (before its names were read), the hash of its names as the walk of the live tree read them (nameHash), and what
+ * a full restore gives it (the archive's entry; none when the archive only implies it). As objects (three and four
+ * BigInts per directory) they were ~17 MB of the extraction thread's heap on the bench store (58k directories).
+ */
+class DirTable {
+  /** directory → row */
+  readonly rows = new Map<string, number>();
+  /** per row: dev, ino, mtimeNs, ctimeNs, names hash */
+  private big = new BigInt64Array(BIG_FIELDS * 1024);
+  /** per row: mode, uid, gid, flags (HAS_NAMES, HAS_WANT), wanted mode, uid, gid */
+  private int = new Int32Array(INT_FIELDS * 1024);
+  private wantMtime = new Float64Array(1024);
+
+  get size(): number {
+    return this.rows.size;
+  }
+
+  add(rel: string, st: fs.BigIntStats, want: DirWant | undefined): void {
+    const r = this.rows.size;
+    if (r === this.wantMtime.length) this.grow();
+    this.rows.set(rel, r);
+    this.big.set([st.dev, st.ino, st.mtimeNs, st.ctimeNs, 0n], r * BIG_FIELDS);
+    const o = r * INT_FIELDS;
+    this.int[o] = Number(st.mode & 0o7777n);
+    this.int[o + 1] = Number(st.uid);
+    this.int[o + 2] = Number(st.gid);
+    this.int[o + 3] = 0;
+    if (want) this.setWant(r, want);
+  }
+
+  private grow(): void {
+    const big = new BigInt64Array(this.big.length * 2);
+    big.set(this.big);
+    this.big = big;
+    const int = new Int32Array(this.int.length * 2);
+    int.set(this.int);
+    this.int = int;
+    const m = new Float64Array(this.wantMtime.length * 2);
+    m.set(this.wantMtime);
+    this.wantMtime = m;
+  }
+
+  setWant(r: number, w: DirWant): void {
+    const o = r * INT_FIELDS;
+    this.int[o + 3]! |= HAS_WANT;
+    this.int[o + 4] = w.mode;
+    this.int[o + 5] = w.uid;
+    this.int[o + 6] = w.gid;
+    this.wantMtime[r] = w.mtime;
+  }
+
+  setNames(r: number, hash: bigint): void {
+    this.big[r * BIG_FIELDS + 4] = hash;
+    this.int[r * INT_FIELDS + 3]! |= HAS_NAMES;
+  }
+
+  want(r: number): DirWant | undefined {
+    const o = r * INT_FIELDS;
+    if ((this.int[o + 3]! & HAS_WANT) === 0) return undefined;
+    return {
+      mode: this.int[o + 4]!,
+      uid: this.int[o + 5]!,
+      gid: this.int[o + 6]!,
+      mtime: this.wantMtime[r]!,
+    };
+  }
+
+  /** The live attributes (a DirFix's fields), and its mtime in nanoseconds. */
+  old(r: number): { mode: number; uid: number; gid: number; mtimeNs: bigint } {
+    const o = r * INT_FIELDS;
+    return {
+      mode: this.int[o]!,
+      uid: this.int[o + 1]!,
+      gid: this.int[o + 2]!,
+      mtimeNs: this.big[r * BIG_FIELDS + 2]!,
+    };
+  }
+
+  /** Its row of a KeptSet (KIND_DIR): without a names hash, an inode of 0 never matches, so any change refuses. */
+  keptRow(r: number, into: BigInt64Array, at: number): void {
+    const b = r * BIG_FIELDS;
+    const named = (this.int[r * INT_FIELDS + 3]! & HAS_NAMES) !== 0;
+    into[at] = KIND_DIR;
+    into[at + 1] = this.big[b]!;
+    into[at + 2] = named ? this.big[b + 1]! : 0n;
+    into[at + 3] = named ? this.big[b + 4]! : 0n;
+    into[at + 4] = this.big[b + 2]!;
+    into[at + 5] = this.big[b + 3]!;
+  }
 }
+
+const BIG_FIELDS = 5;
+const INT_FIELDS = 7;
+const HAS_NAMES = 1;
+const HAS_WANT = 2;
 
 /** Names of a live directory that count for its re-check: magebackup's own (staging) names do not. */
 export function nameHash(dir: string): bigint {
@@ -122,7 +208,7 @@ function hashNames(all: readonly string[]): bigint {
 export class SparsePlan {
   /** 'sparse' directories (their entries are staged one by one) and 'whole' ones (staged whole, or inside one) */
   private readonly zones = new Map<string, 'sparse' | 'whole'>();
-  private readonly sparseDirs = new Map<string, SparseDir>();
+  private readonly sparseDirs = new DirTable();
   /** staged entries of sparse directories, and live ones moved aside */
   private readonly units = new Map<string, boolean>();
   /** directories that exist in the staging tree */
@@ -160,29 +246,20 @@ export class SparsePlan {
     return st.isDirectory() && (st.uid === 0n || st.uid === this.me) && (st.mode & 0o022n) === 0n;
   }
 
-  private addSparse(rel: string, st: fs.BigIntStats, want: SparseDir['want']): void {
+  private addSparse(rel: string, st: fs.BigIntStats, want: DirWant | undefined): void {
     this.zones.set(rel, 'sparse');
-    const live: LiveDir = {
-      dev: st.dev,
-      ino: st.ino,
-      mtimeNs: st.mtimeNs,
-      ctimeNs: st.ctimeNs,
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-    };
-    this.sparseDirs.set(rel, want ? { live, want } : { live });
+    this.sparseDirs.add(rel, st, want);
   }
 
   /**
    * The zone of a directory of the archive (its parent's zone known, as entries come parent first): a sparse
    * child of a sparse directory, or 'whole' (then it is a unit, staged whole, when its parent is sparse).
    */
-  dir(rel: string, want?: SparseDir['want']): 'sparse' | 'whole' {
+  dir(rel: string, want?: DirWant): 'sparse' | 'whole' {
     const known = this.zones.get(rel);
     if (known !== undefined) {
-      const d = this.sparseDirs.get(rel);
-      if (known === 'sparse' && want && d) d.want = want;
+      const r = this.sparseDirs.rows.get(rel);
+      if (known === 'sparse' && want && r !== undefined) this.sparseDirs.setWant(r, want);
       return known;
     }
     const parent = parentOf(rel);
@@ -198,6 +275,12 @@ export class SparsePlan {
     this.zones.set(rel, 'whole');
     this.units.set(rel, true);
     return 'whole';
+  }
+
+  /** What a full restore gives a sparse directory (its archive entry), if the archive had one. */
+  want(rel: string): DirWant | undefined {
+    const r = this.sparseDirs.rows.get(rel);
+    return r === undefined ? undefined : this.sparseDirs.want(r);
   }
 
   /** The zone an entry at `rel` is staged in: its parent directory's. */
@@ -295,8 +378,8 @@ export class SparsePlan {
 
   /** The walk of the live tree read the names of `rel`. */
   names(rel: string, names: readonly string[]): void {
-    const d = this.sparseDirs.get(rel);
-    if (d) d.names = hashNames(names);
+    const r = this.sparseDirs.rows.get(rel);
+    if (r !== undefined) this.sparseDirs.setNames(r, hashNames(names));
   }
 
   /** A live name a code rollback keeps (var, .git, a staging directory, ...): its directory stays in place. */
@@ -350,7 +433,7 @@ export class SparsePlan {
    */
   finish(keptDir: (rel: string) => void): SparseResult {
     // sparse directories not staged at all stay in place
-    for (const rel of this.sparseDirs.keys()) if (!this.stagedDirs.has(rel)) this.markPartial(rel);
+    for (const rel of this.sparseDirs.rows.keys()) if (!this.stagedDirs.has(rel)) this.markPartial(rel);
     // a live directory holding kept paths is never replaced by a staged file or symlink (nor moved with its parent)
     for (const [rel, hasNew] of this.units) {
       if (!hasNew || this.zones.has(rel)) continue;
@@ -363,7 +446,7 @@ export class SparsePlan {
       }
     }
     const units: SparseUnit[] = [];
-    const whole = (rel: string): boolean => this.sparseDirs.has(rel) && !this.partial.has(rel);
+    const whole = (rel: string): boolean => this.sparseDirs.rows.has(rel) && !this.partial.has(rel);
     // is a directory inside one swapped whole (or itself one)? memoised: the parents come up again and again
     const wholeMemo = new Map<string, boolean>([['', false]]);
     const dirInWhole = (rel: string): boolean => {
@@ -381,7 +464,7 @@ export class SparsePlan {
       unitRels.add(rel);
       units.push({ rel, hasNew });
     }
-    for (const rel of this.sparseDirs.keys()) {
+    for (const rel of this.sparseDirs.rows.keys()) {
       if (rel !== '' && whole(rel) && !inWhole(rel)) {
         unitRels.add(rel);
         units.push({ rel, hasNew: true });
@@ -392,11 +475,11 @@ export class SparsePlan {
     for (const r of unitRels) touched.add(parentOf(r));
     const fixes: SparseDirFix[] = [];
     const oldFixes: SparseDirFix[] = [];
-    for (const [rel, d] of this.sparseDirs) {
+    for (const [rel, r] of this.sparseDirs.rows) {
       if (rel === '' || unitRels.has(rel) || inWhole(rel)) continue;
-      const l = d.live;
+      const l = this.sparseDirs.old(r);
       const old = { rel, mode: l.mode, uid: l.uid, gid: l.gid, mtime: Number(l.mtimeNs) / 1e9 };
-      const w = d.want;
+      const w = this.sparseDirs.want(r);
       const same =
         w !== undefined &&
         w.mode === old.mode &&
@@ -408,35 +491,33 @@ export class SparsePlan {
         oldFixes.push(old);
       }
     }
-    // what stays in place: the kept files (not inside a unit) and every sparse directory left in place
+    // what stays in place: the kept files (not inside a unit) and every sparse directory left in place; counted
+    // first, so the stats are allocated once at their size (they are handed over, then moved to the re-check)
     const rels: string[] = [];
-    const stats = new BigInt64Array((this.keptRels.length + this.sparseDirs.size) * KEPT_FIELDS);
-    let n = 0;
-    const copy = (rel: string, from: BigInt64Array, i: number): void => {
-      rels.push(rel);
-      stats.set(from.subarray(i, i + KEPT_FIELDS), n * KEPT_FIELDS);
-      n++;
-    };
+    const fileRows: number[] = [];
     for (let i = 0; i < this.keptRels.length; i++) {
       const rel = this.keptRels[i]!;
       if (this.unkept.has(rel) || inWhole(rel)) continue;
-      copy(rel, this.keptStats, i * KEPT_FIELDS);
+      rels.push(rel);
+      fileRows.push(i);
     }
-    const keptFiles = n;
-    const one = new BigInt64Array(KEPT_FIELDS);
-    for (const [rel, d] of this.sparseDirs) {
+    const keptFiles = rels.length;
+    const dirRows: number[] = [];
+    for (const [rel, r] of this.sparseDirs.rows) {
       if (unitRels.has(rel) || inWhole(rel)) continue;
-      // its stat from before the walk read its names: a name added since moves its mtime, and the re-check then
-      // reads the names again, which must be those the walk saw (what the walk found added is moved aside)
-      const st = d.live;
-      one.set([KIND_DIR, st.dev, d.names === undefined ? 0n : st.ino, d.names ?? 0n, st.mtimeNs, st.ctimeNs]);
-      copy(rel, one, 0);
+      rels.push(rel);
+      dirRows.push(r);
     }
-    const kept: KeptSet = {
-      count: n,
-      names: n === 0 ? '' : rels.join('\0') + '\0',
-      stats: stats.slice(0, n * KEPT_FIELDS),
-    };
+    const n = rels.length;
+    const stats = new BigInt64Array(n * KEPT_FIELDS);
+    fileRows.forEach((i, k) =>
+      stats.set(this.keptStats.subarray(i * KEPT_FIELDS, (i + 1) * KEPT_FIELDS), k * KEPT_FIELDS),
+    );
+    // a directory's stat from before the walk read its names: a name added since moves its mtime, and the
+    // re-check then reads the names again, which must be those the walk saw (what the walk found added is moved
+    // aside)
+    dirRows.forEach((r, k) => this.sparseDirs.keptRow(r, stats, (keptFiles + k) * KEPT_FIELDS));
+    const kept: KeptSet = { count: n, names: n === 0 ? '' : rels.join('\0') + '\0', stats };
     return { keptFiles, units, fixes, oldFixes, kept };
   }
 }
