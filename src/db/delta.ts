@@ -128,6 +128,11 @@ interface CompareOptions {
   signal?: AbortSignal;
   /** before each table is read */
   onTable?: (name: string, index: number, total: number) => void;
+  /**
+   * each table of the backup once its state is final (in the order found: first those decided by the schema,
+   * then the hashed ones as their rows are read): a rollback starts loading a table that differs from here on
+   */
+  onDecided?: (t: TableComparison) => void;
 }
 
 async function compareUnguarded(o: CompareOptions): Promise<LiveComparison> {
@@ -173,6 +178,7 @@ async function compareUnguarded(o: CompareOptions): Promise<LiveComparison> {
         toHash.push({ cmp, t, rows: b.rows, ...(autoIncrement !== undefined ? { autoIncrement } : {}) });
       }
     }
+    for (const cmp of tables) if (cmp.state !== 'equal') o.onDecided?.(cmp);
     // biggest first: the two connections end at about the same time
     toHash.sort((x, y) => y.t.dataLength - x.t.dataLength);
     let next = 0;
@@ -190,6 +196,7 @@ async function compareUnguarded(o: CompareOptions): Promise<LiveComparison> {
         if (!same) h.cmp.state = 'schema';
         else if (hash !== h.rows) h.cmp.state = 'rows';
         else if (h.autoIncrement !== undefined) h.cmp.autoIncrement = h.autoIncrement;
+        o.onDecided?.(h.cmp);
       }
     };
     await Promise.all(conns.map(worker));

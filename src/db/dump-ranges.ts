@@ -129,7 +129,7 @@ function mismatch(file: string, why: string): RangeMismatch {
  */
 export function openDumpRanges(
   file: string,
-  ranges: readonly DumpRange[],
+  ranges: readonly DumpRange[] | AsyncIterable<DumpRange>,
   o: { signal?: AbortSignal; onRawBytes?: (bytes: number) => void; onRange: (r: DumpRange) => void },
 ): AsyncIterable<Buffer> {
   const checkStart = (r: DumpRange, first: Buffer): void => {
@@ -144,12 +144,14 @@ export function openDumpRanges(
   return {
     async *[Symbol.asyncIterator]() {
       if (await isGzipFile(file)) {
+        // one stream in file order: the ranges must all be known
+        if (!Array.isArray(ranges)) throw new Error('the ranges of a .sql.gz are read in file order');
         yield* inflatedRanges(file, ranges, o, checkStart);
         return;
       }
       const fh = await fsp.open(file, 'r');
       try {
-        for (const r of ranges) {
+        for await (const r of ranges) {
           o.onRange(r);
           let at = r.offset;
           const end = r.offset + r.length;
@@ -231,6 +233,57 @@ async function* inflatedRanges(
       file,
       `its uncompressed size is ${pos} bytes, the manifest's sections end at ${last.offset + last.length}`,
     );
+  }
+}
+
+/**
+ * Ranges given as they become known, for a load that starts while the comparison still runs: a plain .sql's
+ * ranges may be read in any order after its head (each table's section needs only the head's session settings;
+ * see the file comment), so a table is loaded as soon as it is found to differ. `end()` after the last one
+ * (the triggers and the tail, in file order); `fail()` or the signal's abort ends the reader with that error.
+ */
+export class RangeFeed implements AsyncIterable<DumpRange> {
+  readonly #queue: DumpRange[] = [];
+  #ended = false;
+  #failed: { err: unknown } | undefined;
+  #wake: (() => void) | undefined;
+  constructor(signal?: AbortSignal) {
+    signal?.addEventListener('abort', () => this.fail(signal.reason), { once: true });
+  }
+
+  push(r: DumpRange): void {
+    if (this.#ended) throw new Error('a range pushed after the end');
+    this.#queue.push(r);
+    this.#poke();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#poke();
+  }
+
+  fail(err: unknown): void {
+    this.#failed ??= { err };
+    this.#poke();
+  }
+
+  #poke(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<DumpRange> {
+    for (;;) {
+      if (this.#failed) throw this.#failed.err;
+      const r = this.#queue.shift();
+      if (r) {
+        yield r;
+        continue;
+      }
+      if (this.#ended) return;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
   }
 }
 

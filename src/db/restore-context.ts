@@ -28,13 +28,16 @@ export interface RestoreOptions {
    * Selective rollback (delta.ts): tables of the dump whose live copy equals the backup's (same schema, same
    * rows), kept instead of loaded. Their triggers are replaced by the dump's like every other definition, their
    * AUTO_INCREMENT set to the backup's (`autoIncrement`). Default: every table of the dump is loaded.
+   * A function when the load starts before the comparison ends (`ranges.list` a RangeFeed): called once the
+   * load has read its last range (by then every table was compared).
    */
-  keep?: readonly KeptTable[];
+  keep?: readonly KeptTable[] | (() => readonly KeptTable[]);
   /**
    * With `keep`: read only these byte ranges of the dump (dump-ranges.ts; the manifest's table sections of a file
-   * whose SHA-256 matched); `tables`: every table with a section. Default: the whole dump is read.
+   * whose SHA-256 matched); `tables`: every table with a section. Default: the whole dump is read. A RangeFeed:
+   * the ranges as the comparison finds the tables that differ (a plain .sql only).
    */
-  ranges?: { list: readonly DumpRange[]; tables: readonly string[] };
+  ranges?: { list: readonly DumpRange[] | AsyncIterable<DumpRange>; tables: readonly string[] };
   /** loader connections (default: 4) */
   concurrency?: number;
   /** how long one statement may wait for a lock, in seconds (default 60); longer fails the run, naming the table */

@@ -70,10 +70,15 @@ export async function loadDump(
      * triggers, the tail; dump-ranges.ts), each checked to hold only what it should; `tables`: every table
      * that has a range of its own in the manifest
      */
-    ranges?: { list: readonly DumpRange[]; tables: readonly string[] };
+    ranges?: { list: readonly DumpRange[] | AsyncIterable<DumpRange>; tables: readonly string[] };
   },
 ): Promise<LoadResult> {
-  const totalBytes = o.ranges ? await rangesTotal(o.file, o.ranges.list) : (await fsp.stat(o.file)).size;
+  // ranges still being decided (RangeFeed): their total is not known yet
+  const totalBytes = !o.ranges
+    ? (await fsp.stat(o.file)).size
+    : Array.isArray(o.ranges.list)
+      ? await rangesTotal(o.file, o.ranges.list)
+      : undefined;
   const guard = o.ranges ? new RangeGuard(o.file, o.ranges.tables) : undefined;
   const conns: Connection[] = [];
   for (let i = 0; i < o.concurrency; i++) {
@@ -321,7 +326,7 @@ export async function loadDump(
           part: 'db',
           operation: 'rollback',
           bytes: rawBytes,
-          totalBytes,
+          ...(totalBytes !== undefined ? { totalBytes } : {}),
           ...(lastTable !== undefined ? { table: lastTable } : {}),
         });
       }
@@ -332,7 +337,8 @@ export async function loadDump(
     for (const s of out) await handle(s);
     await pool.drain();
     throwIfAborted(o.signal);
-    ctx.emit({ type: 'progress', part: 'db', operation: 'rollback', bytes: totalBytes, totalBytes });
+    const bytes = totalBytes ?? rawBytes;
+    ctx.emit({ type: 'progress', part: 'db', operation: 'rollback', bytes, totalBytes: bytes });
     return { statements, tables, held, refs, newFks };
   } catch (err) {
     let e = pool.failure ?? err;

@@ -67,6 +67,7 @@ import { dumpedDatabaseFromHeader, dumpFileSize, missingFooter, readDumpHead } f
 export { RestoreError, RestoreInterruptedError, isRestoreFailure } from './restore-errors.js';
 export type { LiveDatabaseState, RestoreFailure } from './restore-errors.js';
 export type { KeptTable, RestoreOptions, RestoreStep } from './restore-context.js';
+import type { KeptTable } from './restore-context.js';
 export { RESERVED_PREFIX } from './restore-journal.js';
 export { recoverInterruptedRestores, type RecoveryDecision } from './restore-recovery.js';
 
@@ -143,11 +144,15 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
     repoint: [],
     autoInc: {},
   };
-  if (o.keep && o.keep.length > 0) {
-    state.kept = o.keep.map((k) => k.name);
+  const setKept = (keep: readonly KeptTable[]): void => {
+    if (keep.length === 0) return;
+    state.kept = keep.map((k) => k.name);
     state.keptAutoInc = {};
-    for (const k of o.keep) if (k.autoIncrement !== undefined) state.keptAutoInc[k.name] = k.autoIncrement;
-  }
+    for (const k of keep) if (k.autoIncrement !== undefined) state.keptAutoInc[k.name] = k.autoIncrement;
+  };
+  // a function: the tables kept are known once the load has read its last range (see RestoreOptions.keep)
+  const lateKeep = typeof o.keep === 'function' ? o.keep : undefined;
+  if (o.keep && !lateKeep) setKept(o.keep as readonly KeptTable[]);
   const unwatch = watchAbort(ctx, o.signal);
   let journal = false;
   let loaded: LoadResult;
@@ -172,7 +177,9 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
       type: 'info',
       message: state.kept
         ? `Loading ${o.file} into shadow tables of database ${ctx.live}, except the ${state.kept.length} table(s) equal to the backup's`
-        : `Loading ${o.file} into shadow tables of database ${ctx.live}`,
+        : lateKeep
+          ? `Loading the tables of ${o.file} that differ from the live ones into shadow tables of database ${ctx.live}, as the comparison finds them`
+          : `Loading ${o.file} into shadow tables of database ${ctx.live}`,
     });
     await o.onStep?.('loading');
     try {
@@ -183,8 +190,9 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
         dumpedDb: headerDb,
         ...(o.signal ? { signal: o.signal } : {}),
         ...(state.kept ? { skip: new Set(state.kept) } : {}),
-        ...(state.kept && o.ranges ? { ranges: o.ranges } : {}),
+        ...((state.kept || lateKeep) && o.ranges ? { ranges: o.ranges } : {}),
       });
+      if (lateKeep) setKept(lateKeep());
     } catch (err) {
       // the server gone is not this statement's fault: say that alone (below), not which statement it cut
       if (err instanceof StatementFailure && isServerGone(err.cause)) throw err.cause;

@@ -11,21 +11,12 @@ import { openConnection } from '../db/connect.js';
 import {
   isRestoreFailure,
   prepareDatabaseRestore,
-  type KeptTable,
   type PreparedRestore,
-  type RestoreOptions,
   type RestoreStep,
 } from '../db/restore.js';
-import { planDumpRanges } from '../db/dump-ranges.js';
-import type { DbContentHashes } from '../db/table-hash.js';
+import { compareAndLoad } from '../db/selective-load.js';
 import { verifyDump } from '../db/verify-dump.js';
-import {
-  compareLiveDatabase,
-  describeDelta,
-  keptTables,
-  restoredTables,
-  type LiveComparison,
-} from '../db/delta.js';
+import { compareLiveDatabase, describeDelta, restoredTables, type LiveComparison } from '../db/delta.js';
 import type { DbConnectionConfig } from '../db/types.js';
 import { CliError, UsageError, throwIfAborted, withOutcome } from '../errors.js';
 import { WarningCode, noEvents, type EventSink, type Part } from '../events.js';
@@ -230,99 +221,100 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       maintenance = o.maintenance === false ? noMaintenance : await enterMaintenance(paths.root, emit);
 
       let delta: LiveComparison | undefined;
+      let rollbackStarted = false;
+      const dbStart = (operation: 'verify' | 'rollback', file: string): void => {
+        if (operation === 'rollback') rollbackStarted = true;
+        emit({ type: 'part-start', part: 'db', operation, file: path.basename(file), path: file });
+      };
       // Every table restored (--full, or no table hashes): the dump is verified in the same pass that loads it
       // into shadow tables (prepareDatabaseRestore refuses it before anything live changes unless it was read to
-      // its complete end). Selective: it is verified first, since the comparison decides what is loaded.
-      if (files.db && dbContent) {
-        const name = path.basename(files.db);
-        emit({ type: 'part-start', part: 'db', operation: 'verify', file: name, path: files.db });
-        // The table hashes describe the file the manifest names: checked in the same pass over the file. The live
-        // tables are compared meanwhile (read-only, two connections, each table in a consistent snapshot of its own,
-        // now that maintenance is on).
-        const stopCompare = new AbortController();
-        const onAbort = (): void => stopCompare.abort(o.signal?.reason);
-        o.signal?.addEventListener('abort', onAbort, { once: true });
-        const comparing =
-          dbContent && dbConfig
-            ? compareLiveDatabase({ config: dbConfig, backup: dbContent.hashes, signal: stopCompare.signal })
-            : null;
-        comparing?.catch(() => {}); // awaited below, or abandoned when the verification fails
+      // its complete end). Selective: the live tables are compared (read-only, two connections, each table in a
+      // consistent snapshot of its own, now that maintenance is on) while the file is checked against its manifest
+      // (the table hashes describe the file the manifest names), and a table found to differ starts loading into
+      // its shadow table meanwhile (selective-load.ts); nothing is swapped unless both ended well.
+      if (files.db && dbContent && dbConfig) {
+        const file = files.db;
+        const part = dbContent.part;
+        dbStart('verify', file);
         // With the table sections in the manifest, the file's SHA-256 matching the manifest's is its verification
         // (the manifest is written once the dump is complete): the statements are read only where they are loaded.
         // If it does not match, every table is restored, and that load verifies the dump as it reads it.
         const bySections = dbContent.hashes.tail !== undefined;
-        let v: { bytes: number } | null;
-        let check: Awaited<ReturnType<typeof checkAgainstManifest>> | null;
-        try {
-          [v, check] = await Promise.all([
-            bySections
-              ? null
-              : verifyDump(files.db, {
-                  ...(o.signal ? { signal: o.signal } : {}),
-                  onProgress: (bytes: number) =>
-                    emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
-                }),
-            dbContent
-              ? checkAgainstManifest(files.db, dbContent.part, {
-                  ...(o.signal ? { signal: o.signal } : {}),
-                  ...(bySections
-                    ? {
-                        onProgress: (bytes: number) =>
-                          emit({ type: 'progress', part: 'db', operation: 'verify', bytes }),
-                      }
-                    : {}),
-                })
-              : null,
-          ]);
-          if (check?.problem) {
+        let verifiedBytes: number | undefined;
+        const progress = (bytes: number): void =>
+          emit({ type: 'progress', part: 'db', operation: 'verify', bytes });
+        const verified = async (): Promise<void> => {
+          emit({
+            type: 'part-done',
+            part: 'db',
+            operation: 'verify',
+            file: path.basename(file),
+            path: file,
+            size: verifiedBytes ?? (await fsp.stat(file)).size,
+          });
+          dbStart('rollback', file);
+        };
+        let announced: Promise<void> | undefined;
+        const sel = await compareAndLoad({
+          restore: {
+            config: dbConfig,
+            file,
+            dropExtraTables: o.dropExtraTables ?? false,
+            ...(o.signal ? { signal: o.signal } : {}),
+            // the load's progress is shown once the verification is done (it starts during it)
+            onEvent: (e) => {
+              if (e.type !== 'progress' || rollbackStarted) emit(e);
+            },
+            ...(o.onStep ? { onStep: o.onStep } : {}),
+          },
+          hashes: dbContent.hashes,
+          check: async (signal) => {
+            const [v, check] = await Promise.all([
+              bySections ? null : verifyDump(file, { signal, onProgress: progress }),
+              checkAgainstManifest(file, part, { signal, ...(bySections ? { onProgress: progress } : {}) }),
+            ]);
+            verifiedBytes = v?.bytes;
+            return check.problem;
+          },
+          onCompared: (d) => {
+            announced = verified().then(() =>
+              emit({
+                type: 'info',
+                message: `Rolling back db from ${path.relative(paths.root, file)}: ${describeDelta(d)}`,
+              }),
+            );
+          },
+          onSectionsUnused: (problem) =>
             emit({
               type: 'warning',
-              code: WarningCode.DB_FULL_RESTORE,
-              message: `${check.problem}: its table hashes are not used, every table is restored`,
-            });
-            dbContent = null;
-            stopCompare.abort();
-          } else if (comparing) {
-            delta = await comparing;
-          }
-        } catch (err) {
-          stopCompare.abort();
-          await comparing?.catch(() => {});
-          throw err;
-        } finally {
-          o.signal?.removeEventListener('abort', onAbort);
-        }
-        await comparing?.catch(() => {});
-        emit({
-          type: 'part-done',
-          part: 'db',
-          operation: 'verify',
-          file: name,
-          path: files.db,
-          size: v?.bytes ?? (await fsp.stat(files.db)).size,
+              code: WarningCode.DB_SECTIONS_UNUSED,
+              message: `Database backup ${path.basename(file)}: ${problem}; it is read whole`,
+            }),
         });
+        await announced;
+        if ('problem' in sel) {
+          emit({
+            type: 'warning',
+            code: WarningCode.DB_FULL_RESTORE,
+            message: `${sel.problem}: its table hashes are not used, every table is restored`,
+          });
+          dbContent = null;
+          await verified();
+        } else {
+          delta = sel.delta;
+          prepared = sel.prepared;
+          await op.setDb(prepared);
+        }
       }
       throwIfAborted(o.signal);
 
       // 2. The database is loaded into its shadow (the long, fallible step): the live database is untouched.
-      // Selective: only the tables that differ from the backup's hashes are loaded.
-      if (files.db && dbConfig) {
-        const name = path.basename(files.db);
-        emit({ type: 'part-start', part: 'db', operation: 'rollback', file: name, path: files.db });
-        if (delta) {
-          emit({
-            type: 'info',
-            message: `Rolling back db from ${path.relative(paths.root, files.db)}: ${describeDelta(delta)}`,
-          });
-        }
-        const keep = delta ? keptTables(delta) : undefined;
-        const ranges =
-          keep && dbContent ? await sectionsToRead(files.db, dbContent.hashes, keep, emit) : undefined;
+      // Every table: --full, no table hashes, or a dump that does not match its manifest.
+      if (files.db && dbConfig && !prepared) {
+        if (!rollbackStarted) dbStart('rollback', files.db);
         prepared = await prepareDatabaseRestore({
           config: dbConfig,
           file: files.db,
-          ...(keep ? { keep } : {}),
-          ...(ranges ? { ranges } : {}),
           dropExtraTables: o.dropExtraTables ?? false,
           ...(o.signal ? { signal: o.signal } : {}),
           onEvent: emit,
@@ -436,30 +428,6 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
   } finally {
     await lock.release();
   }
-}
-
-/**
- * The byte ranges of the dump a selective rollback reads (the manifest's table sections), or undefined: the
- * manifest has none, no table is kept, or they do not match the file (then it is read whole; said).
- */
-async function sectionsToRead(
-  file: string,
-  hashes: DbContentHashes,
-  keep: readonly KeptTable[],
-  emit: EventSink,
-): Promise<RestoreOptions['ranges']> {
-  if (keep.length === 0) return undefined;
-  const plan = await planDumpRanges(file, hashes, new Set(keep.map((k) => k.name)));
-  if (plan === null) return undefined;
-  if ('problem' in plan) {
-    emit({
-      type: 'warning',
-      code: WarningCode.DB_SECTIONS_UNUSED,
-      message: `Database backup ${path.basename(file)}: ${plan.problem}; it is read whole`,
-    });
-    return undefined;
-  }
-  return { list: plan.ranges, tables: hashes.tables.map((t) => t.name) };
 }
 
 /** "3 tables and 212 files will be restored" (before the question), or undefined when nothing is counted. */
