@@ -135,6 +135,22 @@ function restoredOf(r: Measured): string[] | undefined {
   }
 }
 
+/**
+ * When the database part's steps happened (s since the start): the load starting (it overlaps the comparison),
+ * the verification's end, the swap; the rest of the phase split is bench.ts's.
+ */
+function timeline(r: Measured): string {
+  const at = (t: number): string => `${(t / 1000).toFixed(1)}s`;
+  const out: string[] = [];
+  for (const { t, event: e } of r.events) {
+    const msg = typeof e.message === 'string' ? e.message : '';
+    if (e.type === 'part-start' || e.type === 'part-done')
+      out.push(`${String(e.operation)} ${e.type} ${at(t)}`);
+    else if (e.type === 'info' && /^(Loading|Swapped)/.test(msg)) out.push(`${msg.split(' ')[0]} ${at(t)}`);
+  }
+  return out.join(', ');
+}
+
 export function dbDeltaOps<C extends DbDeltaCtx>(h: DbDeltaHelpers<C>): DbDeltaOp<C>[] {
   const scenario = (
     id: string,
@@ -170,6 +186,7 @@ export function dbDeltaOps<C extends DbDeltaCtx>(h: DbDeltaHelpers<C>): DbDeltaO
           c.log(
             `  ${id}: our rollback loaded ${restored ? `${got.length} table(s)` : 'every table (no selective result)'}${same ? ' (the changed ones)' : `; expected ${want.join(', ')}, got ${got.join(', ')}`}`,
           );
+          c.log(`  ${id}: timeline ${timeline(r)}`);
         },
       },
       ref: h.stockLoad,

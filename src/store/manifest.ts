@@ -6,8 +6,9 @@
  */
 import type { DbContentHashes } from './content-hashes.js';
 import type { FileSum } from '../fs/streaming-hash.js';
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp, readFileSync } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import type { FileHashReply } from './file-hash-worker.js';
 import os from 'node:os';
 import path from 'node:path';
 import { CliError, InterruptedError, describeAbort, errnoCode, throwIfAborted } from '../errors.js';
@@ -114,34 +115,39 @@ function unreadable(file: string, err: unknown): CliError {
   return new CliError(`Backup file ${file} cannot be read: ${why}`, { cause: err });
 }
 
-/** SHA-256 of a file, hex, by a streaming read (the file may be far larger than memory). */
+/**
+ * SHA-256 of a file, hex, by a streaming read (the file may be far larger than memory), on a worker thread
+ * (file-hash-worker.ts): the caller's thread stays free for the work done meanwhile (a rollback compares the
+ * live database while its dump is checked).
+ */
 export async function hashFile(
   file: string,
   o: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
 ): Promise<FileSum> {
   throwIfAborted(o.signal);
-  const hash = createHash('sha256');
-  let size = 0;
-  let lastReport = 0;
+  const worker = new Worker(new URL('./file-hash-worker.js', import.meta.url), {
+    workerData: { file },
+    resourceLimits: { maxYoungGenerationSizeMb: 4 },
+  });
+  let onAbort: (() => void) | undefined;
   try {
-    const stream = createReadStream(file, {
-      highWaterMark: 1 << 20,
-      ...(o.signal ? { signal: o.signal } : {}),
+    const sum = await new Promise<FileSum>((resolve, reject) => {
+      onAbort = () => reject(new InterruptedError(describeAbort(o.signal?.reason)));
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+      worker.on('error', (err) => reject(unreadable(file, err)));
+      worker.on('exit', () => reject(unreadable(file, new Error('the hashing thread ended early'))));
+      worker.on('message', (m: FileHashReply) => {
+        if (m.t === 'progress') o.onProgress?.(m.bytes);
+        else if (m.t === 'done') resolve({ sha256: m.sha256, size: m.size });
+        else reject(unreadable(file, Object.assign(new Error(m.message), m.code ? { code: m.code } : {})));
+      });
     });
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      size += chunk.length;
-      if (o.onProgress && size - lastReport >= 64 << 20) {
-        lastReport = size;
-        o.onProgress(size);
-      }
-    }
-  } catch (err) {
-    if (o.signal?.aborted) throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
-    throw unreadable(file, err);
+    o.onProgress?.(sum.size);
+    return sum;
+  } finally {
+    if (onAbort) o.signal?.removeEventListener('abort', onAbort);
+    await worker.terminate();
   }
-  o.onProgress?.(size);
-  return { sha256: hash.digest('hex'), size };
 }
 
 /**

@@ -4,10 +4,15 @@
  * Usage: node restore-kill-child.js <step> <dump file> [<content hashes JSON file>]; the connection config (with
  * its password) comes in the MBK_KILL_CFG environment variable, never on argv. With the content hashes the
  * restore is selective, as a rollback makes it: the live tables are compared first, the equal ones kept.
+ * Step `early-load`: the selective load overlapped with the comparison (selective-load.ts) whose check of the dump
+ * never ends; `at early-load` is printed once a table that differs has a shadow table (the load began, nothing is
+ * verified yet).
  */
 import { promises as fsp } from 'node:fs';
 import { compareLiveDatabase, keptTables } from '../../src/db/delta.js';
 import { restoreDatabase } from '../../src/db/restore.js';
+import { openConnection } from '../../src/db/connect.js';
+import { compareAndLoad } from '../../src/db/selective-load.js';
 import type { DbContentHashes } from '../../src/db/table-hash.js';
 import type { DbConnectionConfig } from '../../src/db/types.js';
 
@@ -15,6 +20,29 @@ const step = process.argv[2] ?? '';
 const file = process.argv[3] ?? '';
 const hashesFile = process.argv[4];
 const config = JSON.parse(process.env.MBK_KILL_CFG ?? '{}') as DbConnectionConfig;
+if (step === 'early-load') {
+  const hashes = JSON.parse(await fsp.readFile(hashesFile ?? '', 'utf8')) as DbContentHashes;
+  const conn = await openConnection(config);
+  await compareAndLoad({
+    restore: { config, file, concurrency: 3 },
+    hashes,
+    check: async () => {
+      // a shadow table: the load of a table that differs is under way
+      for (;;) {
+        const [r] = (await conn.query(
+          `SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
+             AND TABLE_NAME LIKE '\\_\\_mbk\\_%\\_n%'`,
+        )) as unknown as [unknown[]];
+        if (r.length > 0) break;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      process.stdout.write('at early-load\n');
+      setInterval(() => {}, 1000);
+      return new Promise<never>(() => {});
+    },
+  });
+  throw new Error('the load ended without its check');
+}
 const keep = hashesFile
   ? keptTables(
       await compareLiveDatabase({

@@ -146,7 +146,11 @@ for (const [step, after, decision] of steps) {
 // The selective path (issue 14): only the tables that differ from the backup are loaded, the equal ones stay
 // (their triggers replaced, their AUTO_INCREMENT given back). A kill at any step leaves the tables old or new,
 // and the recovery ends at exactly the backup (or, told to go back, at exactly the state before).
-for (const [step, after, decision] of steps) {
+// the overlapped load (selective-load.ts): a table that differs loads while the comparison and the dump's check
+// still run; a kill then leaves the live tables old, and the next run drops the shadow tables
+const selectiveSteps: typeof steps = [['early-load', 'old'], ...steps];
+
+for (const [step, after, decision] of selectiveSteps) {
   void test(`selective: SIGKILL at '${step}': old or new, and the next run leaves it ${after}${decision ? ' (told to go back)' : ''}`, async () => {
     const live = await server.createDatabase('kdelta');
     const c = await server.connect(live);
