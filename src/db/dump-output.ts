@@ -56,13 +56,15 @@ export class Output implements RowOutput {
     private readonly fh: FileHandle,
     private readonly gz: ParallelGzipWriter | null,
     private readonly onWritten: ((buf: Buffer) => void) | undefined,
+    /** where the tap's bytes wait to be hashed (a worker): held to the same bound as the writes */
+    private readonly hashes?: { readonly backlog: number; below(bytes: number): Promise<void> },
   ) {}
 
   get error(): Error | undefined {
     return this.#error;
   }
   get congested(): boolean {
-    return this.#pending >= HIGH_WATER;
+    return this.#pending >= HIGH_WATER || (this.hashes !== undefined && this.hashes.backlog >= HIGH_WATER);
   }
 
   /**
@@ -122,10 +124,14 @@ export class Output implements RowOutput {
     };
   }
 
-  /** Resolves once the backlog is below half the high-water mark. */
+  /** Resolves once the backlog (writes, and hashes when given) is below half the high-water mark. */
   drained(): Promise<void> {
-    if (this.#pending < HIGH_WATER / 2 || this.#error !== undefined) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    const written =
+      this.#pending < HIGH_WATER / 2 || this.#error !== undefined
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => this.#waiters.push(resolve));
+    if (this.hashes === undefined || this.hashes.backlog <= HIGH_WATER / 2) return written;
+    return Promise.all([written, this.hashes.below(HIGH_WATER / 2)]).then(() => {});
   }
 
   async text(s: string): Promise<void> {

@@ -146,7 +146,9 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
           ...(o.onWritten ? { onWritten: o.onWritten } : {}),
         })
       : null;
-    out = new Output(fh, gz, o.onWritten);
+    // the per-table row hashes (SHA-256 of each table's row bytes) are computed on a worker thread
+    const streams = (rowHashes = new HashStreams());
+    out = new Output(fh, gz, o.onWritten, streams);
 
     await out.text(header(cfg, serverVersion));
     const result: DumpResult = {
@@ -164,8 +166,6 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     };
 
     for (const seq of schema.sequences) await out.bin(sequenceSql(seq));
-    // the per-table row hashes (SHA-256 of each table's row bytes) are computed on a worker thread
-    const streams = (rowHashes = new HashStreams());
     const hasher = new ContentHasher(maxStmt, () => streams.open());
 
     for (const t of schema.tables) {

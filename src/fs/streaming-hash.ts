@@ -28,6 +28,11 @@ class HashWorker {
   readonly #pool: ArrayBuffer[] = [];
   readonly #waiting = new Map<number, { resolve: (d: Digest) => void; reject: (err: Error) => void }>();
   #failed: Error | null = null;
+  /** answers awaited (digests, a catch-up): while any is, the worker keeps the process alive */
+  #awaited = 0;
+  /** bytes posted and not yet handed back */
+  backlog = 0;
+  #onFree: (() => void)[] = [];
 
   constructor() {
     this.#worker = new Worker(new URL('./hash-worker.js', import.meta.url), {
@@ -35,6 +40,10 @@ class HashWorker {
     });
     const failAll = (err: Error): void => {
       this.#failed ??= err;
+      this.backlog = 0;
+      const f = this.#onFree;
+      this.#onFree = [];
+      for (const x of f) x();
       const w = [...this.#waiting.values()];
       this.#waiting.clear();
       for (const x of w) x.reject(err);
@@ -43,12 +52,16 @@ class HashWorker {
     this.#worker.on('exit', (code) => failAll(new Error(`hash worker exited (code ${code})`)));
     this.#worker.on('message', (m: HashReply) => {
       if (m.t === 'free') {
+        this.backlog -= m.buf.byteLength;
         if (this.#pool.length < POOL_MAX) this.#pool.push(m.buf);
+        const w = this.#onFree;
+        this.#onFree = [];
+        for (const f of w) f();
         return;
       }
       const w = this.#waiting.get(m.id);
       this.#waiting.delete(m.id);
-      if (this.#waiting.size === 0) this.#worker.unref();
+      if (w) this.#release();
       w?.resolve(m);
     });
     // the worker must never keep the process alive (an abandoned hash is just dropped)
@@ -61,8 +74,29 @@ class HashWorker {
       const len = Math.min(SLOT, buf.byteLength - off);
       const ab = this.#pool.pop() ?? new ArrayBuffer(SLOT);
       new Uint8Array(ab, 0, len).set(buf.subarray(off, off + len));
+      this.backlog += SLOT;
       this.#worker.postMessage({ t: 'data', id, buf: ab, len } satisfies HashRequest, [ab]);
     }
+  }
+
+  /** Resolves once the backlog is at most `bytes` (or the worker failed: the digest says so). */
+  async below(bytes: number): Promise<void> {
+    if (this.backlog <= bytes || this.#failed !== null) return;
+    this.#hold();
+    try {
+      while (this.backlog > bytes && this.#failed === null) {
+        await new Promise<void>((resolve) => this.#onFree.push(resolve));
+      }
+    } finally {
+      this.#release();
+    }
+  }
+
+  #hold(): void {
+    if (this.#awaited++ === 0) this.#worker.ref();
+  }
+  #release(): void {
+    if (--this.#awaited === 0) this.#worker.unref();
   }
 
   /** Stream `id`'s SHA-256 and size. */
@@ -74,7 +108,7 @@ class HashWorker {
       }
       this.#waiting.set(id, { resolve, reject });
       // awaited: now the worker must keep the process alive until it answers
-      this.#worker.ref();
+      this.#hold();
       this.#worker.postMessage({ t: 'end', id } satisfies HashRequest);
     });
   }
@@ -153,6 +187,16 @@ export class HashStreams {
         return done;
       },
     };
+  }
+
+  /** Bytes given to update() that the worker has not hashed yet (a writer holds back while it is large). */
+  get backlog(): number {
+    return this.#worker.backlog;
+  }
+
+  /** Resolves once the backlog is at most `bytes`. */
+  below(bytes: number): Promise<void> {
+    return this.#worker.below(bytes);
   }
 
   /** No more streams: the worker ends once every open one was digested. */

@@ -60,6 +60,9 @@ void test('HashStreams: interleaved streams on one worker each equal their one-s
     b.update(reused);
     reused.fill(0); // the caller may reuse its buffer at once
   }
+  assert.ok(hs.backlog > 0, 'what the worker has not handed back is counted');
+  await hs.below(0);
+  assert.equal(hs.backlog, 0);
   hs.close();
   const c = hs.open.bind(hs);
   assert.throws(c, /closed/);
