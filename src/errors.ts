@@ -35,6 +35,8 @@ export interface StoreOutcome {
   leftovers: string[];
   /** when live data is mixed or something was left: what to run to finish (one sentence) */
   finish?: string;
+  /** the run had several parts (code, media, database): a message about one part's failure says no more */
+  parts?: number;
 }
 
 /**

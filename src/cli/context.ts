@@ -158,7 +158,10 @@ export class RunContext {
       // Only what a reader needs beyond the message: a failure that left nothing and changed nothing says no more.
       const plain =
         !outcome ||
-        (outcome.live === 'unchanged' && outcome.maintenance === 'as-before' && !outcome.leftovers.length);
+        (outcome.live === 'unchanged' &&
+          outcome.maintenance === 'as-before' &&
+          !outcome.leftovers.length &&
+          (outcome.parts ?? 1) <= 1);
       reporter.error(plain ? err.message : `${err.message}${state}`, err.exitCode);
       return err.exitCode;
     }

@@ -16,6 +16,7 @@ import {
 } from './restore-connect.js';
 import { RestoreError, type LiveDatabaseState } from './restore-errors.js';
 import type { DumpRange } from './dump-ranges.js';
+import { RESERVED_PREFIX } from './restore-journal.js';
 
 export interface RestoreOptions {
   config: DbConnectionConfig;
@@ -131,9 +132,20 @@ export function watchAbort(ctx: Ctx, signal: AbortSignal | undefined): () => voi
   return () => signal.removeEventListener('abort', onAbort);
 }
 
-export function serverGone(ctx: Ctx, err: unknown, state: string, live: LiveDatabaseState): RestoreError {
+export function serverGone(
+  ctx: Ctx,
+  err: unknown,
+  state: string,
+  live: LiveDatabaseState,
+  leftovers: string[] = [],
+): RestoreError {
   return new RestoreError(
     `The database server went away during the rollback (${sqlMessage(err)}): database ${ctx.live} ${state}`,
-    { cause: err, live },
+    { cause: err, live, leftovers },
   );
+}
+
+/** What a restore whose server went away before the swap leaves: its shadow tables, for the next run. */
+export function shadowLeftovers(ctx: Ctx, id: string): string[] {
+  return [`the shadow tables ${RESERVED_PREFIX}${id}_* in database ${ctx.live} (the next run removes them)`];
 }

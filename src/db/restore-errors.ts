@@ -13,6 +13,8 @@ export type LiveDatabaseState = 'unchanged' | 'restored' | 'recovery-pending';
 export interface RestoreErrorOptions {
   cause?: unknown;
   live?: LiveDatabaseState;
+  /** what is left in the database for the next run to remove (e.g. shadow tables, when the server went away) */
+  leftovers?: string[];
 }
 
 /** The shape RestoreError and RestoreInterruptedError share. */
@@ -21,6 +23,7 @@ export interface RestoreFailure {
   /** the live database is neither exactly old nor exactly new until a recovery ran */
   readonly liveDamaged: boolean;
   readonly nothingChanged: boolean;
+  readonly leftovers: string[];
 }
 
 const causeOf = (o: RestoreErrorOptions): { cause?: unknown } =>
@@ -39,6 +42,7 @@ function withLiveState<B extends CliErrorClass>(Base: B) {
     readonly live: LiveDatabaseState;
     readonly liveDamaged: boolean;
     readonly nothingChanged: boolean;
+    readonly leftovers: string[];
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     constructor(...args: any[]) {
       const [message, options = {}] = args as [string, RestoreErrorOptions?];
@@ -46,6 +50,7 @@ function withLiveState<B extends CliErrorClass>(Base: B) {
       this.live = options.live ?? 'unchanged';
       this.liveDamaged = this.live === 'recovery-pending';
       this.nothingChanged = this.live === 'unchanged';
+      this.leftovers = options.leftovers ?? [];
     }
   };
 }

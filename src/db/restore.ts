@@ -40,6 +40,7 @@ import {
   control,
   release,
   serverGone,
+  shadowLeftovers,
   watchAbort,
   type Ctx,
   type RestoreOptions,
@@ -239,12 +240,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
       );
     }
     if (isServerGone(err)) {
-      throw serverGone(
-        ctx,
-        err,
-        'was not changed (its shadow tables are removed by the next run)',
-        'unchanged',
-      );
+      throw serverGone(ctx, err, 'was not changed', 'unchanged', journal ? shadowLeftovers(ctx, id) : []);
     }
     throw err;
   }
@@ -360,8 +356,9 @@ async function failCommit(
       err,
       committing
         ? `is in the middle of the swap: the next magebackup run puts it back or finishes it from the journal table ${journalName(state.id)} before anything else`
-        : 'was not changed (its shadow tables are removed by the next run)',
+        : 'was not changed',
       committing ? 'recovery-pending' : 'unchanged',
+      committing ? [] : shadowLeftovers(ctx, state.id),
     );
   }
   // the undo runs on fresh connections, not interrupted by the signal, with short lock waits

@@ -390,8 +390,9 @@ export async function runRollback(o: RunRollbackOptions): Promise<RunRollbackRes
       throw withOutcome(err, {
         live: keepMaintenance ? 'mixed' : 'unchanged',
         maintenance: keepMaintenance ? 'left-on' : 'as-before',
-        leftovers: [],
+        leftovers: isRestoreFailure(err) ? err.leftovers : [],
         ...(keepMaintenance ? { finish: 'Run the same setup:rollback again to finish' } : {}),
+        parts: Object.keys(files).length,
       });
     } finally {
       if (op?.phase === 'staging') {
