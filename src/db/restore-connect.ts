@@ -57,9 +57,122 @@ export function openLoaderConnection(cfg: DbConnectionConfig, database: string |
   return open(cfg, database, true);
 }
 
-/** Sends bytes exactly as they are on a loader connection. */
-export function queryRaw(conn: Connection, raw: Buffer): Promise<unknown> {
-  return conn.query(raw.toString('latin1'));
+/** The parts of mysql2's callback connection and query command that queryRaw uses. */
+interface CoreConnection {
+  config: { compress?: boolean; debug?: unknown };
+  sequenceId: number;
+  stream: { cork?: () => void; uncork?: () => void };
+  write(b: Buffer): void;
+  writePacket(p: unknown): void;
+  query(cmd: unknown): unknown;
+  constructor: {
+    createQuery?: (
+      sql: string,
+      values: unknown,
+      cb: (err: unknown, res: unknown, fields: unknown) => void,
+      config: unknown,
+    ) => {
+      start?: (packet: unknown, connection: CoreConnection) => unknown;
+    };
+  };
+}
+
+/** The largest payload of one protocol packet; a longer one continues in the next packet. */
+const MAX_PAYLOAD = 0xffffff;
+const COM_QUERY = 0x03;
+
+/**
+ * Sends bytes exactly as they are on a loader connection. The COM_QUERY packets are framed here from the
+ * statement's own bytes (one writev, no copy): mysql2 would take a string and encode it into a new buffer, two
+ * copies of every megabyte of rows. mysql2 still runs the command (its queue, sequence ids, the reply). Falls
+ * back to mysql2's own path on a connection shape this does not expect (compression, debug, another version).
+ */
+export function queryRaw(conn: Connection, raw: Buffer | readonly Buffer[]): Promise<unknown> {
+  const parts = Buffer.isBuffer(raw) ? [raw] : raw;
+  const core = (conn as unknown as { connection?: CoreConnection }).connection;
+  const create = core?.constructor.createQuery;
+  if (
+    !core ||
+    typeof create !== 'function' ||
+    core.config.compress ||
+    core.config.debug ||
+    typeof core.sequenceId !== 'number' ||
+    typeof core.write !== 'function' ||
+    typeof core.writePacket !== 'function'
+  ) {
+    return conn.query(Buffer.concat(parts).toString('latin1'));
+  }
+  return new Promise((resolve, reject) => {
+    // resolves as mysql2/promise's query does: [rows or result, fields]
+    const cmd = create(
+      '',
+      [],
+      (err, res, fields) =>
+        err ? reject(err instanceof Error ? err : new Error(sqlMessage(err))) : resolve([res, fields]),
+      core.config,
+    );
+    const start = cmd.start;
+    if (typeof start !== 'function') {
+      resolve(conn.query(Buffer.concat(parts).toString('latin1')));
+      return;
+    }
+    // mysql2's own start (options, timers, state) with its packet write replaced by the statement's packets
+    cmd.start = (packet, connection) => {
+      connection.writePacket = () => writeQuery(connection, parts);
+      try {
+        return start.call(cmd, packet, connection);
+      } finally {
+        delete (connection as Partial<CoreConnection>).writePacket;
+      }
+    };
+    core.query(cmd);
+  });
+}
+
+/** COM_QUERY with `parts` as its text, split into packets of at most 16 MiB - 1 as the protocol says. */
+function writeQuery(core: CoreConnection, parts: readonly Buffer[]): void {
+  let left = 1;
+  for (const p of parts) left += p.length;
+  const s = core.stream;
+  const corked = typeof s.cork === 'function' && typeof s.uncork === 'function';
+  if (corked) s.cork!();
+  try {
+    let pi = 0;
+    let po = 0;
+    let first = true;
+    for (;;) {
+      const len = Math.min(left, MAX_PAYLOAD);
+      const h = Buffer.allocUnsafe(first ? 5 : 4);
+      h[0] = len & 0xff;
+      h[1] = (len >> 8) & 0xff;
+      h[2] = (len >> 16) & 0xff;
+      h[3] = core.sequenceId;
+      core.sequenceId = (core.sequenceId + 1) & 0xff;
+      let need = len;
+      if (first) {
+        h[4] = COM_QUERY;
+        need--;
+        first = false;
+      }
+      core.write(h);
+      while (need > 0) {
+        const p = parts[pi]!;
+        const take = Math.min(need, p.length - po);
+        core.write(take === p.length ? p : p.subarray(po, po + take));
+        po += take;
+        need -= take;
+        if (po === p.length) {
+          pi++;
+          po = 0;
+        }
+      }
+      left -= len;
+      // a payload of exactly 16 MiB - 1 is followed by an empty packet: that one says the statement ended
+      if (len < MAX_PAYLOAD) break;
+    }
+  } finally {
+    if (corked) s.uncork!();
+  }
 }
 
 export async function closeQuietly(conn: Connection | undefined): Promise<void> {

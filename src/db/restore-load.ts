@@ -157,7 +157,9 @@ export async function loadDump(
   };
   /** the statement with its tables redirected to shadow tables; refused when that is not certain */
   const redirect = (s: RawStatement, head: string): Redirected & { table: string } => {
-    const r = redirectTableStatement(s.raw, renames, lexing());
+    // the splitter's values check holds in the default quoting only: the loader's sql_mode here must be that too
+    const literal = s.literalValues && !mode.noBackslashEscapes && !mode.ansiQuotes;
+    const r = redirectTableStatement(s.raw, renames, lexing(), literal);
     if (r.refusal !== undefined) throw refuse(s, r.refusal);
     if (r.target === undefined || r.unredirected.length > 0) {
       const t = r.unredirected[0] ?? classifyStatement(head, lexing()).kind;

@@ -39,7 +39,13 @@ export interface Redirected {
  * qualified `db`.`t` that is renamed loses its qualifier. A MERGE table's `UNION=(…)` is kept: it names
  * tables resolved when the table is opened (after the swap: the restored ones).
  */
-export function redirectTableStatement(raw: Buffer, r: TableRenames, lex = DEFAULT_LEXING): Redirected {
+export function redirectTableStatement(
+  raw: Buffer,
+  r: TableRenames,
+  lex = DEFAULT_LEXING,
+  /** the splitter saw an INSERT's values to be literals only (RawStatement.literalValues): not read again */
+  literalValues = false,
+): Redirected {
   // an INSERT's table is in its first few tokens: do not copy or tokenize megabytes of values
   const head = statementHead(raw, 64, lex).toUpperCase();
   const isInsert = /^(INSERT|REPLACE)\b/.test(head);
@@ -81,7 +87,7 @@ export function redirectTableStatement(raw: Buffer, r: TableRenames, lex = DEFAU
     const name = toks[after - 1];
     if (name) {
       const seen = { duplicate: false };
-      const what = valuesRefusal(raw, name.end, lex, seen);
+      const what = literalValues ? undefined : valuesRefusal(raw, name.end, lex, seen);
       if (what !== undefined) {
         out.refusal = `${isWord(first, 'REPLACE') ? 'REPLACE' : 'INSERT'} into table ${out.target ?? name.v} ${what}, which could read or change live tables before the swap`;
       } else if (plain && k === 2 && isWord(toks[after], 'VALUES', 'VALUE') && !seen.duplicate) {

@@ -23,6 +23,15 @@ export class RawStatement implements SqlStatement {
   constructor(
     readonly raw: Buffer,
     readonly line: number,
+    /**
+     * An INSERT or REPLACE whose values the splitter's scan saw to be literals only: from its first `(` on,
+     * every `(` follows `VALUES`/`VALUE` or a non-word byte and is followed by a value that is no word (NULL
+     * apart), every row's `)` is followed by `,` or the end, and there is no comment, quoted identifier or
+     * word before a `(`. Then it calls no function and holds no subquery (a subquery always starts with `(`)
+     * and no `ON DUPLICATE KEY UPDATE`. Only in the default quoting (backslash escapes on, no ANSI_QUOTES).
+     * False only means "not known": restore-redirect.ts's valuesRefusal reads such a statement.
+     */
+    readonly literalValues = false,
   ) {}
   get sql(): string {
     return this.raw.toString('utf8');
@@ -57,7 +66,34 @@ const STAR = 0x2a;
 const BANG = 0x21;
 const LOOKAHEAD = 16;
 
+const LPAREN = 0x28;
+const RPAREN = 0x29;
+
 const DELIMITER_KW = Buffer.from('delimiter');
+
+/** bytes of a word outside quotes (as the server reads identifiers and numbers): [A-Za-z0-9_$] and non-ASCII */
+const WORD = new Uint8Array(256);
+for (let c = 0; c < 256; c++) WORD[c] = /[A-Za-z0-9_$]/.test(String.fromCharCode(c)) || c >= 0x80 ? 1 : 0;
+
+/** blank bytes as valuesRefusal skips them */
+function isSpace(c: number | undefined): boolean {
+  return c === 0x20 || (c !== undefined && c >= 0x09 && c <= 0x0d);
+}
+
+/** Whether buf[i, i+len) is `word` (lower case ASCII), any case. */
+function wordIs(buf: Buffer, i: number, len: number, word: string): boolean {
+  if (len !== word.length) return false;
+  for (let k = 0; k < len; k++) if ((buf[i + k]! | 0x20) !== word.charCodeAt(k)) return false;
+  return true;
+}
+
+/** A statement starts with INSERT or REPLACE (then a non-word byte). */
+function startsRowStatement(buf: Buffer, i: number): boolean {
+  const c = buf[i]! | 0x20;
+  if (c === 0x69) return wordIs(buf, i, 6, 'insert') && WORD[buf[i + 6] ?? 0] === 0;
+  if (c === 0x72) return wordIs(buf, i, 7, 'replace') && WORD[buf[i + 7] ?? 0] === 0;
+  return false;
+}
 const SANDBOX = Buffer.from('999999\\-');
 
 function isBlank(c: number | undefined): boolean {
@@ -93,6 +129,13 @@ export class StatementSplitter {
   readonly sqlMode = new SqlModeTracker();
   private backslashInSQuote = true;
   private backslashInDQuote = true;
+  /**
+   * The current statement's values check (RawStatement.literalValues): 1 while an INSERT/REPLACE is still
+   * known to hold literals only, 0 when it is another statement or no longer known. `depth`: open parentheses.
+   */
+  private rows = 0;
+  private depth = 0;
+  private seenParen = false;
 
   constructor() {
     this.setDelimiter(Buffer.from(';'));
@@ -106,6 +149,8 @@ export class StatementSplitter {
     this.delim = d;
     this.special.fill(0);
     for (const c of [SQ, DQ, BT, HASH, DASH, SLASH]) this.special[c] = 1;
+    this.special[LPAREN] = 3;
+    this.special[RPAREN] = 3;
     this.special[d[0] ?? 0x3b] = 2;
   }
 
@@ -189,7 +234,8 @@ export class StatementSplitter {
     if (raw.length === 0) return;
     if (raw.length > this.maxStatementBytes) this.maxStatementBytes = raw.length;
     this.count++;
-    out.push(new RawStatement(raw, this.stmtLine));
+    out.push(new RawStatement(raw, this.stmtLine, this.rows === 1 && this.seenParen && this.depth === 0));
+    this.rows = 0;
     this.watchSqlMode(raw);
   }
 
@@ -258,6 +304,18 @@ export class StatementSplitter {
           }
           this.inStatement = true;
           stmtStart = i;
+          // the values check: with the delimiter `;` (no other byte may end a row list), in the default quoting
+          // (backslash escapes, "…" a string) that the loader checks it still has at this statement
+          this.rows =
+            this.delim.length === 1 &&
+            this.delim[0] === 0x3b &&
+            this.backslashInSQuote &&
+            this.backslashInDQuote &&
+            startsRowStatement(buf, i)
+              ? 1
+              : 0;
+          this.depth = 0;
+          this.seenParen = false;
           this.stmtLine = this.lineAt(buf, i);
           this.state = S.Stmt;
           continue;
@@ -315,6 +373,27 @@ export class StatementSplitter {
             const kind = special[buf[i]!];
             if (kind === 0) continue;
             const c = buf[i]!;
+            if (kind === 3) {
+              if (this.rows !== 1) continue;
+              // the usual row of a dump first: `,(` then a number or a string, `)` then `,` or `;`
+              const d = i + 1 < n ? buf[i + 1]! : 0;
+              if (c === LPAREN) {
+                if (
+                  this.depth === 0 &&
+                  i > 0 &&
+                  buf[i - 1] === 0x2c &&
+                  (d === SQ || (d >= 0x30 && d <= 0x39))
+                ) {
+                  this.depth = 1;
+                  continue;
+                }
+              } else if (this.depth === 1 && (d === 0x2c || d === 0x3b)) {
+                this.depth = 0;
+                continue;
+              }
+              if (!this.paren(buf, i, c, stmtStart < 0 ? 0 : stmtStart, final)) this.rows = 0;
+              continue;
+            }
             if (kind === 2) {
               if (!final && n - i < this.delim.length) {
                 cut = i;
@@ -329,6 +408,18 @@ export class StatementSplitter {
               if (c === 0x3b || c === 0x24) continue; // common delimiter chars with no other meaning
             }
             if (c === SQ) {
+              // a string that ends in this chunk is skipped here (most do); else the SQuote state reads it
+              const esc = this.backslashInSQuote;
+              let j = i + 1;
+              for (; j < n; j++) {
+                const e = buf[j];
+                if (e === SQ) break;
+                if (e === BS && esc) j++;
+              }
+              if (j < n) {
+                i = j;
+                continue;
+              }
               this.state = S.SQuote;
               i++;
               continue outer;
@@ -339,11 +430,13 @@ export class StatementSplitter {
               continue outer;
             }
             if (c === BT) {
+              if (this.seenParen) this.rows = 0;
               this.state = S.Backtick;
               i++;
               continue outer;
             }
             if (c === HASH) {
+              this.rows = 0;
               this.state = S.LineComment;
               i++;
               continue outer;
@@ -354,11 +447,14 @@ export class StatementSplitter {
                 break outer;
               }
               if (c === DASH && dashDashComment(buf, i)) {
+                this.rows = 0;
                 this.state = S.LineComment;
                 i += 2;
                 continue outer;
               }
               if (c === SLASH && buf[i + 1] === STAR) {
+                // a comment, or an executable comment (code the values check does not follow)
+                this.rows = 0;
                 const c2 = buf[i + 2];
                 if (c2 !== BANG && !(c2 === 0x4d && buf[i + 3] === BANG)) {
                   this.state = S.BlockComment;
@@ -412,6 +508,49 @@ export class StatementSplitter {
     if (this.inStatement && stmtStart >= 0 && cut > stmtStart) this.parts.push(buf.subarray(stmtStart, cut));
     this.lineAt(buf, cut);
     this.carry = cut < n ? buf.subarray(cut) : null;
+  }
+
+  /**
+   * The values check at a parenthesis buf[i] (`c`) of an INSERT/REPLACE whose bytes in `buf` start at `lo`:
+   * false when the statement may not hold literals only (or this cannot be seen from here: the bytes around
+   * are in another chunk). See RawStatement.literalValues.
+   */
+  private paren(buf: Buffer, i: number, c: number, lo: number, final: boolean): boolean {
+    const n = buf.length;
+    if (c === RPAREN) {
+      if (this.depth === 0) return false;
+      if (--this.depth > 0) return true;
+      // the end of a row: the next one, or the end of the statement
+      let p = i + 1;
+      while (p < n && isSpace(buf[p])) p++;
+      if (p >= n) return final;
+      return buf[p] === 0x2c || buf[p] === 0x3b;
+    }
+    // what stands before the `(`: a word is a call unless it is VALUES/VALUE (the row list's start)
+    let p = i - 1;
+    while (p >= lo && isSpace(buf[p])) p--;
+    if (p < lo) return false;
+    const b = buf[p]!;
+    if (WORD[b] === 1) {
+      let q = p;
+      while (q > lo && WORD[buf[q - 1]!] === 1) q--;
+      if (q === lo && lo === 0) return false; // the word may go on in the previous chunk
+      if (this.depth !== 0 || !(wordIs(buf, q, p + 1 - q, 'values') || wordIs(buf, q, p + 1 - q, 'value')))
+        return false;
+    } else if (b === BT || b === DQ || b === STAR) {
+      return false; // a quoted name (`f`(…), "f"(…) under ANSI_QUOTES), or a comment's end
+    }
+    // what follows: a value; a word there (a function, SELECT, VALUES, …) is left to the full check, NULL apart
+    p = i + 1;
+    while (p < n && isSpace(buf[p])) p++;
+    if (p >= n) {
+      if (!final) return false;
+    } else if (WORD[buf[p]!] === 1 && (buf[p]! > 0x39 || buf[p]! < 0x30)) {
+      if (!wordIs(buf, p, 4, 'null') || p + 4 >= n || WORD[buf[p + 4]!] === 1) return false;
+    }
+    this.depth++;
+    this.seenParen = true;
+    return true;
   }
 
   private matchDelim(buf: Buffer, i: number): boolean {

@@ -2,12 +2,13 @@
 // (the table's DDL before them, its other statements after them), against the real server.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Connection } from 'mysql2/promise';
 import { getTestServer, startMariaDB, type TestServer } from '../../fixtures/mariadb.js';
-import { openLoaderConnection } from '../../src/db/restore-connect.js';
+import { openLoaderConnection, queryRaw } from '../../src/db/restore-connect.js';
 import { LoaderPool } from '../../src/db/restore-pool.js';
 import { restoreDatabase } from '../../src/db/restore.js';
 import { configFor, queryRows } from './restore-helpers.js';
@@ -190,3 +191,34 @@ for (const autocommit of [true, false]) {
     await conn.query(`DROP DATABASE \`${live}\``);
   });
 }
+
+void test('a loader connection sends a statement as its bytes, also across the 16 MiB packet boundary', async () => {
+  const db = await server.createDatabase('rawq');
+  const c = await openLoaderConnection(configFor(server, db), db);
+  try {
+    const head = Buffer.from("SELECT MD5(_binary'", 'latin1');
+    const tail = Buffer.from("') AS m", 'latin1');
+    // payload = COM_QUERY byte + statement: one short of, exactly, and one over 16 MiB - 1; then 2 packets + 1
+    for (const payload of [0xfffffe, 0xffffff, 0x1000000, 0xffffff * 2 + 5]) {
+      const fill = Buffer.alloc(payload - 1 - head.length - tail.length);
+      for (let i = 0; i < fill.length; i++) fill[i] = 0x41 + ((i * 7) % 26);
+      fill[0] = 0xe9; // a non-ASCII byte: sent as it is (the dump's bytes, never re-encoded)
+      const want = createHash('md5').update(fill).digest('hex');
+      // as one buffer, and as parts cut at odd places (a redirected statement's pieces)
+      for (const raw of [
+        Buffer.concat([head, fill, tail]),
+        [head, fill.subarray(0, 3), fill.subarray(3), tail],
+      ]) {
+        const [rows] = (await queryRaw(c, raw)) as [{ m: string }[]];
+        assert.equal(rows[0]?.m, want, `payload ${payload}`);
+      }
+    }
+    // the connection is in step afterwards: a failing statement reports its error, the next one runs
+    await assert.rejects(queryRaw(c, Buffer.from('SELECT * FROM no_such_table')), /no_such_table/);
+    const [rows] = (await queryRaw(c, Buffer.from('SELECT 1 AS one'))) as [{ one: number }[]];
+    assert.equal(rows[0]?.one, 1);
+  } finally {
+    await c.end();
+    await conn.query(`DROP DATABASE \`${db}\``);
+  }
+});

@@ -10,6 +10,7 @@ import {
   StatementSplitter,
   type RawStatement,
 } from '../../src/db/sql-reader.js';
+import { valuesRefusal } from '../../src/db/restore-redirect.js';
 
 function chunks(text: string | Buffer, size: number): AsyncIterable<Buffer> {
   const b = typeof text === 'string' ? Buffer.from(text, 'utf8') : text;
@@ -206,4 +207,120 @@ void test('sql_mode set by the dump: NO_BACKSLASH_ESCAPES and ANSI_QUOTES change
   const out2: RawStatement[] = [];
   g.push(Buffer.from("SET GLOBAL sql_mode='NO_BACKSLASH_ESCAPES';\nSELECT 'C:\\';\n"), out2);
   assert.equal(g.end(out2), 'string');
+});
+
+/** Every statement of `text`, split in chunks of `size` bytes. */
+function splitRaw(text: Buffer, size: number): RawStatement[] {
+  const sp = new StatementSplitter();
+  const out: RawStatement[] = [];
+  for (let p = 0; p < text.length; p += size) sp.push(Buffer.from(text.subarray(p, p + size)), out);
+  sp.end(out);
+  return out;
+}
+
+void test('literal values: plain row lists are seen as literals only, anything else is left to the full check', () => {
+  const lit = (sql: string): boolean[] =>
+    splitRaw(Buffer.from(sql, 'latin1'), 1 << 20).map((s) => s.literalValues);
+  assert.deepEqual(lit("INSERT INTO `t` VALUES (1,'a\\'b',NULL),(-2,'x',0x1F), (3 , 'y', 1e5);"), [true]);
+  assert.deepEqual(lit("REPLACE INTO t VALUE (1,'('),(2,')');"), [true]);
+  for (const sql of [
+    'INSERT INTO t VALUES (f(1));',
+    'INSERT INTO t VALUES (1, f (1));',
+    'INSERT INTO t VALUES (1, `f`(1));',
+    'INSERT INTO t VALUES ((SELECT 1));',
+    'INSERT INTO t VALUES (1, ( SELECT 1));',
+    'INSERT INTO t VALUES (1, 1 IN (SELECT 1));',
+    'INSERT INTO t VALUES (1, f/**/(1));',
+    'INSERT INTO t VALUES (1, /*!50000 f*/(1));',
+    'INSERT INTO t VALUES (1) -- x\n;',
+    'INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = VALUES(a);',
+    'INSERT INTO t VALUES (1) RETURNING f(a);',
+    'INSERT INTO t (a) VALUES (1);',
+    'INSERT INTO t SELECT 1;',
+    'INSERT INTO t PARTITION (p0) VALUES (1);',
+    "SET sql_mode = 'NO_BACKSLASH_ESCAPES'; INSERT INTO t VALUES ('a\\');",
+    'SET sql_mode = \'ANSI_QUOTES\'; INSERT INTO t VALUES ("f"(1));',
+  ]) {
+    assert.equal(lit(sql).at(-1), false, sql);
+  }
+});
+
+void test('literal values, generated: a statement seen as literals only is one valuesRefusal finds nothing in', () => {
+  let seed = 20261202;
+  const rnd = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  const pick = <T>(a: T[]): T => a[Math.floor(rnd() * a.length)]!;
+  const atoms = [
+    '1',
+    '-5',
+    '0x1F',
+    "'a''b'",
+    "'x\\'y'",
+    'NULL',
+    'null',
+    'NULLx',
+    "'('",
+    "')'",
+    '"s"',
+    '@v',
+    '1e5',
+  ];
+  const evil = [
+    'f(1)',
+    'f (1)',
+    '`f`(1)',
+    '(SELECT 1)',
+    '( SELECT 1)',
+    'VALUES(a)',
+    'a/**/(1)',
+    '/*!50000 f*/(1)',
+  ];
+  evil.push(
+    '/* c */',
+    '-- c\n',
+    '# c\n',
+    '((1))',
+    'db.f(1)',
+    '`db`.`f`(1)',
+    'NOW()',
+    'ROW(1,2)',
+    '1 IN (SELECT 1)',
+  );
+  evil.push('(WITH x AS (SELECT 1) SELECT 2)', '(VALUES (1))', 'f\n(1)', "_binary'z'", "X'ab'", '$f(1)');
+  const ws = (): string => pick(['', '', ' ', '\n', '\t']);
+  const row = (): string => {
+    const v: string[] = [];
+    for (let k = 1 + Math.floor(rnd() * 4); k > 0; k--)
+      v.push(ws() + (rnd() < 0.93 ? pick(atoms) : pick(evil)) + ws());
+    return `(${v.join(',')})`;
+  };
+  const heads = [
+    'INSERT INTO `t` VALUES ',
+    'insert into t value',
+    'REPLACE INTO `t` VALUES ',
+    'INSERT INTO `t` (`a`) VALUES ',
+  ];
+  const tails = ['', '', '', '', ' ON DUPLICATE KEY UPDATE a=VALUES(a)', ' RETURNING f(a)', ' -- tail\n'];
+  let seen = 0;
+  for (let n = 0; n < 3000; n++) {
+    const rows: string[] = [];
+    for (let k = 1 + Math.floor(rnd() * 5); k > 0; k--) rows.push(row());
+    const text = Buffer.from(
+      `${pick(heads)}${ws()}${rows.join(pick([',', ', ', ',\n']))}${pick(tails)};\n`,
+      'latin1',
+    );
+    for (const size of [1 << 20, 1 + Math.floor(rnd() * 40)]) {
+      for (const s of splitRaw(text, size)) {
+        if (!s.literalValues) continue;
+        seen++;
+        const dup = { duplicate: false };
+        const from = s.raw.indexOf('`t`') >= 0 ? s.raw.indexOf('`t`') + 3 : s.raw.indexOf(' t ') + 2;
+        assert.equal(valuesRefusal(s.raw, from, undefined, dup), undefined, s.raw.toString('latin1'));
+        assert.equal(dup.duplicate, false, s.raw.toString('latin1'));
+      }
+    }
+  }
+  assert.ok(seen > 500, `only ${seen} statements seen as literals only`);
 });
