@@ -47,6 +47,9 @@ export interface LoadResult {
   newFks: Record<string, string>;
 }
 
+/** the bytes of a statement's start that its classification and redirection read (an INSERT's: 4 KiB) */
+const HEAD_READ = 4096;
+
 /** Statements that would act on live data before the swap: never run from a dump. */
 const REFUSED =
   /^(?:DELETE|UPDATE|LOAD|RENAME|HANDLER|CALL|GRANT|REVOKE|FLUSH|KILL|SHUTDOWN|INSTALL|UNINSTALL|(?:CREATE|DROP|ALTER|RENAME)\s+(?:USER|ROLE|SERVER|DATABASE|SCHEMA))\b/i;
@@ -159,7 +162,11 @@ export async function loadDump(
   const redirect = (s: RawStatement, head: string): Redirected & { table: string } => {
     // the splitter's values check holds in the default quoting only: the loader's sql_mode here must be that too
     const literal = s.literalValues && !mode.noBackslashEscapes && !mode.ansiQuotes;
-    const r = redirectTableStatement(s.raw, renames, lexing(), literal);
+    // then only its head is read (the name to redirect is in its first KiB): its rows are sent from the chunks
+    // they were read into, never joined or copied
+    const partial = literal && s.parts.length > 1 && s.parts[0]!.length >= HEAD_READ;
+    const r = redirectTableStatement(partial ? s.parts[0]! : s.raw, renames, lexing(), literal);
+    if (partial) r.raw = [...(Buffer.isBuffer(r.raw) ? [r.raw] : r.raw), ...s.parts.slice(1)];
     if (r.refusal !== undefined) throw refuse(s, r.refusal);
     if (r.target === undefined || r.unredirected.length > 0) {
       const t = r.unredirected[0] ?? classifyStatement(head, lexing()).kind;
@@ -169,7 +176,7 @@ export async function loadDump(
   };
 
   const handle = async (s: RawStatement): Promise<void> => {
-    const head = statementHead(s.raw, undefined, lexing());
+    const head = statementHead(s.head(HEAD_READ), undefined, lexing());
     const k = classifyStatement(head, lexing());
     statements++;
     switch (k.kind) {
@@ -228,7 +235,7 @@ export async function loadDump(
           tables.push(table);
         }
         // a table with a primary key keeps its rows in key order: they may be inserted in any order
-        if (k.create) keyed.set(table, /\bPRIMARY\s+KEY\b/i.test(raw.toString('latin1')));
+        if (k.create) keyed.set(table, /\bPRIMARY\s+KEY\b/i.test(s.raw.toString('latin1')));
         lastTable = table;
         const isDdl = !/^(?:INSERT|REPLACE|SELECT|DO)\b/i.test(head);
         if (r.copies) {
@@ -239,7 +246,10 @@ export async function loadDump(
         pool.dispatchTable({
           raw,
           // for a message only: its start, not a second copy of megabytes of rows held while queued
-          shown: raw === s.raw ? undefined : Buffer.from(s.raw.subarray(0, 1024)),
+          shown:
+            raw === s.parts[0] && s.parts.length === 1
+              ? undefined
+              : Buffer.from(s.head(1024).subarray(0, 1024)),
           line: s.line,
           table,
           ddl: isDdl,
@@ -433,7 +443,7 @@ export function statementError(ctx: Ctx, file: string, f: StatementFailure, suff
     );
   }
   return new RestoreError(
-    `Database restore failed at ${where}: ${sqlMessage(f.cause)} (statement: ${statementExcerpt(f.item.shown ?? f.item.raw)}) — ${suffix}`,
+    `Database restore failed at ${where}: ${sqlMessage(f.cause)} (statement: ${statementExcerpt(f.item.shown ?? (Buffer.isBuffer(f.item.raw) ? f.item.raw : Buffer.concat(f.item.raw)))}) — ${suffix}`,
     { cause: f.cause },
   );
 }

@@ -12,7 +12,8 @@ import type { Connection } from 'mysql2/promise';
 import { queryRaw } from './restore-connect.js';
 
 export interface PoolItem {
-  raw: Buffer;
+  /** the statement's bytes, or its parts in order */
+  raw: Buffer | readonly Buffer[];
   line: number;
   /** the table it belongs to; undefined for session statements */
   table?: string;
@@ -85,6 +86,13 @@ interface Worker {
 }
 
 const IDLE_COMMIT_MS = 200;
+
+export function byteLength(raw: Buffer | readonly Buffer[]): number {
+  if (Buffer.isBuffer(raw)) return raw.length;
+  let n = 0;
+  for (const b of raw) n += b.length;
+  return n;
+}
 
 export class LoaderPool {
   private workers: Worker[];
@@ -210,7 +218,7 @@ export class LoaderPool {
         w.queue = w.queue.slice(w.head);
         w.head = 0;
       }
-      this.queuedBytes -= item.raw.length;
+      this.queuedBytes -= byteLength(item.raw);
       if (this.queuedBytes <= this.maxQueuedBytes) this.notify();
     }
   }
@@ -237,7 +245,7 @@ export class LoaderPool {
 
   private push(w: Worker, item: PoolItem): void {
     w.queue.push(item);
-    this.queuedBytes += item.raw.length;
+    this.queuedBytes += byteLength(item.raw);
     w.wake?.();
   }
 

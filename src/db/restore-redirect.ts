@@ -15,7 +15,11 @@ export interface TableRenames {
 }
 
 export interface Redirected {
-  raw: Buffer;
+  /**
+   * the statement; an INSERT/REPLACE's in parts (its renamed head, then the dump's own bytes, not copied: a
+   * megabyte of rows is sent from the buffer it was read into)
+   */
+  raw: Buffer | readonly Buffer[];
   /** the table the statement acts on, as the dump names it (its head), when it was redirected */
   target?: string;
   /** tables the statement writes (its head, DROP lists) that were not redirected */
@@ -73,7 +77,7 @@ export function redirectTableStatement(
     }
     return qualified ? k + 3 : k + 1;
   };
-  const done = (): Redirected => ({ ...out, raw: apply(raw, edits) });
+  const done = (): Redirected => ({ ...out, raw: apply(raw, edits, isInsert) });
   let k = 0;
   const skipWords = (...words: string[]): void => {
     while (isWord(toks[k], ...words)) k++;
@@ -320,7 +324,8 @@ const isElsewhere = (t: Token | undefined): boolean =>
 
 /** redirectTableStatement's statement only (the names it could not redirect are left as they are). */
 export function renameTables(raw: Buffer, r: TableRenames): Buffer {
-  return redirectTableStatement(raw, r).raw;
+  const out = redirectTableStatement(raw, r).raw;
+  return Buffer.isBuffer(out) ? out : Buffer.concat(out);
 }
 
 interface Edit {
@@ -329,18 +334,18 @@ interface Edit {
   text: string;
 }
 
-/** Offsets are byte offsets (the statement was read as latin1, one char per byte). */
-function apply(raw: Buffer, edits: Edit[]): Buffer {
+/** Offsets are byte offsets (the statement was read as latin1, one char per byte); `parts`: not joined. */
+function apply(raw: Buffer, edits: Edit[], parts = false): Buffer | Buffer[] {
   if (edits.length === 0) return raw;
   edits.sort((a, b) => a.start - b.start);
-  const parts: Buffer[] = [];
+  const list: Buffer[] = [];
   let p = 0;
   for (const e of edits) {
-    parts.push(raw.subarray(p, e.start), Buffer.from(e.text, 'utf8'));
+    list.push(raw.subarray(p, e.start), Buffer.from(e.text, 'utf8'));
     p = e.end;
   }
-  parts.push(raw.subarray(p));
-  return Buffer.concat(parts);
+  list.push(raw.subarray(p));
+  return parts ? list : Buffer.concat(list);
 }
 
 /** Functions a dump's SET statements use (mysqldump's own headers): none of them reads or changes a table. */

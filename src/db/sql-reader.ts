@@ -20,8 +20,10 @@ export interface SqlStatement {
 
 /** A statement as read: its exact bytes (dumps may hold raw binary in strings), text decoded on demand. */
 export class RawStatement implements SqlStatement {
+  private joined: Buffer | undefined;
   constructor(
-    readonly raw: Buffer,
+    /** the statement's bytes in order: a statement that spans read chunks is joined only when asked for */
+    readonly parts: readonly Buffer[],
     readonly line: number,
     /**
      * An INSERT or REPLACE whose values the splitter's scan saw to be literals only: from its first `(` on,
@@ -32,7 +34,16 @@ export class RawStatement implements SqlStatement {
      * False only means "not known": restore-redirect.ts's valuesRefusal reads such a statement.
      */
     readonly literalValues = false,
-  ) {}
+  ) {
+    if (parts.length === 1) this.joined = parts[0];
+  }
+  get raw(): Buffer {
+    return (this.joined ??= Buffer.concat(this.parts));
+  }
+  /** the statement's first bytes, at least `n` of them when it has that many, not joined when not needed */
+  head(n: number): Buffer {
+    return this.parts[0]!.length >= n ? this.parts[0]! : this.raw;
+  }
   get sql(): string {
     return this.raw.toString('utf8');
   }
@@ -219,32 +230,39 @@ export class StatementSplitter {
   }
 
   private emit(buf: Buffer, start: number, end: number, out: RawStatement[]): void {
-    let raw: Buffer;
-    if (this.parts.length > 0) {
-      this.parts.push(buf.subarray(start, end));
-      raw = Buffer.concat(this.parts);
-      this.parts = [];
-    } else {
-      raw = buf.subarray(start, end);
+    const parts = this.parts;
+    this.parts = [];
+    parts.push(buf.subarray(start, end));
+    // without the blanks before the delimiter (in the last parts)
+    for (;;) {
+      const last = parts[parts.length - 1]!;
+      let e = last.length;
+      while (e > 0 && isBlank(last[e - 1])) e--;
+      if (e > 0 || parts.length === 1) {
+        if (e < last.length) parts[parts.length - 1] = last.subarray(0, e);
+        break;
+      }
+      parts.pop();
     }
-    let e = raw.length;
-    while (e > 0 && isBlank(raw[e - 1])) e--;
-    if (e < raw.length) raw = raw.subarray(0, e);
+    for (let k = parts.length - 1; k > 0; k--) if (parts[k]!.length === 0) parts.splice(k, 1);
     this.inStatement = false;
-    if (raw.length === 0) return;
-    if (raw.length > this.maxStatementBytes) this.maxStatementBytes = raw.length;
+    let bytes = 0;
+    for (const p of parts) bytes += p.length;
+    if (bytes === 0) return;
+    if (bytes > this.maxStatementBytes) this.maxStatementBytes = bytes;
     this.count++;
-    out.push(new RawStatement(raw, this.stmtLine, this.rows === 1 && this.seenParen && this.depth === 0));
+    const s = new RawStatement(parts, this.stmtLine, this.rows === 1 && this.seenParen && this.depth === 0);
+    out.push(s);
     this.rows = 0;
-    this.watchSqlMode(raw);
+    this.watchSqlMode(s, bytes);
   }
 
   /** A SET that may change sql_mode: follow it (cheap test first: statements starting with S or /). */
-  private watchSqlMode(raw: Buffer): void {
-    const c = raw[0]! | 0x20;
-    if (c !== 0x73 && raw[0] !== SLASH) return;
-    if (raw.length > 4096) return;
-    const text = raw.toString('latin1');
+  private watchSqlMode(s: RawStatement, bytes: number): void {
+    const first = s.parts[0]![0]!;
+    if ((first | 0x20) !== 0x73 && first !== SLASH) return;
+    if (bytes > 4096) return;
+    const text = s.raw.toString('latin1');
     if (!/^(?:\/\*M?!\d*\s*)?SET\s/i.test(text)) return;
     this.sqlMode.apply(text);
     this.backslashInSQuote = !this.sqlMode.noBackslashEscapes;
