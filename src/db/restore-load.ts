@@ -377,8 +377,9 @@ export async function loadDump(
     );
   } finally {
     await chunks.return(undefined).catch(() => {});
-    if (pool.failure || o.signal?.aborted) for (const c of conns) c.destroy();
-    await pool.close();
+    const destroyed = pool.failure !== undefined || o.signal?.aborted === true;
+    if (destroyed) for (const c of conns) c.destroy();
+    await pool.close({ destroyed });
     for (const c of conns) await release(ctx, c);
   }
 }

@@ -100,6 +100,9 @@ export class LoaderPool {
   /** a failure or close() happened: gates are no longer waited for */
   private stopped: Promise<void>;
   private stop!: () => void;
+  /** statements in flight are no longer waited for (their connections are destroyed) */
+  private abandoned: Promise<void>;
+  private abandon!: () => void;
   /** reorderable INSERTs may go to a second connection (off once the dump touches autocommit) */
   spread = true;
   private queuedBytes = 0;
@@ -114,6 +117,7 @@ export class LoaderPool {
     private readonly maxQueuedBytes = 32 << 20,
   ) {
     this.stopped = new Promise<void>((r) => (this.stop = r));
+    this.abandoned = new Promise<void>((r) => (this.abandon = r));
     this.workers = conns.map((conn) => {
       const w: Worker = {
         conn,
@@ -227,15 +231,18 @@ export class LoaderPool {
    * Waits for a statement, or until the pool stopped. A statement in flight on a connection that is destroyed
    * after another one failed never settles: mysql2 drops its callback once the connection is closing (the
    * database server killed mid-load: one connection sees the loss, the loader destroys both, and the other
-   * statement would be waited for ever). Resolves false once stopped; its later outcome is ignored.
+   * statement would be waited for ever). Resolves false once a statement failed or the pool was closed with
+   * its connections destroyed; its later outcome is ignored. Closed otherwise (the loader refused a statement),
+   * a statement in flight is waited for: a shadow table it creates must exist before the clean-up looks.
    */
   private async settle(p: Promise<unknown>): Promise<boolean> {
-    return Promise.race([p.then(() => true), this.stopped.then(() => false)]);
+    return Promise.race([p.then(() => true), this.abandoned.then(() => false)]);
   }
 
   private fail(f: StatementFailure): void {
     if (!this.failure) this.failure = f;
     this.stop();
+    this.abandon();
     this.notify();
   }
 
@@ -339,10 +346,14 @@ export class LoaderPool {
     this.check();
   }
 
-  /** Stops the workers (after drain() for a clean end, or at once on failure/abort). */
-  async close(): Promise<void> {
+  /**
+   * Stops the workers (after drain() for a clean end, or at once on failure/abort); `destroyed`: the connections
+   * were destroyed, so a statement in flight is not waited for.
+   */
+  async close(o: { destroyed?: boolean } = {}): Promise<void> {
     this.closed = true;
     this.stop();
+    if (o.destroyed) this.abandon();
     for (const w of this.workers) w.wake?.();
     this.notify();
     await Promise.all(this.workers.map((w) => w.done));
