@@ -15,6 +15,7 @@
  * loaded after, as before.
  */
 import { isGzipFile } from './sql-reader.js';
+import { isRestoreFailure } from './restore-errors.js';
 import { dumpRanges, planDumpRanges, RangeFeed, type DumpRange } from './dump-ranges.js';
 import { compareLiveDatabase, keptTables, type LiveComparison } from './delta.js';
 import { prepareDatabaseRestore, type PreparedRestore, type RestoreOptions } from './restore.js';
@@ -126,15 +127,19 @@ async function overlapped(
   try {
     [delta, problem] = await Promise.race([Promise.all([comparing, checking]), loadFailed]);
   } catch (err) {
-    // interrupted: the load's own error says what became of the database (its shadow tables are dropped)
-    const loadErr = outerAborted(o)
-      ? await preparing.then(
-          () => undefined,
-          (e: unknown) => e,
-        )
-      : undefined;
+    // The load's own error says what became of the database: interrupted (its shadow tables are dropped), or
+    // the server gone (its shadow tables are left for the next run, and the error names them).
+    const loadError = (): Promise<unknown> =>
+      preparing.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    const interrupted = outerAborted(o) ? await loadError() : undefined;
     await settle();
-    throw loadErr ?? err;
+    if (outerAborted(o)) throw interrupted ?? err;
+    const loadErr = await loadError();
+    if (isRestoreFailure(loadErr) && loadErr.leftovers.length > 0) throw loadErr;
+    throw err;
   }
   if (problem !== null) {
     await settle();

@@ -86,66 +86,81 @@ void test('the database server killed mid-dump: exit 1, one line, nothing left, 
   }
 });
 
-void test('the database server killed mid-rollback (code + database): exit 1, one true line, no lock, trees old', async () => {
-  // Found by hand: the loader waited for ever on a statement of a destroyed connection, and the run ended in
-  // "stopped making progress" with a stack trace, its lock and the maintenance flag left on.
-  const server = await startMariaDB();
-  try {
-    const db = await server.createDatabase('killedrb');
-    const conn = await server.connect(db);
+for (const full of [true, false]) {
+  void test(`the database server killed mid-rollback (code + database${full ? ', --full' : ', selective: the load overlaps the comparison'}): exit 1, one true line, no lock, trees old`, async () => {
+    // Found by hand: the loader waited for ever on a statement of a destroyed connection, and the run ended in
+    // "stopped making progress" with a stack trace, its lock and the maintenance flag left on.
+    const server = await startMariaDB();
     try {
-      await conn.query('CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(200))');
-      await conn.query("INSERT INTO big SELECT seq, REPEAT('x', 200) FROM seq_1_to_300000");
-    } finally {
-      await conn.end();
-    }
-    const serverPid = Number(readFileSync(join(dirname(server.socketPath), 'mysqld.pid'), 'utf8'));
-    const root = minimalStore({
-      'app/etc/env.php': `<?php return ['db' => ['connection' => ['default' => ['host' => '127.0.0.1:${server.port}', 'dbname' => '${db}', 'username' => 'root', 'password' => '${server.password}']]]];\n`,
-      'app/code/Acme/A.php': '<?php // old\n',
-    });
-    const b = await runCli(['setup:backup', '--code', '--db', '--root', root]);
-    assert.equal(b.code, 0, b.stderr);
-    const [code, dump] = ['_filesystem.tgz', '_db.sql'].map((end) =>
-      readdirSync(backupsOf(root)).find((n) => n.endsWith(end))!,
-    );
-    writeFileSync(join(root, 'app/code/Acme/A.php'), '<?php // new\n');
-    const watcher = await server.connect();
-    let shadows = 0;
-    try {
-      const run = spawnCli(['setup:rollback', '-c', code!, '-d', dump!, '--full', '-n', '--root', root]);
-      // killed while the dump loads into shadow tables (the trees are staged by then)
-      shadows = await waitFor('shadow tables', async () => {
-        const [r] = await watcher.query(
-          `SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '\\_\\_mbk%'`,
-          [db],
-        );
-        const n = Number((r as Array<{ n: number }>)[0]!.n);
-        return n > 1 ? n : undefined;
+      const db = await server.createDatabase('killedrb');
+      const conn = await server.connect(db);
+      try {
+        await conn.query('CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(200))');
+        await conn.query("INSERT INTO big SELECT seq, REPEAT('x', 200) FROM seq_1_to_300000");
+        await conn.query('CREATE TABLE other LIKE big');
+        await conn.query('INSERT INTO other SELECT * FROM big');
+      } finally {
+        await conn.end();
+      }
+      const serverPid = Number(readFileSync(join(dirname(server.socketPath), 'mysqld.pid'), 'utf8'));
+      const root = minimalStore({
+        'app/etc/env.php': `<?php return ['db' => ['connection' => ['default' => ['host' => '127.0.0.1:${server.port}', 'dbname' => '${db}', 'username' => 'root', 'password' => '${server.password}']]]];\n`,
+        'app/code/Acme/A.php': '<?php // old\n',
       });
-      process.kill(serverPid, 'SIGKILL');
-      const r = await run.done;
-      assert.equal(r.code, 1, r.stderr);
-      assert.doesNotMatch(r.stderr, /Internal error|stopped making progress|    at /);
-      assert.match(
-        r.stderr,
-        /^Error: The database server went away during the rollback \(.*\): database killedrb_\w+ was not changed: nothing was changed; left behind: the shadow tables __mbk_\w+_\* in database killedrb_\w+ \(the next run removes them\)$/m,
+      const b = await runCli(['setup:backup', '--code', '--db', '--root', root]);
+      assert.equal(b.code, 0, b.stderr);
+      const [code, dump] = ['_filesystem.tgz', '_db.sql'].map((end) =>
+        readdirSync(backupsOf(root)).find((n) => n.endsWith(end))!,
+      );
+      writeFileSync(join(root, 'app/code/Acme/A.php'), '<?php // new\n');
+      const watcher = await server.connect();
+      await watcher.query(`UPDATE \`${db}\`.big SET v = 'changed' WHERE id = 1`);
+      let shadows = 0;
+      try {
+        const run = spawnCli([
+          'setup:rollback',
+          '-c',
+          code!,
+          '-d',
+          dump!,
+          ...(full ? ['--full'] : []),
+          '-n',
+          '--root',
+          root,
+        ]);
+        // killed while the dump loads into shadow tables (the trees are staged by then)
+        shadows = await waitFor('shadow tables', async () => {
+          const [r] = await watcher.query(
+            `SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '\\_\\_mbk%'`,
+            [db],
+          );
+          const n = Number((r as Array<{ n: number }>)[0]!.n);
+          return n > 1 ? n : undefined;
+        });
+        process.kill(serverPid, 'SIGKILL');
+        const r = await run.done;
+        assert.equal(r.code, 1, r.stderr);
+        assert.doesNotMatch(r.stderr, /Internal error|stopped making progress|    at /);
+        assert.match(
+          r.stderr,
+          /^Error: The database server went away during the rollback \(.*\): database killedrb_\w+ was not changed: nothing was changed; left behind: the shadow tables __mbk_\w+_\* in database killedrb_\w+ \(the next run removes them\)$/m,
+        );
+      } finally {
+        watcher.destroy();
+      }
+      assert.ok(shadows > 1);
+      assertNoLeftovers(root, (n) => [code, dump].includes(n) || n.endsWith('_manifest.json'));
+      assert.equal(existsSync(flagOf(root)), false, 'maintenance off again');
+      assert.equal(
+        readFileSync(join(root, 'app/code/Acme/A.php'), 'utf8'),
+        '<?php // new\n',
+        'the code tree as before',
       );
     } finally {
-      watcher.destroy();
+      await server.stop();
     }
-    assert.ok(shadows > 1);
-    assertNoLeftovers(root, (n) => [code, dump].includes(n) || n.endsWith('_manifest.json'));
-    assert.equal(existsSync(flagOf(root)), false, 'maintenance off again');
-    assert.equal(
-      readFileSync(join(root, 'app/code/Acme/A.php'), 'utf8'),
-      '<?php // new\n',
-      'the code tree as before',
-    );
-  } finally {
-    await server.stop();
-  }
-});
+  });
+}
 
 for (const wasOn of [false, true]) {
   void test(`SIGHUP mid-backup (an SSH session drops): exit 129, undone, maintenance ${wasOn ? 'still on' : 'off'}`, async () => {
