@@ -100,6 +100,18 @@ try {
   env[ENV_ERROR] = message;
   process.stderr.write(`run-tests: ${message}\nrun-tests: database tests will fail.\n`);
 }
+// The web interface's browser test drives Debian's chromium: installed like the server when it is missing and this
+// run is root with apt-get; otherwise that test fails naming the command to run.
+if (files.some((f) => /[\\/]web[\\/]browser\.test\.js$/.test(f))) {
+  const { ensureChromiumInstalled } = await import(join(dirname(harnessPath), 'chromium.js'));
+  try {
+    ensureChromiumInstalled('run-tests');
+  } catch (err) {
+    process.stderr.write(
+      `run-tests: ${err instanceof Error ? err.message : String(err)}\nrun-tests: the browser test will fail.\n`,
+    );
+  }
+}
 if (process.stdout.isTTY && env.NO_COLOR === undefined) env.FORCE_COLOR ??= '1';
 
 /** Removes `dir` whatever a test chmod'ed inside it. */

@@ -11,34 +11,24 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { getTestServer } from '../../fixtures/mariadb.js';
-import { generateStore } from '../../fixtures/store.js';
-import { generateStoreDatabase } from '../../fixtures/store-db.js';
+import { CHROMIUM_HINT, findChromium } from '../../fixtures/chromium.js';
 import { describeDatabase, diffDatabases } from '../../fixtures/db-compare.js';
 import { describeTree, diffTrees } from '../helpers/tree.js';
-import { tempDir } from '../helpers/tmp.js';
 import { startWeb } from './helpers.js';
+import { CODE_SKIP as STORE_CODE_SKIP, tinyStoreOnServer } from '../helpers/store.js';
 
-export const CHROMIUM_INSTALL = 'apt-get install -y chromium';
 const SHOTS = fileURLToPath(new URL('../../../test-screenshots/', import.meta.url));
 
 function chromiumPath(): string {
-  const found = [process.env.MAGEBACKUP_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find(
-    (p) => p && existsSync(p),
-  );
-  if (!found) {
-    throw new Error(
-      `The browser tests need Debian's chromium, which is not installed: run \`${CHROMIUM_INSTALL}\` (as root), ` +
-        'or set MAGEBACKUP_CHROMIUM to a Chromium binary',
-    );
-  }
+  const found = findChromium();
+  // scripts/run-tests.mjs installs it when it can (root with apt-get); otherwise this names the command.
+  if (found === undefined)
+    throw new Error(`The browser tests need Debian's chromium, which is not installed. ${CHROMIUM_HINT}`);
   return found;
 }
 
-const CODE_SKIP = (rel: string) =>
-  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) ||
-  /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel) ||
-  rel.startsWith('.magebackup');
+/** The code as a code backup holds it, without our own staging and trash directories beside it. */
+const CODE_SKIP = (rel: string) => STORE_CODE_SKIP(rel) || rel.startsWith('.magebackup');
 
 /** Waits for the operation on the Progress page to end; returns its status and message. */
 async function jobEnd(page: Page, timeout: number): Promise<string> {
@@ -57,21 +47,13 @@ async function shot(page: Page, name: string): Promise<void> {
 }
 
 void test('browser: list, create with progress, break, restore with the typed id, history; refusals', async (t) => {
-  const server = await getTestServer();
-  const dbname = await server.createDatabase('web_e2e');
-  const conn = await server.connect(dbname);
+  const executablePath = chromiumPath();
+  const { conn, dbname, root } = await tinyStoreOnServer('web_e2e');
   t.after(() => conn.end());
-  await generateStoreDatabase(conn, { size: 'tiny' });
-  const root = path.join(tempDir('mbk-web-'), 'store');
-  await generateStore({
-    dir: root,
-    size: 'tiny',
-    db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
-  });
   const web = await startWeb(root);
 
   const browser: Browser = await chromium.launch({
-    executablePath: chromiumPath(),
+    executablePath,
     args: ['--no-sandbox', '--disable-dev-shm-usage'],
   });
   t.after(async () => {
