@@ -2,17 +2,16 @@
  * A MariaDB server on an EXISTING datadir (a copy of the cached, generated benchmark database).
  *
  * fixtures/mariadb.ts always initialises a fresh datadir, so re-running the benchmark on a cached database needs
- * its own small starter. Same server settings as the harness (so the numbers match a test server), same watchdog
- * idea: mariadbd dies, and its run dir is removed, when our end of the watchdog's stdin closes — also when this
- * process is killed.
+ * its own small starter. Same server settings as the harness (so the numbers match a test server) and the
+ * harness's WATCHDOG: mariadbd dies, and its run dir is removed, when our end of the watchdog's stdin closes —
+ * also when this process is killed.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
-import { findServerBinaries } from '../fixtures/mariadb.js';
+import { WATCHDOG, findServerBinaries, freePort } from '../fixtures/mariadb.js';
 
 export interface BenchServer {
   host: string;
@@ -23,32 +22,6 @@ export interface BenchServer {
   /** argv (no password) + env (MYSQL_PWD) for the stock clients */
   clientArgs(): { args: string[]; env: NodeJS.ProcessEnv };
   stop(): Promise<void>;
-}
-
-const WATCHDOG = `
-rundir="$1"; shift
-exec 3<&0
-"$@" </dev/null >/dev/null 2>&1 3<&- &
-p=$!
-echo "$p"
-{ while read -r _ <&3; do :; done; kill -TERM "$p" 2>/dev/null; } >/dev/null 2>&1 &
-wait "$p"
-rc=$?
-rm -rf -- "$rundir"
-exit $rc
-`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export function serverSettings(): string[] {

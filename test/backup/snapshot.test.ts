@@ -7,18 +7,13 @@ import {
   copyFileSync,
   readFileSync,
   openSync,
-  readSync,
   readdirSync,
   rmSync,
-  statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { getTestServer } from '../../fixtures/mariadb.js';
-import { generateStore } from '../../fixtures/store.js';
-import { generateStoreDatabase } from '../../fixtures/store-db.js';
 import { describeDatabase, diffDatabases } from '../../fixtures/db-compare.js';
 import { createSnapshot } from '../../src/backup/snapshot-create.js';
 import { restoreSnapshot } from '../../src/restore/snapshot-restore.js';
@@ -26,49 +21,14 @@ import { listSnapshots } from '../../src/store/snapshot-list.js';
 import { verifyBackups, verifyProblems } from '../../src/backup/verify-backups.js';
 import { runBackup } from '../../src/backup/run-backup.js';
 import { describeTree, diffTrees } from '../helpers/tree.js';
-import { minimalStore, tempDir } from '../helpers/tmp.js';
+import { minimalStore } from '../helpers/tmp.js';
 import { runCli } from '../helpers/cli.js';
+import { CODE_SKIP, flipByte, tinyStoreOnServer } from '../helpers/store.js';
 
-const CODE_SKIP = (rel: string) =>
-  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) ||
-  /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel);
 const T0 = 1_800_000_000_000;
 
-async function setup() {
-  const server = await getTestServer();
-  const dbname = await server.createDatabase('snapshot');
-  const conn = await server.connect(dbname);
-  await generateStoreDatabase(conn, { size: 'tiny' });
-  const root = path.join(tempDir('mbk-snap-'), 'store');
-  await generateStore({
-    dir: root,
-    size: 'tiny',
-    db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
-  });
-  const state = async () => ({
-    code: describeTree(root, CODE_SKIP),
-    media: describeTree(path.join(root, 'pub/media')),
-    db: await describeDatabase(conn, dbname),
-  });
-  return { server, dbname, conn, root, state, dir: path.join(root, 'var/backups') };
-}
-
-/** Flip one byte in the middle of a file: same size, different content. */
-function flipByte(file: string): void {
-  const fd = openSync(file, 'r+');
-  try {
-    const at = Math.floor(statSync(file).size / 2);
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, at);
-    b[0] = b[0]! ^ 0xff;
-    writeSync(fd, b, 0, 1, at);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 void test('two snapshots with changes between them; restoring the first makes the store equal it', async () => {
-  const { conn, root, state } = await setup();
+  const { conn, root, state } = await tinyStoreOnServer('snapshot');
   try {
     const a = await createSnapshot({ root, now: () => T0 });
     assert.equal(a.id, String(T0 / 1000));
@@ -118,7 +78,7 @@ void test('two snapshots with changes between them; restoring the first makes th
 });
 
 void test('one corrupt byte: verify names the file, restore refuses before anything changes', async () => {
-  const { conn, dbname, root, state, dir } = await setup();
+  const { conn, dbname, root, state, dir } = await tinyStoreOnServer('snapshot');
   try {
     const a = await createSnapshot({ root, now: () => T0 });
     writeFileSync(path.join(root, 'index.php'), '<?php // changed after the snapshot\n');
@@ -161,7 +121,7 @@ void test('one corrupt byte: verify names the file, restore refuses before anyth
 });
 
 void test('a crashed run is listed as incomplete, refused by restore and verify, and pruned', async () => {
-  const { conn, root, dir } = await setup();
+  const { conn, root, dir } = await tinyStoreOnServer('snapshot');
   try {
     await runBackup({
       root,
@@ -211,7 +171,7 @@ void test('a crashed run is listed as incomplete, refused by restore and verify,
 });
 
 void test('backups:verify --deep extracts every archive and loads the dump into a throwaway database', async () => {
-  const { conn, root } = await setup();
+  const { conn, root } = await tinyStoreOnServer('snapshot');
   try {
     const a = await createSnapshot({ root, now: () => T0 });
     // only verify's own throwaway databases: other test files create and drop theirs on the same server meanwhile

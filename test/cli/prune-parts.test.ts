@@ -4,28 +4,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { getTestServer } from '../../fixtures/mariadb.js';
-import { generateStore } from '../../fixtures/store.js';
-import { generateStoreDatabase } from '../../fixtures/store-db.js';
 import { runCli } from '../helpers/cli.js';
-import { tempDir } from '../helpers/tmp.js';
+import { tinyStoreOnServer } from '../helpers/store.js';
 import { isHistoryFile } from '../../src/history/history.js';
 
 void test('a full snapshot, then two setup:backup --db, then --keep-last 2: the code and media backups stay', async () => {
-  const server = await getTestServer();
-  const dbname = await server.createDatabase('pruneparts');
-  const conn = await server.connect(dbname);
-  try {
-    await generateStoreDatabase(conn, { size: 'tiny' });
-  } finally {
-    await conn.end();
-  }
-  const root = path.join(tempDir('mbk-pruneparts-'), 'store');
-  await generateStore({
-    dir: root,
-    size: 'tiny',
-    db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
-  });
+  const store = await tinyStoreOnServer('pruneparts');
+  await store.conn.end();
+  const { root } = store;
   const dir = path.join(root, 'var', 'backups');
   const full = await runCli(['snapshot:create', '--root', root, '--json']);
   assert.equal(full.code, 0, full.stderr);

@@ -1,44 +1,10 @@
 // The snapshot and backups:* commands through the built binary: exit codes, stdout/stderr split, JSON.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { getTestServer } from '../../fixtures/mariadb.js';
-import { generateStore } from '../../fixtures/store.js';
-import { generateStoreDatabase } from '../../fixtures/store-db.js';
 import { runCli } from '../helpers/cli.js';
-import { tempDir } from '../helpers/tmp.js';
-
-async function store() {
-  const server = await getTestServer();
-  const dbname = await server.createDatabase('snapcli');
-  const conn = await server.connect(dbname);
-  try {
-    await generateStoreDatabase(conn, { size: 'tiny' });
-  } finally {
-    await conn.end();
-  }
-  const root = path.join(tempDir('mbk-snapcli-'), 'store');
-  await generateStore({
-    dir: root,
-    size: 'tiny',
-    db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
-  });
-  return root;
-}
-
-function flipByte(file: string): void {
-  const fd = openSync(file, 'r+');
-  try {
-    const at = Math.floor(statSync(file).size / 2);
-    const b = Buffer.alloc(1);
-    readSync(fd, b, 0, 1, at);
-    b[0] = b[0]! ^ 0xff;
-    writeSync(fd, b, 0, 1, at);
-  } finally {
-    closeSync(fd);
-  }
-}
+import { flipByte, tinyStoreOnServer } from '../helpers/store.js';
 
 interface ListJson {
   snapshots: Array<{
@@ -52,7 +18,9 @@ interface ListJson {
 }
 
 void test('snapshot:create, list, verify, a corrupt byte, restore refused; bad ids and policies are usage errors', async () => {
-  const root = await store();
+  const store = await tinyStoreOnServer('snapcli');
+  await store.conn.end();
+  const root = store.root;
   const created = await runCli(['snapshot:create', '--root', root, '--json']);
   assert.equal(created.code, 0, created.stderr);
   const { id } = JSON.parse(created.stdout) as { id: string };
@@ -118,7 +86,9 @@ void test('snapshot:create, list, verify, a corrupt byte, restore refused; bad i
 });
 
 void test('snapshot:create --prune --keep-last 1 removes the older snapshot; backups:prune --dry-run --json removes nothing', async () => {
-  const root = await store();
+  const store = await tinyStoreOnServer('snapcli');
+  await store.conn.end();
+  const root = store.root;
   const first = await runCli(['snapshot:create', '--root', root, '--json']);
   assert.equal(first.code, 0, first.stderr);
   const firstId = (JSON.parse(first.stdout) as { id: string }).id;

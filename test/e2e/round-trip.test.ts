@@ -15,35 +15,14 @@ import {
   copyFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { getTestServer } from '../../fixtures/mariadb.js';
-import { generateStore } from '../../fixtures/store.js';
-import { generateStoreDatabase } from '../../fixtures/store-db.js';
 import { describeDatabase, diffDatabases } from '../../fixtures/db-compare.js';
 import { runBackup } from '../../src/backup/run-backup.js';
 import { runRollback } from '../../src/restore/run-rollback.js';
 import { describeTree, diffTrees } from '../helpers/tree.js';
-import { tempDir } from '../helpers/tmp.js';
-
-const CODE_SKIP = (rel: string) =>
-  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) ||
-  /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel);
-
-async function setup() {
-  const server = await getTestServer();
-  const dbname = await server.createDatabase('roundtrip');
-  const conn = await server.connect(dbname);
-  await generateStoreDatabase(conn, { size: 'tiny' });
-  const root = path.join(tempDir('mbk-rt-'), 'store');
-  await generateStore({
-    dir: root,
-    size: 'tiny',
-    db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
-  });
-  return { server, dbname, conn, root };
-}
+import { CODE_SKIP, tinyStoreOnServer } from '../helpers/store.js';
 
 void test('back up, change code, media and database, roll each back: the store equals the backup', async () => {
-  const { dbname, conn, root } = await setup();
+  const { dbname, conn, root } = await tinyStoreOnServer('roundtrip');
   try {
     const backup = await runBackup({ root, parts: { code: true, media: true, db: true } });
     assert.equal(backup.warnings, 0);
@@ -97,7 +76,7 @@ void test('back up, change code, media and database, roll each back: the store e
 });
 
 void test('a truncated archive or dump, or a file of the wrong kind, is refused with nothing changed', async () => {
-  const { dbname, conn, root } = await setup();
+  const { dbname, conn, root } = await tinyStoreOnServer('roundtrip');
   try {
     const backup = await runBackup({ root, parts: { code: true, media: true, db: true } });
     const files = Object.fromEntries(backup.parts.map((p) => [p.part, p.file]));

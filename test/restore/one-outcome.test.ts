@@ -8,24 +8,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Connection } from 'mysql2/promise';
-import { getTestServer } from '../../fixtures/mariadb.js';
-import { generateStore } from '../../fixtures/store.js';
-import { generateStoreDatabase } from '../../fixtures/store-db.js';
-import { describeDatabase, diffDatabases, type DbSnapshot } from '../../fixtures/db-compare.js';
+import { diffDatabases, type DbSnapshot } from '../../fixtures/db-compare.js';
 import { runBackup } from '../../src/backup/run-backup.js';
 import { runRollback } from '../../src/restore/run-rollback.js';
 import { recoverStore } from '../../src/restore/recover.js';
 import { storePaths } from '../../src/store/paths.js';
 import { resolveDbConfig } from '../../src/db/config.js';
 import { acquireLock } from '../../src/fs/lock.js';
-import { describeTree, diffTrees, type TreeEntry } from '../helpers/tree.js';
-import { tempDir } from '../helpers/tmp.js';
+import { diffTrees, type TreeEntry } from '../helpers/tree.js';
+import { tinyStoreOnServer } from '../helpers/store.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'one-outcome-child.js');
-const CODE_SKIP = (rel: string) =>
-  /^(var|pub\/static|pub\/media|update)(\/|$)/.test(rel) ||
-  /(^|\/)(node_modules|\.git|\.idea|\.svn|\.grunt)(\/|$)/.test(rel) ||
-  rel.startsWith('.magebackup-');
 
 interface State {
   code: Map<string, TreeEntry>;
@@ -34,21 +27,8 @@ interface State {
 }
 
 async function setup() {
-  const server = await getTestServer();
-  const dbname = await server.createDatabase('oneout');
-  const conn = await server.connect(dbname);
-  await generateStoreDatabase(conn, { size: 'tiny' });
-  const root = path.join(tempDir('mbk-one-'), 'store');
-  await generateStore({
-    dir: root,
-    size: 'tiny',
-    db: { host: server.host, port: server.port, user: server.user, password: server.password, dbname },
-  });
-  const snap = async (): Promise<State> => ({
-    code: describeTree(root, CODE_SKIP),
-    media: describeTree(path.join(root, 'pub/media')),
-    db: await describeDatabase(conn, dbname),
-  });
+  const { server, dbname, conn, root, state } = await tinyStoreOnServer('oneout');
+  const snap = (): Promise<State> => state((rel) => rel.startsWith('.magebackup-'));
   const files = async () => {
     const b = await runBackup({ root, parts: { code: true, media: true, db: true }, now: () => Date.now() });
     return Object.fromEntries(b.parts.map((p) => [p.part, p.file])) as Record<
