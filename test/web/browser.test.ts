@@ -51,15 +51,17 @@ void test('browser: list, create with progress, break, restore with the typed id
   const { conn, dbname, root } = await tinyStoreOnServer('web_e2e');
   t.after(() => conn.end());
   const web = await startWeb(root);
-
-  const browser: Browser = await chromium.launch({
+  // Registered before the launch: a browser that fails to start must not leave the server holding the test open.
+  const opened: { browser?: Browser } = {};
+  t.after(async () => {
+    await opened.browser?.close();
+    await web.close();
+  });
+  const browser = await chromium.launch({
     executablePath,
     args: ['--no-sandbox', '--disable-dev-shm-usage'],
   });
-  t.after(async () => {
-    await browser.close();
-    await web.close();
-  });
+  opened.browser = browser;
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
   const page = await context.newPage();
   const pageErrors: string[] = [];
