@@ -232,12 +232,39 @@ export class ConnectionSet {
     this.conns.delete(c);
   }
 
-  /** Stops every statement and closes every connection; never throws, never waits more than a few seconds. */
-  async killAll(): Promise<void> {
+  /** the kills started so far (see killAll) */
+  private killing: Promise<void> = Promise.resolve();
+
+  /**
+   * Stops every statement and closes every connection, then waits until the server has ended those sessions: a
+   * statement the server had already received (a CREATE TABLE, the end of an INSERT) still completes after our
+   * end of the socket is gone, so whatever is cleaned up before that may come back. Never throws; waits at most
+   * about KILL_SETTLE_MS (the server may be gone or slow to roll a big statement back: `settled` says which).
+   */
+  killAll(): Promise<void> {
     const conns = [...this.conns];
     this.conns.clear();
+    const kill = this.killing.then(() => this.kill(conns));
+    this.killing = kill;
+    return kill;
+  }
+
+  /**
+   * Resolves when every kill started so far has ended: true when the killed sessions are gone from the server
+   * (nothing of theirs can still change the database), false when that could not be seen within the bound.
+   */
+  async settled(): Promise<boolean> {
+    await this.killing;
+    return this.killedGone;
+  }
+
+  private killedGone = true;
+
+  private async kill(conns: Connection[]): Promise<void> {
     if (conns.length === 0) return;
+    const ids = conns.map((c) => Number(c.threadId)).filter((id) => Number.isSafeInteger(id) && id > 0);
     let killer: Connection | undefined;
+    let gone = false;
     try {
       killer = await Promise.race([
         mysql.createConnection({
@@ -246,20 +273,34 @@ export class ConnectionSet {
         new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 3000).unref()),
       ]);
       killer.on('error', () => {});
-      for (const c of conns) {
+      for (const id of ids) {
         await Promise.race([
-          killer.query(`KILL QUERY ${Number(c.threadId)}`).catch(() => {}),
+          killer.query(`KILL QUERY ${id}`).catch(() => {}),
           new Promise<void>((r) => setTimeout(r, 2000).unref()),
         ]);
+      }
+      for (const c of conns) c.destroy();
+      // a session ends once it has finished (or rolled back) what it was running and reads our closed socket
+      const deadline = Date.now() + KILL_SETTLE_MS;
+      while (!gone && Date.now() < deadline) {
+        const [rows] = await killer.query(
+          `SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID IN (${ids.join(', ') || '0'})`,
+        );
+        gone = Number((rows as Array<{ n: unknown }>)[0]?.n) === 0;
+        if (!gone) await new Promise<void>((r) => setTimeout(r, 50));
       }
     } catch {
       // the server may be gone: destroying our ends is all there is to do
     } finally {
       killer?.destroy();
       for (const c of conns) c.destroy();
+      if (!gone) this.killedGone = false;
     }
   }
 }
+
+/** How long a kill waits for the killed sessions to end on the server (a big INSERT's rollback takes a while). */
+export const KILL_SETTLE_MS = 20_000;
 
 /** Bounded lock waits for every restore session (seconds). */
 export async function boundLockWaits(conn: Connection, seconds: number): Promise<void> {

@@ -249,8 +249,8 @@ export async function forward(
   return { warnings };
 }
 
-/** Drops every table of the restore (shadow or old copies) and, last, its journal. */
-export async function cleanup(ctx: Ctx, state: { id: string }): Promise<void> {
+/** Drops every table of the restore (shadow or old copies) and, last, its journal; returns those still there. */
+export async function cleanup(ctx: Ctx, state: { id: string }): Promise<string[]> {
   const conn = await control(ctx);
   try {
     const prefix = `${RESERVED_PREFIX}${state.id}_`;
@@ -261,6 +261,8 @@ export async function cleanup(ctx: Ctx, state: { id: string }): Promise<void> {
       await ddl(ctx, conn, `DROP TABLE IF EXISTS ${mine.map(q).join(', ')}`, "the restore's own tables");
     }
     await ddl(ctx, conn, `DROP TABLE IF EXISTS ${q(journalName(state.id))}`, 'the restore journal');
+    // what is still there (a statement of a session that was ending may have created it meanwhile)
+    return (await allTables(conn, ctx.live)).filter((t) => t.startsWith(prefix));
   } finally {
     await release(ctx, conn);
   }

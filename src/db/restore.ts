@@ -230,17 +230,29 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
   } catch (err) {
     unwatch();
     const aborted = o.signal?.aborted === true;
-    if (journal && !isServerGone(err)) {
-      await cleanup(contextFor({ ...o, lockWaitSeconds: Math.min(ctx.lockWait, 10) }), state).catch(() => {});
+    // an abort destroys our connections, and what they say then looks like a lost server: clean up all the same
+    const gone = !aborted && isServerGone(err);
+    let leftovers: string[] = [];
+    if (journal && !gone) {
+      // the killed loader sessions first end on the server: a CREATE TABLE they had received still completes
+      await ctx.conns.settled();
+      const left = await cleanup(
+        contextFor({ ...o, lockWaitSeconds: Math.min(ctx.lockWait, 10) }),
+        state,
+      ).catch(() => [id]);
+      if (left.length > 0) leftovers = shadowLeftovers(ctx, id);
     }
     if (aborted) {
       throw new RestoreInterruptedError(
         `${describeAbort(o.signal?.reason)}: database ${ctx.live} was not changed`,
-        { cause: err, live: 'unchanged' },
+        { cause: err, live: 'unchanged', leftovers },
       );
     }
-    if (isServerGone(err)) {
+    if (gone) {
       throw serverGone(ctx, err, 'was not changed', 'unchanged', journal ? shadowLeftovers(ctx, id) : []);
+    }
+    if (leftovers.length > 0 && err instanceof RestoreError) {
+      throw new RestoreError(err.message, { cause: err.cause, live: err.live, leftovers });
     }
     throw err;
   }
@@ -342,6 +354,8 @@ async function failCommit(
 ): Promise<Error> {
   const aborted = o.signal?.aborted === true;
   const gone = !aborted && isServerGone(err);
+  // a killed statement (a RENAME, a DROP) may still be ending on the server: the undo starts after it
+  if (aborted) await ctx.conns.settled();
   const reason =
     err instanceof DefinitionFailure
       ? statementError(ctx, state.file, err.failure, '').message.replace(/ — $/, '')
@@ -350,6 +364,7 @@ async function failCommit(
         : String(err);
   let live: LiveDatabaseState = 'unchanged';
   let how = 'was not changed';
+  let leftovers: string[] = [];
   if (gone) {
     return serverGone(
       ctx,
@@ -367,8 +382,8 @@ async function failCommit(
     if (committing) {
       await undo(undoCtx, state);
       how = 'was put back as it was';
-    } else {
-      await cleanup(undoCtx, state);
+    } else if ((await cleanup(undoCtx, state)).length > 0) {
+      leftovers = shadowLeftovers(ctx, state.id);
     }
   } catch (undoErr) {
     live = 'recovery-pending';
@@ -378,13 +393,15 @@ async function failCommit(
     return new RestoreInterruptedError(`${describeAbort(o.signal?.reason)}: database ${ctx.live} ${how}`, {
       cause: err,
       live,
+      leftovers,
     });
   }
   if (err instanceof RestoreError && !(err instanceof DefinitionFailure)) {
-    return new RestoreError(`${err.message} — database ${ctx.live} ${how}`, { cause: err, live });
+    return new RestoreError(`${err.message} — database ${ctx.live} ${how}`, { cause: err, live, leftovers });
   }
   return new RestoreError(`Database rollback failed: ${reason} — database ${ctx.live} ${how}`, {
     cause: err instanceof DefinitionFailure ? err.failure.cause : err,
     live,
+    leftovers,
   });
 }

@@ -359,6 +359,63 @@ for (const at of ['loading', 'loaded'] as RestoreStep[]) {
   });
 }
 
+void test('an abort in the middle of the load, statements in flight: no shadow table is left, and none is claimed', async () => {
+  // 120 tables: the abort comes while both loader connections have statements in flight. Their sessions end on
+  // the server after our ends are gone (a CREATE TABLE already received still completes), and the destroyed
+  // connections' errors look like a lost server: the clean-up must wait for them and run all the same.
+  const parts = ['SET NAMES utf8mb4;'];
+  for (let t = 0; t < 120; t++) {
+    parts.push(`CREATE TABLE \`many_${t}\` (id INT PRIMARY KEY, v VARCHAR(64), KEY (v));`);
+    const rows = Array.from({ length: 300 }, (_, i) => `(${i},'value ${t} ${i}')`);
+    parts.push(`INSERT INTO \`many_${t}\` VALUES ${rows.join(',')};`);
+  }
+  parts.push('-- Dump completed on 2026-12-02 12:00:00');
+  const file = await write('many.sql', parts.join('\n') + '\n');
+  for (const at of [2, 10, 40, 90]) {
+    const live = await newLive('rmid', null);
+    const ac = new AbortController();
+    const watcher = await server.connect(live);
+    let seen = 0;
+    const watch = (async () => {
+      while (!ac.signal.aborted) {
+        const [r] = await watcher.query(
+          "SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '\\_\\_mbk\\_%\\_n%'",
+        );
+        seen = Number((r as Array<{ n: unknown }>)[0]?.n);
+        if (seen >= at) ac.abort('SIGTERM');
+        else await new Promise((res) => setTimeout(res, 2));
+      }
+    })();
+    let claimed: string[] | undefined;
+    try {
+      await assert.rejects(
+        restoreDatabase({ config: configFor(server, live), file, signal: ac.signal }),
+        (err: unknown) => {
+          assert.ok(err instanceof InterruptedError, String(err));
+          claimed = (err as { leftovers?: string[] }).leftovers;
+          return true;
+        },
+      );
+    } finally {
+      ac.abort('SIGTERM');
+      await watch;
+      await watcher.end();
+    }
+    assert.ok(seen >= at, `the abort came with ${seen} shadow tables (wanted ${at})`);
+    assert.deepEqual(await leftovers(live), [], `abort at ${at} shadow tables`);
+    assert.deepEqual(claimed ?? [], [], `abort at ${at}: nothing is left, and nothing is claimed`);
+    const [tables] = await conn.query(
+      'SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?',
+      [live],
+    );
+    assert.equal(
+      Number((tables as Array<{ n: unknown }>)[0]?.n),
+      0,
+      'the live database stays as it was (empty)',
+    );
+  }
+});
+
 void test('recovery drops the tables of unfinished restores and leaves the rest alone', async () => {
   const live = await newLive('rrec1');
   const before = await snapshot(live);
