@@ -41,6 +41,11 @@ export interface RestoreOptions {
   ranges?: { list: readonly DumpRange[] | AsyncIterable<DumpRange>; tables: readonly string[] };
   /** loader connections (default: 4) */
   concurrency?: number;
+  /**
+   * a table's secondary keys are built after its rows once its plain INSERTs pass this many bytes
+   * (restore-indexes.ts; default DEFER_AFTER_BYTES; tests make it small)
+   */
+  deferKeysAfterBytes?: number;
   /** how long one statement may wait for a lock, in seconds (default 60); longer fails the run, naming the table */
   lockWaitSeconds?: number;
   /** test hook: called at named points of the restore (the SIGKILL test stops the process there) */

@@ -14,7 +14,8 @@ import { RestoreError } from './restore-errors.js';
 import { rows, str } from './restore-catalog.js';
 import { RESERVED_PREFIX, shadowName, type HeldDefinition } from './restore-journal.js';
 import { classifyStatement, definitionTarget, triggerTable } from './restore-parse.js';
-import { LoaderPool, StatementFailure } from './restore-pool.js';
+import { byteLength, LoaderPool, StatementFailure } from './restore-pool.js';
+import { DEFER_AFTER_BYTES, DeferredKeys } from './restore-indexes.js';
 import { redirectTableStatement, sessionRefusal, type Redirected } from './restore-redirect.js';
 import { isGzipFile, openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
 import { describeStreamError, incompleteDump } from './verify-dump.js';
@@ -40,6 +41,8 @@ const SESSION_DEFAULTS =
 
 export interface LoadResult {
   statements: number;
+  /** tables whose secondary keys were built after their rows */
+  keysBuiltAfterRows: number;
   /** tables created by the dump, in order */
   tables: string[];
   held: HeldDefinition[];
@@ -64,6 +67,8 @@ export async function loadDump(
     file: string;
     id: string;
     concurrency: number;
+    /** see RestoreOptions.deferKeysAfterBytes */
+    deferKeysAfterBytes?: number;
     dumpedDb: string | undefined;
     signal?: AbortSignal;
     /** tables of the dump not loaded (kept live: a selective rollback); their definitions are still held */
@@ -137,6 +142,28 @@ export async function loadDump(
     },
   };
 
+  /** big tables' secondary keys, built after their rows (restore-indexes.ts): bytes of plain INSERTs so far */
+  const rowBytes = new Map<string, number>();
+  /** tables whose keys were (queued to be) dropped and are still to be built */
+  const deferred = new Map<string, { keys: DeferredKeys; shadow: string; line: number }>();
+  const deferAfter = o.deferKeysAfterBytes ?? DEFER_AFTER_BYTES;
+  let keysBuiltAfterRows = 0;
+  /** queues the build of deferred keys (every table's but `except`), on the table's connection after its rows */
+  const buildKeys = (except?: string): void => {
+    for (const [table, d] of deferred) {
+      if (table === except) continue;
+      deferred.delete(table);
+      pool.dispatchTable({
+        raw: Buffer.from(`ALTER TABLE ${d.shadow} ADD (the keys dropped after line ${d.line})`),
+        line: d.line,
+        table,
+        ddl: true,
+        run: async (c) => {
+          if (await d.keys.restore(c)) keysBuiltAfterRows++;
+        },
+      });
+    }
+  };
   const refuse = (s: RawStatement, why: string): RestoreError =>
     new RestoreError(
       `Database backup ${o.file} has a statement at line ${s.line} that a rollback does not run (${why}): ${statementExcerpt(s.raw)}`,
@@ -194,6 +221,7 @@ export async function loadDump(
       case 'session': {
         const why = sessionRefusal(s.raw, lexing());
         if (why !== undefined) throw refuse(s, why);
+        buildKeys();
         const text = s.raw.toString('latin1');
         if (!mode.apply(text)) {
           throw refuse(s, 'it sets sql_mode to a value that cannot be read from the dump');
@@ -238,6 +266,8 @@ export async function loadDump(
         if (k.create) keyed.set(table, /\bPRIMARY\s+KEY\b/i.test(s.raw.toString('latin1')));
         lastTable = table;
         const isDdl = !/^(?:INSERT|REPLACE|SELECT|DO)\b/i.test(head);
+        const plainRows = r.reorderable === true && keyed.get(table) === true;
+        if (deferred.size > 0) buildKeys(plainRows ? table : undefined);
         if (r.copies) {
           // CREATE TABLE … LIKE another: after everything before it (the other table's CREATE included)
           await pool.barrier({ raw, shown: s.raw, line: s.line, ddl: true });
@@ -253,8 +283,25 @@ export async function loadDump(
           line: s.line,
           table,
           ddl: isDdl,
-          reorderable: r.reorderable === true && keyed.get(table) === true,
+          reorderable: plainRows,
         });
+        if (plainRows) {
+          const before = rowBytes.get(table) ?? 0;
+          const after = before + byteLength(raw);
+          rowBytes.set(table, after);
+          if (before < deferAfter && after >= deferAfter) {
+            const shadow = shadowName(o.id, table);
+            const keys = new DeferredKeys(shadow);
+            deferred.set(table, { keys, shadow, line: s.line });
+            pool.dispatchTable({
+              raw: Buffer.from(`ALTER TABLE ${shadow} DROP (its secondary keys, built after its rows)`),
+              line: s.line,
+              table,
+              ddl: true,
+              run: (c) => keys.drop(c),
+            });
+          }
+        }
         await pool.room();
         return;
       }
@@ -294,6 +341,7 @@ export async function loadDump(
         }
         // DROP TABLE a, b: every name it gives must be a shadow table's
         const { raw } = redirect(s, head);
+        buildKeys();
         await pool.barrier({ raw, shown: s.raw, line: s.line, ddl: true });
         return;
       }
@@ -347,11 +395,12 @@ export async function loadDump(
     const incomplete = incompleteDump(o.file, splitter.end(out), splitter.delimiter, tail);
     if (incomplete) throw incomplete;
     for (const s of out) await handle(s);
+    buildKeys();
     await pool.drain();
     throwIfAborted(o.signal);
     const bytes = totalBytes ?? rawBytes;
     ctx.emit({ type: 'progress', part: 'db', operation: 'rollback', bytes, totalBytes: bytes });
-    return { statements, tables, held, refs, newFks };
+    return { statements, keysBuiltAfterRows, tables, held, refs, newFks };
   } catch (err) {
     let e = pool.failure ?? err;
     const gone = isServerGone(e instanceof StatementFailure ? e.cause : e);

@@ -30,6 +30,8 @@ export interface PoolItem {
   after?: Gate;
   /** opened when the statement ran */
   opens?: Gate;
+  /** runs this on the connection instead of sending `raw` (which then only names it in messages) */
+  run?: (conn: Connection) => Promise<unknown>;
 }
 
 /** A point in another connection's queue: open once the statement before it ran. */
@@ -204,12 +206,12 @@ export class LoaderPool {
           try {
             await prev;
             if (this.failure || this.closed) return;
-            if (!(await this.settle(queryRaw(w.conn, item.raw)))) return;
+            if (!(await this.settle(this.send(w.conn, item)))) return;
           } finally {
             release();
           }
         } else {
-          if (!(await this.settle(queryRaw(w.conn, item.raw)))) return;
+          if (!(await this.settle(this.send(w.conn, item)))) return;
         }
         if (item.table !== undefined) w.txOpen = true;
         item.opens?.release();
@@ -225,6 +227,10 @@ export class LoaderPool {
       this.queuedBytes -= byteLength(item.raw);
       if (this.queuedBytes <= this.maxQueuedBytes) this.notify();
     }
+  }
+
+  private send(conn: Connection, item: PoolItem): Promise<unknown> {
+    return item.run ? item.run(conn) : queryRaw(conn, item.raw);
   }
 
   /**

@@ -79,6 +79,8 @@ export interface RestoreResult {
   /** tables equal to the backup's, kept live (selective rollback) */
   kept: number;
   statements: number;
+  /** tables whose secondary keys were built after their rows (restore-indexes.ts) */
+  keysBuiltAfterRows: number;
   /** tables that exist live but not in the dump */
   extraTables: string[];
   /** the extra tables that were dropped (dropExtraTables) */
@@ -188,6 +190,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
         file: o.file,
         id,
         concurrency,
+        ...(o.deferKeysAfterBytes !== undefined ? { deferKeysAfterBytes: o.deferKeysAfterBytes } : {}),
         dumpedDb: headerDb,
         ...(o.signal ? { signal: o.signal } : {}),
         ...(state.kept ? { skip: new Set(state.kept) } : {}),
@@ -264,7 +267,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
     commit: async () => {
       if (settled) throw new Error('restore already committed or discarded');
       settled = true;
-      return commitPrepared(o, state, held, loaded.statements);
+      return commitPrepared(o, state, held, loaded.statements, loaded.keysBuiltAfterRows);
     },
     discard: async () => {
       if (settled) return;
@@ -279,6 +282,7 @@ async function commitPrepared(
   state: JournalState,
   held: HeldDefinition[],
   statements: number,
+  keysBuiltAfterRows: number,
 ): Promise<RestoreResult> {
   const ctx = contextFor(o);
   const unwatch = watchAbort(ctx, o.signal);
@@ -328,6 +332,7 @@ async function commitPrepared(
     tables: state.tables.length,
     kept: state.kept?.length ?? 0,
     statements,
+    keysBuiltAfterRows,
     extraTables,
     droppedTables: [...state.dropTables].sort(),
     extraObjects: state.extraObjects,

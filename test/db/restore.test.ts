@@ -461,3 +461,109 @@ for (const at of [
     assert.deepEqual(await leftovers(live), []);
   });
 }
+
+// Big tables' secondary keys are dropped once their rows pass deferKeysAfterBytes and built again after them
+// (restore-indexes.ts); 1 byte: every keyed table of the dump that has plain INSERTs.
+void test('secondary keys built after the rows: the zoo restores exactly (mariadb-dump; ours as the Magento user)', async () => {
+  const { dumpDatabase } = await import('../../src/db/dump.js');
+  const ours = path.join(dir, 'ours-keys.sql');
+  await dumpDatabase({ config: configFor(server, src), outFile: ours, compress: false });
+  // mariadb-dump's file names DEFINER=root: only root loads its definitions
+  const stock = await newLive('rkeys');
+  const r = await restoreDatabase({
+    config: configFor(server, stock),
+    file: zooDump,
+    deferKeysAfterBytes: 1,
+  });
+  assert.ok(r.keysBuiltAfterRows > 0, 'keys were built after the rows');
+  assert.deepEqual(unexpected(diffDatabases(srcSnap, await snapshot(stock))), []);
+  assert.deepEqual(await leftovers(stock), []);
+  const live = await newLive('rkeysours');
+  const mage = await magentoUser(conn, live, { name: `mbk_keys_${process.pid}`, password: 'limited-Pw-1' });
+  try {
+    const config = { ...configFor(server, live), user: mage.user, password: mage.password };
+    const o = await restoreDatabase({ config, file: ours, deferKeysAfterBytes: 1 });
+    assert.ok(o.keysBuiltAfterRows > 0, 'keys were built after the rows (ours)');
+    assert.deepEqual(diffDatabases(srcSnap, await snapshot(live)), []);
+    assert.deepEqual(await leftovers(live), []);
+  } finally {
+    await mage.drop();
+  }
+});
+
+const KEYED_DUMP = (rows: string[]): string =>
+  [
+    'SET NAMES utf8mb4;',
+    'CREATE TABLE `p` (`id` int NOT NULL, PRIMARY KEY (`id`)) ENGINE=InnoDB;',
+    'INSERT INTO `p` VALUES (1),(2);',
+    'CREATE TABLE `c` (`id` int NOT NULL AUTO_INCREMENT, `a` varchar(20) DEFAULT NULL, `b` int DEFAULT NULL,',
+    "  PRIMARY KEY (`id`), UNIQUE KEY `u_a` (`a`), KEY `k_b` (`b`) COMMENT 'b''s key', KEY `k_a` (`a`(3)),",
+    '  CONSTRAINT `fk_b` FOREIGN KEY (`b`) REFERENCES `p` (`id`) ON DELETE CASCADE) ENGINE=InnoDB AUTO_INCREMENT=50;',
+    ...rows,
+    '-- Dump completed on 2026-12-02 12:00:00',
+    '',
+  ].join('\n');
+
+void test('a table without its keys runs only plain INSERTs: the others wait for the keys; the table ends as dumped', async () => {
+  const file = await write(
+    'keys-order.sql',
+    KEYED_DUMP([
+      "INSERT INTO `c` VALUES (1,'x',1),(2,'y',2);",
+      "INSERT INTO `c` VALUES (3,'z',1);",
+      // a duplicate of u_a: ignored only if the key is there
+      "INSERT IGNORE INTO `c` VALUES (4,'x',2);",
+      "INSERT INTO `c` VALUES (5,'w',2);",
+    ]),
+  );
+  const live = await newLive('rkeyord', null);
+  const r = await restoreDatabase({ config: configFor(server, live), file, deferKeysAfterBytes: 1 });
+  assert.equal(r.keysBuiltAfterRows, 1);
+  const rows = await queryRows(conn, `SELECT id, a, b FROM \`${live}\`.c ORDER BY id`);
+  assert.deepEqual(
+    rows.map((x) => Number(x.id)),
+    [1, 2, 3, 5],
+  );
+  // the definition the dump's CREATE TABLE gives, keys and constraint included
+  const ref = await server.createDatabase('rkeyref');
+  const c = await server.connect(ref);
+  try {
+    for (const s of KEYED_DUMP([]).split(';\n').slice(1, 4)) await c.query(s);
+  } finally {
+    await c.end();
+  }
+  const show = async (db: string): Promise<string> =>
+    String((await queryRows(conn, `SHOW CREATE TABLE \`${db}\`.c`))[0]?.['Create Table']);
+  assert.equal(
+    (await show(live)).replace(/ AUTO_INCREMENT=\d+/, ''),
+    (await show(ref)).replace(/ AUTO_INCREMENT=\d+/, ''),
+  );
+  // the keys work: the constraint's cascade, the unique key
+  await conn.query(`DELETE FROM \`${live}\`.p WHERE id = 1`);
+  assert.deepEqual(
+    (await queryRows(conn, `SELECT id FROM \`${live}\`.c ORDER BY id`)).map((x) => Number(x.id)),
+    [2, 5],
+  );
+  await assert.rejects(conn.query(`INSERT INTO \`${live}\`.c VALUES (9, 'y', 2)`), /Duplicate entry 'y'/);
+  assert.deepEqual(await leftovers(live), []);
+});
+
+void test('rows that break a unique key built after them are refused; nothing changes', async () => {
+  const file = await write(
+    'keys-dup.sql',
+    KEYED_DUMP(["INSERT INTO `c` VALUES (1,'x',1);", "INSERT INTO `c` VALUES (2,'x',2);"]),
+  );
+  const live = await newLive('rkeydup');
+  const before = await snapshot(live);
+  await assert.rejects(
+    restoreDatabase({ config: configFor(server, live), file, deferKeysAfterBytes: 1 }),
+    (err: unknown) => {
+      assert.ok(err instanceof RestoreError);
+      assert.match(err.message, /Duplicate entry 'x' for key 'u_a'/);
+      assert.match(err.message, /keys-dup\.sql/);
+      assert.match(err.message, /was not changed/);
+      return true;
+    },
+  );
+  assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
+  assert.deepEqual(await leftovers(live), []);
+});
