@@ -53,6 +53,9 @@ export interface LoadResult {
 /** the bytes of a statement's start that its classification and redirection read (an INSERT's: 4 KiB) */
 const HEAD_READ = 4096;
 
+/** DDL that acts on its own table's definition only, besides CREATE and DROP TABLE (see PoolItem.ddl) */
+const OWN_DDL = /^ALTER\s+TABLE\s+(?:`(?:[^`]|``)+`|[\w$]+)\s+(?:DISABLE|ENABLE)\s+KEYS\s*;?\s*$/i;
+
 /** Statements that would act on live data before the swap: never run from a dump. */
 const REFUSED =
   /^(?:DELETE|UPDATE|LOAD|RENAME|HANDLER|CALL|GRANT|REVOKE|FLUSH|KILL|SHUTDOWN|INSTALL|UNINSTALL|(?:CREATE|DROP|ALTER|RENAME)\s+(?:USER|ROLE|SERVER|DATABASE|SCHEMA))\b/i;
@@ -157,7 +160,7 @@ export async function loadDump(
         raw: Buffer.from(`ALTER TABLE ${d.shadow} ADD (the keys dropped after line ${d.line})`),
         line: d.line,
         table,
-        ddl: true,
+        ddl: 'build',
         run: async (c) => {
           if (await d.keys.restore(c)) keysBuiltAfterRows++;
         },
@@ -282,7 +285,8 @@ export async function loadDump(
               : Buffer.from(s.head(1024).subarray(0, 1024)),
           line: s.line,
           table,
-          ddl: isDdl,
+          // CREATE … LIKE went above, CREATE … SELECT is refused
+          ddl: !isDdl ? false : k.create || k.drop || OWN_DDL.test(head) ? 'own' : true,
           reorderable: plainRows,
         });
         if (plainRows) {
@@ -297,7 +301,7 @@ export async function loadDump(
               raw: Buffer.from(`ALTER TABLE ${shadow} DROP (its secondary keys, built after its rows)`),
               line: s.line,
               table,
-              ddl: true,
+              ddl: 'own',
               run: (c) => keys.drop(c),
             });
           }

@@ -20,8 +20,13 @@ export interface PoolItem {
   /**
    * DDL (CREATE/ALTER/DROP TABLE …): runs while no other connection runs DDL. Two connections running DDL at
    * once on tables related by foreign keys can wait on each other's metadata locks for ever.
+   * 'build': a shadow table's keys built after its rows (restore-indexes.ts), seconds to minutes on a big table:
+   * it starts after the DDL before it, and only DDL that may reach other tables (`true`) waits for it to end;
+   * 'own': DDL that acts on its own table's definition only (DROP TABLE, CREATE TABLE without LIKE or SELECT,
+   * DISABLE/ENABLE KEYS, dropping keys): serialized with the other DDL, but runs while keys are built (a CREATE
+   * TABLE whose foreign key references the table being built does not wait for it: measured on 10.11).
    */
-  ddl?: boolean;
+  ddl?: boolean | 'build' | 'own';
   /** the statement as the dump has it, for messages (when `raw` names shadow tables) */
   shown?: Buffer;
   /** a plain whole-row INSERT: may run on the table's second connection, in any order with the table's others */
@@ -112,6 +117,8 @@ export class LoaderPool {
   private closed = false;
   /** the end of the DDL statement running now (one at a time across the connections) */
   private ddlTail: Promise<void> = Promise.resolve();
+  /** the key builds running now (settled, never rejected) */
+  private builds = new Set<Promise<void>>();
   failure: StatementFailure | undefined;
 
   constructor(
@@ -201,14 +208,32 @@ export class LoaderPool {
             w.txOpen = false;
           }
           const prev = this.ddlTail;
-          let release!: () => void;
-          this.ddlTail = new Promise<void>((r) => (release = r));
-          try {
+          if (item.ddl === 'build') {
             await prev;
             if (this.failure || this.closed) return;
-            if (!(await this.settle(this.send(w.conn, item)))) return;
-          } finally {
-            release();
+            const sent = this.send(w.conn, item);
+            const done = sent.then(
+              () => {},
+              () => {},
+            );
+            this.builds.add(done);
+            try {
+              if (!(await this.settle(sent))) return;
+            } finally {
+              this.builds.delete(done);
+            }
+          } else {
+            const builds = item.ddl === true ? [...this.builds] : [];
+            let release!: () => void;
+            this.ddlTail = new Promise<void>((r) => (release = r));
+            try {
+              await prev;
+              await Promise.all(builds);
+              if (this.failure || this.closed) return;
+              if (!(await this.settle(this.send(w.conn, item)))) return;
+            } finally {
+              release();
+            }
           }
         } else {
           if (!(await this.settle(this.send(w.conn, item)))) return;

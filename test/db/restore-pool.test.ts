@@ -28,7 +28,7 @@ void after(async () => {
   if (dir) await fsp.rm(dir, { recursive: true, force: true });
 });
 
-const item = (sql: string, o: { ddl?: boolean; reorderable?: boolean } = {}) => ({
+const item = (sql: string, o: { ddl?: boolean | 'build' | 'own'; reorderable?: boolean } = {}) => ({
   raw: Buffer.from(sql, 'latin1'),
   line: 1,
   table: 't',
@@ -74,6 +74,59 @@ void test("a table's reorderable INSERTs run on two connections, after its DDL a
     marker.map((r) => Number(r.n)),
     [60],
   );
+  await conn.query(`DROP DATABASE \`${db}\``);
+});
+
+void test("a table's key build runs beside the next table's own DDL; DDL that may reach it waits for it", async () => {
+  const db = await server.createDatabase('poolbuild');
+  const conns = await Promise.all([0, 1].map(() => openLoaderConnection(configFor(server, db), db)));
+  const pool = new LoaderPool(conns);
+  const order: string[] = [];
+  let ownRan!: () => void;
+  const own = new Promise<void>((r) => (ownRan = r));
+  const timeout = (what: string) =>
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`${what} waited for ever`)), 20_000).unref(),
+    );
+  try {
+    pool.dispatchTable(item('CREATE TABLE a (id INT PRIMARY KEY) ENGINE=InnoDB', { ddl: true }));
+    // the build of a's keys ends only once b's CREATE TABLE ran: it would never end if that waited for it
+    pool.dispatchTable({
+      ...item('(build of a)', { ddl: true }),
+      table: 'a',
+      ddl: 'build',
+      run: async () => {
+        await Promise.race([own, timeout("b's CREATE TABLE")]);
+        order.push('build a');
+      },
+    });
+    pool.dispatchTable({
+      ...item('CREATE TABLE b (id INT PRIMARY KEY, a INT, FOREIGN KEY (a) REFERENCES a (id)) ENGINE=InnoDB'),
+      table: 'b',
+      ddl: 'own',
+      run: async (c) => {
+        await c.query(
+          'CREATE TABLE b (id INT PRIMARY KEY, a INT, FOREIGN KEY (a) REFERENCES a (id)) ENGINE=InnoDB',
+        );
+        order.push('create b');
+        ownRan();
+      },
+    });
+    pool.dispatchTable({
+      ...item('ALTER TABLE b ADD COLUMN c INT'),
+      table: 'b',
+      ddl: true,
+      run: async (c) => {
+        await c.query('ALTER TABLE b ADD COLUMN c INT');
+        order.push('alter b');
+      },
+    });
+    await Promise.race([pool.drain(), timeout('the pool')]);
+  } finally {
+    await pool.close();
+    for (const c of conns) await c.end();
+  }
+  assert.deepEqual(order, ['create b', 'build a', 'alter b']);
   await conn.query(`DROP DATABASE \`${db}\``);
 });
 
