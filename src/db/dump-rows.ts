@@ -20,6 +20,7 @@ import type { Connection } from 'mysql2/promise';
 import { InterruptedError, describeAbort } from '../errors.js';
 import { CHUNK, type RowOutput } from './dump-output.js';
 import type { TablePlan } from './dump-schema.js';
+import { directReadsOf } from './dump-socket.js';
 import { rowsHead, rowsTail } from './dump-sql.js';
 import {
   ESCAPES,
@@ -446,6 +447,7 @@ interface Mysql2PacketParser {
 /** The parts of mysql2's connection and query the framer reads or keeps up to date. */
 interface FramedConnection {
   packetParser: Mysql2PacketParser;
+  stream: unknown;
   sequenceId: number;
   _command: unknown;
   config: { compress?: boolean; debug?: unknown };
@@ -489,11 +491,16 @@ function installRowFramer(coreConn: CoreConnection, query: unknown, sink: Framer
   ) {
     return () => {};
   }
+  // reads straight from the socket's reused buffer (dump-socket.ts): mysql2 then gets copies only
+  const reads = directReadsOf(core.stream);
+  const toMysql2 = reads
+    ? (b: Buffer): unknown => orig.execute(Buffer.from(b))
+    : (b: Buffer): unknown => orig.execute(b);
   const framer = {
     execute(chunk: Buffer): void {
       if (core._command !== query) {
         uninstall();
-        orig.execute(chunk);
+        toMysql2(chunk);
         return;
       }
       let p = 0;
@@ -502,11 +509,11 @@ function installRowFramer(coreConn: CoreConnection, query: unknown, sink: Framer
         // mysql2 holds the start of a packet: let it complete that one (its packet, its dispatch)
         const need = orig.length - orig.bufferLength + orig.packetHeaderLength - 3;
         if (orig.execute !== payloadState || orig.largePacketParts.length > 0 || need > n) {
-          orig.execute(chunk);
+          toMysql2(chunk);
           sink.chunkDone();
           return;
         }
-        orig.execute(need === n ? chunk : chunk.subarray(0, need));
+        toMysql2(need === n ? chunk : chunk.subarray(0, need));
         p = need;
       }
       try {
@@ -524,13 +531,16 @@ function installRowFramer(coreConn: CoreConnection, query: unknown, sink: Framer
         sink.fail(err instanceof Error ? err : new Error(String(err)));
         return;
       }
-      if (p < n) orig.execute(p === 0 ? chunk : chunk.subarray(p));
+      if (p < n) toMysql2(p === 0 ? chunk : chunk.subarray(p));
       sink.chunkDone();
     },
   };
+  const direct = (chunk: Buffer): void => framer.execute(chunk);
   const uninstall = (): void => {
     if (core.packetParser === (framer as unknown)) core.packetParser = orig;
+    if (reads?.consumer === direct) reads.consumer = null;
   };
   core.packetParser = framer as unknown as Mysql2PacketParser;
+  if (reads) reads.consumer = direct;
   return uninstall;
 }

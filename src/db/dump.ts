@@ -13,12 +13,13 @@
  */
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import type { Connection } from 'mysql2/promise';
+import mysql, { type Connection } from 'mysql2/promise';
 import { BACKUP_GZIP_LEVEL, ParallelGzipWriter } from '../archive/gzip-parallel.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
 import { noEvents, WarningCode, type EventSink } from '../events.js';
-import { describeServer, isConnectionLost, openConnection } from './connect.js';
+import { connectionOptions, describeServer, isConnectionLost, mapConnectError } from './connect.js';
 import { CHUNK, Output } from './dump-output.js';
+import { dumpSocket } from './dump-socket.js';
 import { coreOf, dumpRows, type RowParser } from './dump-rows.js';
 import { readSchema } from './dump-schema.js';
 import {
@@ -108,6 +109,15 @@ export async function prepareDumpSession(conn: Connection): Promise<void> {
   await conn.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
 }
 
+/** The dump's connection: reads into one reused buffer (dump-socket.ts). Errors as openConnection's. */
+async function openDumpConnection(cfg: DbConnectionConfig): Promise<Connection> {
+  try {
+    return await mysql.createConnection({ ...connectionOptions(cfg), stream: () => dumpSocket(cfg) });
+  } catch (err) {
+    throw mapConnectError(err, cfg, cfg.database);
+  }
+}
+
 export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
   const emit = o.onEvent ?? noEvents;
   const stripDefiners = o.stripDefiners ?? true;
@@ -115,7 +125,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
   const cfg = o.config;
   throwIfAborted(o.signal);
 
-  const conn = await openConnection(cfg);
+  const conn = await openDumpConnection(cfg);
   let fh: FileHandle | null = null;
   let out: Output | null = null;
   let rowHashes: HashStreams | null = null;
