@@ -356,14 +356,14 @@ async function backupDb(
     `database backup ${file}`,
   );
   let result;
-  let sum: Promise<FileSum>;
   try {
-    [result, sum] = await writeHashed(finalPath, (outFile, onWritten) =>
+    // the dumper hashes its file on its own hash worker, beside the tables' row hashes (no StreamingHash)
+    result = await writeAtomic(finalPath, (outFile) =>
       dumpDatabase({
         config,
         outFile,
         compress,
-        onWritten,
+        hashFile: true,
         ...(o.strip ? { strip: [...o.strip] } : {}),
         stripDefiners: o.stripDefiners ?? true,
         ...(o.signal ? { signal: o.signal } : {}),
@@ -373,6 +373,8 @@ async function backupDb(
   } catch (err) {
     throw mapWriteError(err, finalPath);
   }
+  if (!result.file) throw new Error(`the dump of ${file} returned no SHA-256`);
+  const sum = Promise.resolve(result.file);
   const size = (await fsp.stat(finalPath)).size;
   emit({
     type: 'part-done',

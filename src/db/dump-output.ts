@@ -5,6 +5,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import type { ParallelGzipWriter } from '../archive/gzip-parallel.js';
+import type { DumpHashes } from './dump-hashes.js';
 import { ByteSink } from './sql-values.js';
 
 /** bytes handed to the writer at a time */
@@ -50,15 +51,27 @@ export class Output implements RowOutput {
    * SQL, a third of the dump's system time.
    */
   #free: Buffer[] = [];
-  #tap: ((bytes: Buffer) => void) | null = null;
+  /** the row stream the bytes written now belong to (tap), and where in the sink they started */
+  #tap: number | null = null;
   #tapFrom = 0;
+  /** the sink's row ranges so far: [stream id, start, end, ...] */
+  #parts: number[] = [];
   constructor(
     private readonly fh: FileHandle,
     private readonly gz: ParallelGzipWriter | null,
     private readonly onWritten: ((buf: Buffer) => void) | undefined,
-    /** where the tap's bytes wait to be hashed (a worker): held to the same bound as the writes */
-    private readonly hashes?: { readonly backlog: number; below(bytes: number): Promise<void> },
-  ) {}
+    /**
+     * The hash worker (the rows' hashes, and the file's when it hashesFile): its backlog is held to the same
+     * bound as the writes. A plain file's written chunks move to it and come back for the sink.
+     */
+    private readonly hashes?: DumpHashes,
+  ) {
+    if (hashes && !gz) {
+      hashes.onChunkBack = (ab) => {
+        if (ab.byteLength === SINK_BYTES && this.#free.length < FREE_MAX) this.#free.push(Buffer.from(ab));
+      };
+    }
+  }
 
   get error(): Error | undefined {
     return this.#error;
@@ -68,29 +81,34 @@ export class Output implements RowOutput {
   }
 
   /**
-   * Every byte written from now until the next tap() is also passed to `fn`, in order, synchronously (the
-   * per-table row hash of the manifest, table-hash.ts); null stops it.
+   * Every byte written from now until the next tap() is also hashed into row stream `id` of the hash worker, in
+   * order (the per-table row hash of the manifest, table-hash.ts); null stops it.
    */
-  tap(fn: ((bytes: Buffer) => void) | null): void {
-    this.#feedTap();
-    this.#tap = fn;
-    this.#tapFrom = this.sink.len;
+  tap(id: number | null): void {
+    this.#markTap();
+    this.#tap = id;
   }
-  #feedTap(): void {
-    if (this.#tap && this.sink.len > this.#tapFrom)
-      this.#tap(this.sink.buf.subarray(this.#tapFrom, this.sink.len));
+  #markTap(): void {
+    if (this.#tap !== null && this.sink.len > this.#tapFrom)
+      this.#parts.push(this.#tap, this.#tapFrom, this.sink.len);
     this.#tapFrom = this.sink.len;
   }
 
   /** Hand the sink's bytes to the writer if a chunk is full (or `force`). Synchronous: safe in row callbacks. */
   flush(force = false): void {
     if (this.sink.len === 0 || (!force && this.sink.len < CHUNK)) return;
-    this.#feedTap();
+    this.#markTap();
     this.#tapFrom = 0;
+    const parts = this.#parts;
+    this.#parts = [];
     const buf = this.sink.take(SINK_BYTES, this.#free.pop());
-    this.bytes += buf.length;
-    this.#lines += countLines(buf, buf.length);
-    this.#pending += buf.length;
+    const size = buf.length; // buf moves to the hash worker once written (detached: length 0)
+    this.bytes += size;
+    this.#lines += countLines(buf, size);
+    this.#pending += size;
+    const hashes = this.hashes;
+    // the gzip writer keeps the chunk while it compresses it: the rows' bytes are copied to the worker now
+    if (this.gz && hashes && parts.length > 0) hashes.copyParts(buf, parts);
     this.#tail = this.#tail.then(async () => {
       if (this.#error !== undefined) return;
       try {
@@ -98,15 +116,16 @@ export class Output implements RowOutput {
         else {
           await writeFully(this.fh, buf);
           this.onWritten?.(buf);
-          // written (onWritten copies what it keeps): the sink may fill this buffer again
-          if (buf.byteOffset === 0 && buf.buffer.byteLength === SINK_BYTES && this.#free.length < FREE_MAX) {
+          // written (onWritten copies what it keeps): the sink may fill this buffer again, once hashed
+          const own = buf.byteOffset === 0 && buf.buffer.byteLength === SINK_BYTES;
+          if (hashes) hashes.chunk(buf, parts, own);
+          else if (own && this.#free.length < FREE_MAX)
             this.#free.push(Buffer.from(buf.buffer, 0, SINK_BYTES));
-          }
         }
       } catch (err) {
         this.#error = err instanceof Error ? err : new Error(`write failed: ${JSON.stringify(err)}`);
       } finally {
-        this.#pending -= buf.length;
+        this.#pending -= size;
         if (this.#pending < HIGH_WATER / 2 || this.#error !== undefined) {
           const w = this.#waiters;
           this.#waiters = [];

@@ -39,7 +39,8 @@ import {
 import { quoteIdent } from './sql-values.js';
 import { createStripMatcher } from './strip.js';
 import { ContentHasher, type DbContentHashes } from './table-hash.js';
-import { HashStreams } from '../fs/streaming-hash.js';
+import type { FileSum } from '../fs/streaming-hash.js';
+import { DumpHashes, type RowStream } from './dump-hashes.js';
 import type { DbConnectionConfig } from './types.js';
 
 export interface DumpOptions {
@@ -59,6 +60,11 @@ export interface DumpOptions {
   gzipLevel?: number;
   /** called with each buffer right after it was written to the file, in file order (e.g. a StreamingHash) */
   onWritten?: (buf: Buffer) => void;
+  /**
+   * compute the written file's SHA-256 (DumpResult.file) on the dump's hash worker, beside the tables' row
+   * hashes: a plain file's chunks are hashed there without a copy (cheaper than a StreamingHash in onWritten)
+   */
+  hashFile?: boolean;
   /** which row parser reads the rows (default 'fast'; tests compare it with mysql2's own, 'mysql2') */
   rowParser?: RowParser;
 }
@@ -79,6 +85,8 @@ export interface DumpResult {
   skippedTables: string[];
   /** per-table hashes of what was dumped, for a selective rollback (table-hash.ts) */
   content?: DbContentHashes;
+  /** the written file's SHA-256 and size (with `hashFile`) */
+  file?: FileSum;
 }
 
 /**
@@ -125,10 +133,17 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
   const cfg = o.config;
   throwIfAborted(o.signal);
 
-  const conn = await openDumpConnection(cfg);
+  // the hash worker starts while we connect and read the schema
+  const hashes = new DumpHashes(o.hashFile === true);
+  let conn: Connection;
+  try {
+    conn = await openDumpConnection(cfg);
+  } catch (err) {
+    await hashes.abandon();
+    throw err;
+  }
   let fh: FileHandle | null = null;
   let out: Output | null = null;
-  let rowHashes: HashStreams | null = null;
   // An abort is seen between statements (throwIfAborted) and, while rows stream, by dumpRows' own listener.
   try {
     await prepareDumpSession(conn);
@@ -150,15 +165,22 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     const stripper = createStripMatcher(o.strip ?? [], cfg.tablePrefix);
 
     fh = await fsp.open(o.outFile, 'w', 0o600);
+    const onWritten = o.onWritten;
     const gz = o.compress
       ? new ParallelGzipWriter(fh, {
           level: o.gzipLevel ?? BACKUP_GZIP_LEVEL,
-          ...(o.onWritten ? { onWritten: o.onWritten } : {}),
+          ...(hashes.hashesFile || onWritten
+            ? {
+                onWritten: (b: Buffer) => {
+                  onWritten?.(b);
+                  if (hashes.hashesFile) hashes.written(b);
+                },
+              }
+            : {}),
         })
       : null;
-    // the per-table row hashes (SHA-256 of each table's row bytes) are computed on a worker thread
-    const streams = (rowHashes = new HashStreams());
-    out = new Output(fh, gz, o.onWritten, streams);
+    // the per-table row hashes (SHA-256 of each table's row bytes), and the file's, are computed on a worker
+    out = new Output(fh, gz, onWritten, hashes);
 
     await out.text(header(cfg, serverVersion));
     const result: DumpResult = {
@@ -176,13 +198,23 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     };
 
     for (const seq of schema.sequences) await out.bin(sequenceSql(seq));
-    const hasher = new ContentHasher(maxStmt, () => streams.open());
+    // the row stream the hasher opened for the table last given to it (ContentHasher takes a factory)
+    let opened: RowStream | null = null;
+    const hasher = new ContentHasher(maxStmt, () => (opened = hashes.open()));
+    const takeOpened = (): RowStream | null => {
+      const s = opened;
+      opened = null;
+      return s;
+    };
 
     for (const t of schema.tables) {
       throwIfAborted(o.signal);
       const stripped = stripper.matches(t.name);
       const noOwnRows = t.engine !== null && NO_OWN_ROWS.has(t.engine.toUpperCase());
+      takeOpened();
       const rowsTap = hasher.table(t, !stripped && !noOwnRows, out.position());
+      const rowStream = takeOpened();
+      if (rowsTap && !rowStream) throw new Error(`no row hash stream for table ${t.name}`);
       await out.bin(tableHead(t.name));
       await out.raw(t.create);
       await out.text(';\n\n');
@@ -202,7 +234,7 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
             rows,
           });
         progress(0);
-        out.tap(rowsTap);
+        out.tap(rowStream ? rowStream.id : null);
         const rows = await dumpRows({
           conn,
           table: t,
@@ -248,16 +280,18 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
     }
 
     await conn.query('COMMIT');
-    rowHashes.close();
-    result.content = await hasher.finish(schema, tail);
     await out.text(footer());
+    // every chunk written and handed to the hash worker: now the digests
     await out.finish();
+    result.content = await hasher.finish(schema, tail);
+    if (hashes.hashesFile) result.file = await hashes.fileSum();
+    hashes.close();
     result.bytes = out.bytes;
     if (result.content.tail) result.content.tail.end = out.bytes;
     return result;
   } catch (err) {
     if (out) await out.abandon();
-    if (rowHashes) await rowHashes.abandon();
+    await hashes.abandon();
     if (o.signal?.aborted) throw new InterruptedError(describeAbort(o.signal.reason), { cause: err });
     throw mapDumpError(err, cfg);
   } finally {

@@ -23,7 +23,7 @@ const POOL_MAX = 16;
 type Digest = { hex: string; size: number };
 
 /** The worker, its buffers, and the digests awaited from it. */
-class HashWorker {
+export class HashWorker {
   readonly #worker: Worker;
   readonly #pool: ArrayBuffer[] = [];
   readonly #waiting = new Map<number, { resolve: (d: Digest) => void; reject: (err: Error) => void }>();
@@ -33,6 +33,8 @@ class HashWorker {
   /** bytes posted and not yet handed back */
   backlog = 0;
   #onFree: (() => void)[] = [];
+  /** where the buffers of chunk() come back, once hashed */
+  onChunkFree: ((buf: ArrayBuffer) => void) | null = null;
 
   constructor() {
     this.#worker = new Worker(new URL('./hash-worker.js', import.meta.url), {
@@ -51,9 +53,10 @@ class HashWorker {
     this.#worker.on('error', failAll);
     this.#worker.on('exit', (code) => failAll(new Error(`hash worker exited (code ${code})`)));
     this.#worker.on('message', (m: HashReply) => {
-      if (m.t === 'free') {
+      if (m.t === 'free' || m.t === 'chunk-free') {
         this.backlog -= m.buf.byteLength;
-        if (this.#pool.length < POOL_MAX) this.#pool.push(m.buf);
+        if (m.t === 'chunk-free') this.onChunkFree?.(m.buf);
+        else if (this.#pool.length < POOL_MAX) this.#pool.push(m.buf);
         const w = this.#onFree;
         this.#onFree = [];
         for (const f of w) f();
@@ -77,6 +80,15 @@ class HashWorker {
       this.backlog += SLOT;
       this.#worker.postMessage({ t: 'data', id, buf: ab, len } satisfies HashRequest, [ab]);
     }
+  }
+
+  /**
+   * Hashes parts of `buf` ([stream id, start, end, ...], in order) without a copy: `buf` moves to the worker (it
+   * is detached here) and comes back through onChunkFree once hashed.
+   */
+  chunk(buf: ArrayBuffer, parts: number[]): void {
+    this.backlog += buf.byteLength;
+    this.#worker.postMessage({ t: 'chunk', buf, parts } satisfies HashRequest, [buf]);
   }
 
   /** Resolves once the backlog is at most `bytes` (or the worker failed: the digest says so). */
