@@ -107,13 +107,12 @@ const NO_OWN_ROWS = new Set([
 
 /** Session settings for reading: exact values, UTC timestamps, no statement timeout while we stream. */
 export async function prepareDumpSession(conn: Connection): Promise<void> {
-  await conn.query("SET SESSION sql_mode = ''");
-  await conn.query('SET NAMES utf8mb4');
-  await conn.query("SET SESSION time_zone = '+00:00'");
-  await conn.query('SET SESSION sql_quote_show_create = 1');
-  // the connection is paused while the disk catches up: the server must not give up on us meanwhile
-  await conn.query('SET SESSION net_write_timeout = 3600, SESSION net_read_timeout = 3600');
-  await conn.query('SET SESSION max_statement_time = 0').catch(() => {}); // MariaDB only
+  // one round trip: the connection is paused while the disk catches up, so the server must not give up on us
+  // meanwhile (net_*_timeout); max_statement_time exists on MariaDB only (a versioned comment elsewhere)
+  await conn.query(
+    "SET SESSION sql_mode = '', NAMES utf8mb4, SESSION time_zone = '+00:00', SESSION sql_quote_show_create = 1, " +
+      'SESSION net_write_timeout = 3600, SESSION net_read_timeout = 3600 /*M!100108 , SESSION max_statement_time = 0 */',
+  );
   await conn.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
 }
 
@@ -148,10 +147,10 @@ export async function dumpDatabase(o: DumpOptions): Promise<DumpResult> {
   try {
     await prepareDumpSession(conn);
     await conn.query('START TRANSACTION /*!40100 WITH CONSISTENT SNAPSHOT */, READ ONLY');
-    const [vr] = await conn.query({ sql: 'SELECT VERSION()', rowsAsArray: true });
-    const serverVersion = String((vr as unknown as string[][])[0]?.[0] ?? '');
-    const [pr] = await conn.query({ sql: 'SELECT @@max_allowed_packet', rowsAsArray: true });
-    const maxPacket = Number((pr as unknown as unknown[][])[0]?.[0] ?? 0) || 0;
+    const [vr] = await conn.query({ sql: 'SELECT VERSION(), @@max_allowed_packet', rowsAsArray: true });
+    const version = (vr as unknown as (string | number | null)[][])[0];
+    const serverVersion = String(version?.[0] ?? '');
+    const maxPacket = Number(version?.[1] ?? 0) || 0;
 
     const schema = await readSchema(conn, cfg.database);
     throwIfAborted(o.signal);
