@@ -275,7 +275,7 @@ export class LiveComparer {
     if (c.how !== 'link' && c.offset === c.size) {
       // no second fstat. 'keep': every byte up to the size fstat gave before the first read was equal; a write,
       // truncate, chmod, chown, utimes or link since that fstat moved its ctime (or size or inode), and the
-      // re-check before the swap compares exactly that stat (recheckKept, extract-links.ts): a change made while
+      // re-check before the swap compares exactly that stat (firstChanged, extract-links.ts): a change made while
       // we read is refused there, as one made after. 'diff': a report of one moment, and a change made while the
       // file was read is one made just after it
       this.cur = null;

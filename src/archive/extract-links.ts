@@ -12,8 +12,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { CliError } from '../errors.js';
 import type { LinkedFile } from './extract-compare.js';
 import { KEPT_FIELDS, KIND_DIR, nameHash, type KeptSet } from './extract-sparse.js';
@@ -40,6 +38,11 @@ export function recheckLinked(stagedDir: string, linked: readonly LinkedFile[], 
   }
 }
 
+/** The re-check's verdict (a KeptHandle's recheck): the live path that changed is refused. */
+export function throwIfChanged(changed: string | undefined): void {
+  if (changed !== undefined) throw changedError(changed);
+}
+
 function changedError(p: string): CliError {
   return new CliError(
     `${p} was changed while the rollback was being prepared (after it was compared with the backup): the rollback was stopped before the swap, nothing was changed; run it again`,
@@ -49,62 +52,10 @@ function changedError(p: string): CliError {
 /**
  * The same for what a sparse rollback leaves in place (extract-sparse.ts): each kept file or symlink is still the
  * inode compared, unchanged; each kept directory still the same directory, and when its mtime or ctime moved (our
- * own staging directory of another part, say) it still holds the same names. One lstat each: a big tree is
- * checked in worker threads, a shard each (~155k entries on the benchmark store took 3.8 s on one thread).
+ * own staging directory of another part, say) it still holds the same names. One lstat each, in the extraction
+ * thread that holds the set (extract.ts KeptHandle). Returns the first entry (its live path) that is not what was
+ * compared, or undefined.
  */
-export async function recheckKept(liveDir: string, kept: KeptSet): Promise<void> {
-  const n = kept.count;
-  const shards = n < MIN_SHARD * 2 ? 1 : Math.min(RECHECK_THREADS, Math.floor(n / MIN_SHARD));
-  if (shards === 1) {
-    const bad = firstChanged(liveDir, kept);
-    if (bad !== undefined) throw changedError(bad);
-    return;
-  }
-  const per = Math.ceil(n / shards);
-  // where each shard's paths begin in `names` (one scan, no string made)
-  const starts = [0];
-  let at = 0;
-  for (let i = 1; i < n; i++) {
-    at = kept.names.indexOf('\0', at) + 1;
-    if (i % per === 0) starts.push(at);
-  }
-  starts.push(kept.names.length);
-  const results = await Promise.all(
-    Array.from({ length: shards }, (_, k) => {
-      const from = k * per;
-      const count = Math.min(n, from + per) - from;
-      const stats = kept.stats.slice(from * KEPT_FIELDS, (from + count) * KEPT_FIELDS);
-      return inWorker(liveDir, { count, names: kept.names.slice(starts[k], starts[k + 1]), stats });
-    }),
-  );
-  const bad = results.find((r) => r !== undefined);
-  if (bad !== undefined) throw changedError(bad);
-}
-
-const RECHECK_THREADS = Math.max(1, Math.min(4, availableParallelism()));
-const MIN_SHARD = 20_000;
-
-function inWorker(liveDir: string, shard: KeptSet): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(new URL('./recheck-worker.js', import.meta.url), {
-      workerData: { liveDir, kept: shard },
-      // the shard's stats are a copy of their own: moved, not copied again
-      transferList: [shard.stats.buffer as ArrayBuffer],
-      resourceLimits: { maxYoungGenerationSizeMb: 4 },
-    });
-    let done = false;
-    w.once('message', (m: string | null) => {
-      done = true;
-      resolve(m ?? undefined);
-    });
-    w.once('error', reject);
-    w.once('exit', (code) => {
-      if (!done) reject(new Error(`re-check worker exited (code ${code}) without a result`));
-    });
-  });
-}
-
-/** The first entry (its live path) that is not what was compared, or undefined. */
 export function firstChanged(liveDir: string, kept: KeptSet): string | undefined {
   const a = kept.stats;
   const names = kept.names;

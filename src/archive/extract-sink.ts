@@ -33,7 +33,7 @@ function octal(mode: number): string {
 
 /** Exported for the fuzz test, which drives it in verify mode (no writes) without a worker per archive. */
 export class Sink implements TarSink {
-  readonly plan = new ExtractPlan();
+  private paths = new ExtractPlan();
   readonly result: WorkerResult = {
     entries: 0,
     files: 0,
@@ -162,6 +162,16 @@ export class Sink implements TarSink {
     return mode;
   }
 
+  /** The path-safety plan: what each extracted path is (while the archive streams, and for the live walk). */
+  get plan(): ExtractPlan {
+    return this.paths;
+  }
+
+  /** Once the archive is read and checked (checkEnd) and the live tree walked: the plan's names are let go. */
+  dropPlan(): void {
+    this.paths = new ExtractPlan();
+  }
+
   /** Counts the warnings past the named ones; checks where the symlinks lead once every entry is known. */
   checkEnd(): void {
     for (const [code, n] of this.warnCounts) {
@@ -169,7 +179,7 @@ export class Sink implements TarSink {
         this.warn(code, '', `${n - NAMED_WARNINGS} more entries have the same ${code} warning (not named)`);
       }
     }
-    for (const l of this.plan.escapingLinks()) {
+    for (const l of this.paths.escapingLinks()) {
       const why = `is a symlink to "${l.target}", which leaves the tree it is restored into`;
       if (this.write && !this.input.allowOutsideLinks) {
         throw new UnsafeEntryError(`${why} (--allow-outside-links restores such links)`, l.path);
@@ -309,7 +319,7 @@ export class Sink implements TarSink {
   }
 
   private mkParents(rel: string): void {
-    const missing = this.plan.ensureParent(rel);
+    const missing = this.paths.ensureParent(rel);
     if (!this.write || this.sp) return; // sparse: staged directories are made when something goes in them
     for (const m of missing) {
       fs.mkdirSync(this.abs(m), 0o755);
@@ -357,7 +367,7 @@ export class Sink implements TarSink {
 
   private dir(rel: string, e: TarEntry): void {
     this.mkParents(rel);
-    const before = this.plan.add(rel, 'd');
+    const before = this.paths.add(rel, 'd');
     const mode = this.safeMode(rel, e.mode, true);
     const sp = this.sp;
     // sparse: the zone's lstat found a real directory there, or the directory is staged whole
@@ -379,7 +389,7 @@ export class Sink implements TarSink {
 
   private file(rel: string, e: TarEntry): void {
     this.mkParents(rel);
-    const before = this.plan.add(rel, 'f');
+    const before = this.paths.add(rel, 'f');
     this.result.files++;
     this.result.bytes += e.size;
     const mode = this.safeMode(rel, e.mode, false);
@@ -417,7 +427,7 @@ export class Sink implements TarSink {
     if (e.linkpath === '' || e.linkpath.includes('\0'))
       throw new UnsafeEntryError('is a symlink with an empty target', e.path);
     this.mkParents(rel);
-    const before = this.plan.addSymlink(rel, e.linkpath);
+    const before = this.paths.addSymlink(rel, e.linkpath);
     this.result.symlinks++;
     const same = this.cmp?.symlink(rel, e.linkpath, this.uid, this.gid) ?? false;
     this.removeBefore(rel, before);
@@ -449,11 +459,12 @@ export class Sink implements TarSink {
       return;
     }
     if (target === rel) return;
-    this.plan.checkLinkTarget(rel, target);
+    this.paths.checkLinkTarget(rel, target);
     this.mkParents(rel);
     // link(2) does not follow a symlink: the new name is the same symlink, and its target must be checked there
-    const linkTarget = this.plan.linkTarget(target);
-    const before = linkTarget === undefined ? this.plan.add(rel, 'f') : this.plan.addSymlink(rel, linkTarget);
+    const linkTarget = this.paths.linkTarget(target);
+    const before =
+      linkTarget === undefined ? this.paths.add(rel, 'f') : this.paths.addSymlink(rel, linkTarget);
     this.result.files++;
     const same = this.cmp?.hardlink(rel, target) ?? false;
     this.removeBefore(rel, before);

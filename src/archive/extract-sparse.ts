@@ -71,6 +71,9 @@ export interface SparseResult {
   kept: KeptSet;
 }
 
+/** The sparse plan as the extraction thread hands it over: the kept set stays there (only its size comes). */
+export type SparsePlanResult = Omit<SparseResult, 'kept'> & { keptCount: number };
+
 export const KEPT_FIELDS = 6;
 const KIND_FILE = 0n;
 export const KIND_DIR = 1n;

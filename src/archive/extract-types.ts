@@ -1,7 +1,7 @@
 /** The messages between extract.ts and its worker thread (extract-worker.ts). */
 import type { WarningCodeValue } from '../events.js';
 import type { LinkedFile, TreeChanges } from './extract-compare.js';
-import type { SparseResult } from './extract-sparse.js';
+import type { KeptSet, SparsePlanResult } from './extract-sparse.js';
 
 export interface WorkerInput {
   mode: 'verify' | 'extract';
@@ -46,14 +46,21 @@ export interface WorkerResult {
   /** with `compare` in extract mode: the staged hard links to live files */
   linked?: LinkedFile[];
   linkedBytes?: number;
-  /** with `compare.sparse` (a code rollback whose live root only we can change): the sparse swap plan */
-  sparse?: SparseResult;
+  /**
+   * with `compare.sparse` (a code rollback whose live root only we can change): the sparse swap plan; what it
+   * leaves in place (its KeptSet) stays in the extraction thread, which re-checks it there (extract.ts KeptHandle)
+   */
+  sparse?: SparsePlanResult;
 }
 
 export type WorkerMessage =
   | { t: 'progress'; entries: number; bytes: number }
   | { t: 'warning'; code: WarningCodeValue; path: string; message: string }
   | { t: 'done'; result: WorkerResult }
+  /** the re-check of the kept set (asked by a KeptRequest): the first live path that changed, or null */
+  | { t: 'recheck-done'; changed: string | null }
+  /** a copy of the kept set (asked by a KeptRequest; tests) */
+  | { t: 'kept'; kept: KeptSet }
   | {
       t: 'error';
       kind: 'format' | 'unsafe' | 'io' | 'interrupted' | 'gzip' | 'limit' | 'internal' | 'live-changed';
@@ -61,3 +68,9 @@ export type WorkerMessage =
       entry?: string;
       code?: string;
     };
+
+/**
+ * What the main thread asks of an extraction thread that ended with a kept set (it stays alive for that until
+ * released): re-check the kept set (extract-links.ts firstChanged), or send a copy of it.
+ */
+export type KeptRequest = { t: 'recheck' } | { t: 'kept' };

@@ -13,19 +13,22 @@ import { UnsafeEntryError } from './extract-plan.js';
 import { LiveChangedError, type LiveComparer } from './extract-compare.js';
 import { IoError, LimitError, extractionBound } from './extract-limits.js';
 import { Sink } from './extract-sink.js';
-import type { WorkerInput, WorkerMessage } from './extract-types.js';
+import { firstChanged } from './extract-links.js';
+import type { KeptSet } from './extract-sparse.js';
+import type { KeptRequest, WorkerInput, WorkerMessage } from './extract-types.js';
 import { WarningCode } from '../events.js';
 
-export type { WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
+export type { KeptRequest, WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
 export { LimitError, extractionBound, type Bound } from './extract-limits.js';
 export { Sink } from './extract-sink.js';
 
 class Interrupted extends Error {}
 
+/** Runs the extraction; resolves with the kept set of a sparse plan (kept here for the re-check), if any. */
 async function run(
   input: WorkerInput,
   post: (m: WorkerMessage, transfer?: ArrayBuffer[]) => void,
-): Promise<void> {
+): Promise<KeptSet | undefined> {
   const abortFlag = new Int32Array(input.abort);
   let sink: Sink | undefined;
   let reader: TarReader | undefined;
@@ -83,11 +86,15 @@ async function run(
     prefetch?.();
     checkTrailingBytes(input.file, gunzip.bytesWritten, fileSize);
     s.checkEnd();
+    let kept: KeptSet | undefined;
     if (s.cmp) {
       const sp = s.sp;
       s.cmp.walkAdded((rel) => s.plan.kindOf(rel), sp);
+      // the path plan (~150k names on the bench store) is not needed past the walk: dropped before the plan
+      // below is built (the peak RSS came at its end)
+      s.dropPlan();
       if (sp) {
-        s.result.sparse = sp.finish((rel) =>
+        const { kept: k, ...plan } = sp.finish((rel) =>
           post({
             t: 'warning',
             code: WarningCode.KEPT_PATH,
@@ -95,6 +102,8 @@ async function run(
             message: `${rel} is not a directory in the backup, but holds paths a code rollback keeps: kept as a directory`,
           }),
         );
+        kept = k;
+        s.result.sparse = { ...plan, keptCount: k.count };
       }
       s.result.changes = s.cmp.changes;
       if (s.write) {
@@ -105,9 +114,8 @@ async function run(
     s.finish();
     s.result.tarBytes = r.bytes;
     post({ t: 'progress', entries: s.result.entries, bytes: r.bytes });
-    // the kept stats (~7 MB on the bench store) are moved to the main thread, not copied
-    const keptStats = s.result.sparse?.kept.stats.buffer as ArrayBuffer | undefined;
-    post({ t: 'done', result: s.result }, keptStats ? [keptStats] : []);
+    post({ t: 'done', result: s.result });
+    return kept;
   } catch (err) {
     prefetch?.();
     sink?.closeOpen();
@@ -123,6 +131,7 @@ async function run(
     } else {
       post(toMessage(e));
     }
+    return undefined;
   }
 }
 
@@ -200,5 +209,16 @@ function toMessage(err: unknown): WorkerMessage {
 const input = workerData as Partial<WorkerInput> | null;
 if (parentPort && input?.abort instanceof SharedArrayBuffer && typeof input.file === 'string') {
   const port = parentPort;
-  void run(input as WorkerInput, (m, transfer) => port.postMessage(m, transfer));
+  const post = (m: WorkerMessage, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
+  void run(input as WorkerInput, post).then((kept) => {
+    // What a sparse rollback leaves in place stays here, where it was built, for the re-check before the swap:
+    // handing it (~155k paths on the bench store) to the main thread and on to re-check threads made the peak
+    // RSS. The main thread terminates this thread when it is done with it (extract.ts KeptHandle).
+    if (!kept) return;
+    const liveDir = input.compare!.liveDir;
+    port.on('message', (m: KeptRequest) => {
+      if (m.t === 'recheck') post({ t: 'recheck-done', changed: firstChanged(liveDir, kept) ?? null });
+      else post({ t: 'kept', kept });
+    });
+  });
 }

@@ -20,10 +20,11 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { WarningCodeValue } from '../events.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
-import type { WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
+import type { KeptRequest, WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
+import type { KeptSet } from './extract-sparse.js';
 
 export type { LinkedFile, TreeChanges } from './extract-compare.js';
-export type { KeptSet, SparseResult } from './extract-sparse.js';
+export type { KeptSet, SparsePlanResult, SparseResult } from './extract-sparse.js';
 
 export interface ArchiveStats {
   /** file-system entries (files, hard links, directories, symlinks) */
@@ -35,8 +36,27 @@ export interface ArchiveStats {
   bytes: number;
 }
 
-/** What an extraction gives back: the archive's counts, and with `liveDir` what differs and the swap plan. */
-export type ExtractResult = WorkerResult;
+/**
+ * What a sparse staging leaves in place (extract-sparse.ts KeptSet) stays in the extraction thread that built
+ * it, which stays alive (not keeping the process alive) until `release`: handing ~155k paths to the main thread
+ * and on to re-check threads made the peak RSS of a code rollback.
+ */
+export interface KeptHandle {
+  /** entries left in place */
+  readonly count: number;
+  /** re-checks them all (extract-links.ts firstChanged): the first live path that changed, or undefined */
+  recheck(): Promise<string | undefined>;
+  /** a copy of the set (tests) */
+  fetch(): Promise<KeptSet>;
+  /** ends the thread; idempotent. Any request after it rejects. */
+  release(): void;
+}
+
+/**
+ * What an extraction gives back: the archive's counts, and with `liveDir` what differs and the swap plan; with
+ * a sparse plan the handle on what it leaves in place.
+ */
+export type ExtractResult = WorkerResult & { kept?: KeptHandle };
 
 export interface ArchiveProgress {
   entries: number;
@@ -126,7 +146,7 @@ export function runArchiveWorker(
     onProgress?: (p: ArchiveProgress) => void;
     onWarning?: (w: ArchiveWarning) => void;
   },
-): Promise<WorkerResult> {
+): Promise<ExtractResult> {
   throwIfAborted(o.signal);
   const abort = new SharedArrayBuffer(4);
   const flag = new Int32Array(abort);
@@ -136,13 +156,20 @@ export function runArchiveWorker(
     chown: process.getuid?.() === 0,
     umask: process.umask(),
   };
-  return new Promise<WorkerResult>((resolve, reject) => {
+  return new Promise<ExtractResult>((resolve, reject) => {
     const worker = new Worker(new URL('./extract-worker.js', import.meta.url), {
       workerData: full,
       // a smaller young generation: more frequent (cheap) scavenges, a smaller peak RSS
       resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
     let settled = false;
+    // after 'done' with a kept set: the thread's answers to KeptRequests, in order
+    const waiting: Array<{ t: string; resolve: (m: WorkerMessage) => void; reject: (e: Error) => void }> = [];
+    let gone: Error | undefined;
+    const endWaiting = (err: Error): void => {
+      gone ??= err;
+      for (const w of waiting.splice(0)) w.reject(err);
+    };
     const onAbort = (): void => {
       Atomics.store(flag, 0, 1);
     };
@@ -162,8 +189,15 @@ export function runArchiveWorker(
           o.onWarning?.({ code: m.code, path: m.path, message: m.message });
           break;
         case 'done':
-          settle(() => resolve(m.result));
+          settle(() => resolve(withKept(m.result)));
           break;
+        case 'recheck-done':
+        case 'kept': {
+          const w = waiting.shift();
+          if (waiting.length === 0) worker.unref();
+          w?.resolve(m);
+          break;
+        }
         case 'error':
           settle(() =>
             reject(
@@ -175,12 +209,45 @@ export function runArchiveWorker(
           break;
       }
     });
-    worker.on('error', (err) => settle(() => reject(err)));
-    worker.on('exit', (code) =>
-      settle(() =>
-        reject(new Error(`archive worker for ${input.file} exited (code ${code}) without a result`)),
-      ),
-    );
+    worker.on('error', (err) => {
+      settle(() => reject(err));
+      endWaiting(err);
+    });
+    worker.on('exit', (code) => {
+      const err = new Error(`archive worker for ${input.file} exited (code ${code}) without a result`);
+      settle(() => reject(err));
+      endWaiting(err);
+    });
+    const ask = (m: KeptRequest): Promise<WorkerMessage> =>
+      new Promise((res, rej) => {
+        if (gone) return rej(gone);
+        waiting.push({ t: m.t, resolve: res, reject: rej });
+        worker.ref();
+        worker.postMessage(m);
+      });
+    const withKept = (r: WorkerResult): ExtractResult => {
+      if (r.sparse === undefined) return r;
+      // the thread waits for KeptRequests now: it must not keep the process alive by itself
+      worker.unref();
+      const kept: KeptHandle = {
+        count: r.sparse.keptCount,
+        recheck: async () => {
+          const m = await ask({ t: 'recheck' });
+          if (m.t !== 'recheck-done') throw new Error('archive worker: no re-check result');
+          return m.changed ?? undefined;
+        },
+        fetch: async () => {
+          const m = await ask({ t: 'kept' });
+          if (m.t !== 'kept') throw new Error('archive worker: no kept set');
+          return m.kept;
+        },
+        release: () => {
+          endWaiting(new Error('the kept set was released'));
+          void worker.terminate();
+        },
+      };
+      return { ...r, kept };
+    };
   });
 }
 

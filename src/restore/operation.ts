@@ -18,7 +18,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import type { PreparedRestore, RestoreResult } from '../db/restore.js';
 import { CliError, InterruptedError } from '../errors.js';
-import { recheckKept, recheckLinked } from '../archive/extract-links.js';
+import { recheckLinked, throwIfChanged } from '../archive/extract-links.js';
 import {
   flushStaged,
   removeStaging,
@@ -150,9 +150,13 @@ export class RollbackOperation {
   async commit(db?: PreparedRestore): Promise<CommitOutcome> {
     for (const t of this.j.trees) await flushStaged(t);
     // a live file written since it was compared and linked: refused here, before anything live changes
-    for (const s of this.staged) {
-      recheckLinked(path.join(s.stagingDir, 'new'), s.stats.linked ?? [], s.liveDir);
-      if (s.stats.sparse) await recheckKept(s.liveDir, s.stats.sparse.kept);
+    try {
+      for (const s of this.staged) {
+        recheckLinked(path.join(s.stagingDir, 'new'), s.stats.linked ?? [], s.liveDir);
+        if (s.stats.kept) throwIfChanged(await s.stats.kept.recheck());
+      }
+    } finally {
+      this.releaseKept();
     }
     this.j.phase = 'committing';
     await this.save();
@@ -246,8 +250,14 @@ export class RollbackOperation {
     await removeSigned(this.state, this.name);
   }
 
+  /** The extraction threads holding what the sparse stagings leave in place end (their re-check is over). */
+  private releaseKept(): void {
+    for (const s of this.staged) s.stats.kept?.release();
+  }
+
   /** Before commit: removes everything staged and the journal (the caller discards a prepared database). */
   async discard(): Promise<void> {
+    this.releaseKept();
     if (this.committed || this.j.phase !== 'staging') return;
     await this.removeAll();
   }

@@ -13,7 +13,7 @@ import fs, { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { CliError, errnoCode } from '../errors.js';
 import { INTERNAL_PREFIX, ROOT_EXCLUDES, isCodeExcludedName } from '../archive/extract-filter.js';
-import type { SparseResult } from '../archive/extract.js';
+import type { SparsePlanResult } from '../archive/extract.js';
 import { attrs, lstatOrNull, type DirFix, type JournalUnit, type TreeJournal } from './tree-journal.js';
 
 /** Where a target lives and where its staging directory goes (same filesystem, so renames are atomic). */
@@ -61,7 +61,7 @@ export async function planSwap(o: {
   mode: 'whole' | 'children';
   onKept?: (rel: string, message: string) => void;
   /** a sparse staging (archive/extract-sparse.ts) comes with its own units and directory fixes */
-  sparse?: SparseResult;
+  sparse?: SparsePlanResult;
 }): Promise<TreeJournal> {
   const newDir = path.join(o.stagingDir, 'new');
   const journal: TreeJournal = {

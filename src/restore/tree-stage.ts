@@ -61,6 +61,8 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
   const stagingDir = path.join(stagingParent, `${STAGING_PREFIX}${o.now ?? Date.now()}-${o.target}`);
   await o.register?.(stagingDir);
   await fsp.mkdir(stagingDir, { mode: 0o700 });
+  // with a sparse plan it holds the extraction thread that keeps what stays in place: ended on any failure here
+  let stats: ExtractResult | undefined;
   try {
     const stagingIno = (await fsp.lstat(stagingDir)).ino;
     const newDir = path.join(stagingDir, 'new');
@@ -68,7 +70,6 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
     // a sparse code rollback writes only what differs: no flushing during it (each flush is a process)
     const sparse = !o.full && o.target === 'code' && mode === 'children';
     const flusher = sparse ? { stop: async () => {} } : startFlusher(newDir);
-    let stats: ExtractResult;
     // what is restored belongs to the owner of what it replaces, never to ids an archive names
     const ownerSt = (await fsp.stat(liveDir).catch(() => null)) ?? (await fsp.stat(root));
     try {
@@ -124,6 +125,7 @@ export async function stageTree(o: StageTreeOptions): Promise<StagedTree> {
       journal,
     };
   } catch (err) {
+    stats?.kept?.release();
     await removeTree(stagingDir);
     throw err;
   }
