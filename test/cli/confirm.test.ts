@@ -9,7 +9,8 @@ import path from 'node:path';
 import { confirmer } from '../../src/cli/confirm.js';
 import type { CommandRun } from '../../src/cli/context.js';
 import { main } from '../../src/cli/main.js';
-import { UsageError } from '../../src/errors.js';
+import { PassThrough } from 'node:stream';
+import { InterruptedError, UsageError } from '../../src/errors.js';
 import { argv, fakeIo } from '../helpers/fake-io.js';
 import { minimalStore } from '../helpers/tmp.js';
 
@@ -104,4 +105,31 @@ void test('snapshot:restore without a terminal and without -y is refused the sam
   const io = fakeIo();
   assert.equal(await main(argv('snapshot:restore', '1700000000', '--root', root), io), 2);
   assert.match(io.stderr.text, /^Error: Refusing to roll back without confirmation/);
+});
+
+void test('the input ending with no answer (Ctrl-D, a closed terminal) is a no, not a hang', async () => {
+  const { run } = runWith({}, '');
+  const confirm = confirmer(run);
+  assert.ok(confirm);
+  assert.equal(await confirm(['code from var/backups/1_filesystem.tgz']), false);
+});
+
+void test('a stop signal while the question waits ends it: InterruptedError naming the signal', async () => {
+  for (const reason of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    const io = fakeIo({ answer: '' });
+    // a terminal that stays open: the answer never comes
+    const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
+    stdin.isTTY = true;
+    const ac = new AbortController();
+    const confirm = confirmer({ global: {}, io: { ...io, stdin }, signal: ac.signal });
+    assert.ok(confirm);
+    const pending = confirm(['db from var/backups/1_db.sql']);
+    setTimeout(() => ac.abort(reason), 50);
+    await assert.rejects(
+      pending,
+      (e: unknown) => e instanceof InterruptedError && e.message === `Interrupted by ${reason}`,
+      reason,
+    );
+    stdin.end();
+  }
 });
