@@ -239,7 +239,8 @@ export class ConnectionSet {
    * Stops every statement and closes every connection, then waits until the server has ended those sessions: a
    * statement the server had already received (a CREATE TABLE, the end of an INSERT) still completes after our
    * end of the socket is gone, so whatever is cleaned up before that may come back. Never throws; waits at most
-   * about KILL_SETTLE_MS (the server may be gone or slow to roll a big statement back: `settled` says which).
+   * about KILL_SETTLE_MS (the server may be gone, or slow to roll a big statement back: the clean-up after it
+   * lists what is still there).
    */
   killAll(): Promise<void> {
     const conns = [...this.conns];
@@ -249,16 +250,10 @@ export class ConnectionSet {
     return kill;
   }
 
-  /**
-   * Resolves when every kill started so far has ended: true when the killed sessions are gone from the server
-   * (nothing of theirs can still change the database), false when that could not be seen within the bound.
-   */
-  async settled(): Promise<boolean> {
-    await this.killing;
-    return this.killedGone;
+  /** Resolves when every kill started so far has ended (see killAll). */
+  settled(): Promise<void> {
+    return this.killing;
   }
-
-  private killedGone = true;
 
   private async kill(conns: Connection[]): Promise<void> {
     if (conns.length === 0) return;
@@ -294,13 +289,12 @@ export class ConnectionSet {
     } finally {
       killer?.destroy();
       for (const c of conns) c.destroy();
-      if (!gone) this.killedGone = false;
     }
   }
 }
 
 /** How long a kill waits for the killed sessions to end on the server (a big INSERT's rollback takes a while). */
-export const KILL_SETTLE_MS = 20_000;
+const KILL_SETTLE_MS = 20_000;
 
 /** Bounded lock waits for every restore session (seconds). */
 export async function boundLockWaits(conn: Connection, seconds: number): Promise<void> {
