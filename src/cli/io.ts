@@ -1,4 +1,5 @@
 import type { Writable } from 'node:stream';
+import { ExitCode } from '../errors.js';
 
 /** Everything a run takes from the process: the CLI's only door to it (tests pass fakes). */
 export interface Io {
@@ -16,15 +17,52 @@ export interface Io {
   exit: (code: number) => void;
 }
 
-/** The real process; `exit` comes from bin/magebackup.js, the one place that may end the process. */
-export function processIo(exit: (code: number) => void): Io {
+/** Stop signals bin/ held while the program loaded, before any run listened for them. */
+export interface HeldSignals {
+  /** in order of arrival; emptied when they are handed to the first run */
+  names: string[];
+  /** stop holding: from now on the run's own listeners decide */
+  release(): void;
+}
+
+const STOP_EVENTS = new Set(['SIGINT', 'SIGTERM', 'SIGHUP']);
+
+/** The exit code for a held signal that no run took over (129 for SIGHUP, else 130), 0 if none was held. */
+export function heldExitCode(names: readonly string[]): number {
+  if (names.length === 0) return 0;
+  return names[0] === 'SIGHUP' ? ExitCode.HANGUP : ExitCode.INTERRUPTED;
+}
+
+/**
+ * The real process; `exit` comes from bin/magebackup.js, the one place that may end the process. The first run
+ * to listen for a stop signal takes over the signals bin/ held: they are delivered to its listeners, in order,
+ * once it has registered them all (the same tick), so a signal sent while the program loaded interrupts it.
+ */
+export function processIo(exit: (code: number) => void, held?: HeldSignals): Io {
+  let holding = held;
+  const signals: Io['signals'] = {
+    on(event, listener) {
+      process.on(event, listener);
+      if (holding && STOP_EVENTS.has(event)) {
+        const names = holding.names.splice(0);
+        holding.release();
+        holding = undefined;
+        if (names.length > 0) process.nextTick(() => names.forEach((name) => process.emit(name as 'SIGINT')));
+      }
+      return signals;
+    },
+    off(event, listener) {
+      process.off(event, listener);
+      return signals;
+    },
+  };
   return {
     stdout: process.stdout,
     stderr: process.stderr,
     stdin: process.stdin,
     env: process.env,
     cwd: process.cwd(),
-    signals: process,
+    signals,
     exit,
   };
 }

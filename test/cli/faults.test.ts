@@ -338,3 +338,41 @@ void test('a malformed env.php: one line naming the file and line, never a piece
   assert.equal(existsSync(flagOf(root)), false);
   assertNoLeftovers(root);
 });
+
+void test('a stop signal while the program still loads: the run starts interrupted (exit 130/129), nothing made', async () => {
+  // Module hooks send the signal while bin/ imports the CLI: deterministic, however fast the machine is. Without
+  // the held signals, Node's default action killed the process (143, no message) in the first ~0.5 s.
+  const dir = tempDir('mbk-hooks-');
+  writeFileSync(
+    join(dir, 'hooks.mjs'),
+    `export async function resolve(specifier, context, next) {
+  if (specifier.endsWith('/cli/main.js')) for (const s of process.env.MBK_TEST_SIGNALS.split(',')) process.kill(process.pid, s);
+  return next(specifier, context);
+}\n`,
+  );
+  writeFileSync(
+    join(dir, 'register.mjs'),
+    `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`,
+  );
+  const nodeArgs = ['--import', join(dir, 'register.mjs')];
+  const root = minimalStore();
+  for (const [signal, code] of [
+    ['SIGTERM', 130],
+    ['SIGHUP', 129],
+  ] as const) {
+    const r = await runCli(['setup:backup', '--code', '--root', root], {
+      nodeArgs,
+      env: { MBK_TEST_SIGNALS: signal },
+    });
+    assert.equal(r.signal, null, `${signal}: not killed by it`);
+    assert.equal(r.code, code, r.stderr);
+    assert.match(
+      r.stderr,
+      new RegExp(`^Error: Interrupted by ${signal}: nothing was changed; nothing was left behind$`, 'm'),
+    );
+    assert.deepEqual(assertNoLeftovers(root), [], 'no backup, nothing left');
+  }
+  // A command that never listens (the version) still exits with the signal's code.
+  const v = await runCli(['--version'], { nodeArgs, env: { MBK_TEST_SIGNALS: 'SIGINT' } });
+  assert.deepEqual([v.signal, v.code], [null, 130], v.stderr);
+});

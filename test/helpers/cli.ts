@@ -10,14 +10,20 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Spawn the built binary. `onStderr` sees stderr as it arrives (to send a signal at the right moment). */
+/**
+ * Spawn the built binary. `onStderr` sees stderr as it arrives (to send a signal at the right moment);
+ * `nodeArgs` go to node before the binary (e.g. `--import` of module hooks).
+ */
 export function runCli(
   args: string[],
-  options: SpawnOptions & { onStderr?: (text: string, child: ReturnType<typeof spawn>) => void } = {},
+  options: SpawnOptions & {
+    onStderr?: (text: string, child: ReturnType<typeof spawn>) => void;
+    nodeArgs?: string[];
+  } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const { onStderr, ...spawnOptions } = options;
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const { onStderr, nodeArgs = [], ...spawnOptions } = options;
+    const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       ...spawnOptions,
       env: { ...process.env, NO_COLOR: '1', ...spawnOptions.env },
