@@ -1,4 +1,7 @@
 #!/usr/bin/env node
+import { closeSync, openSync } from 'node:fs';
+import { isatty } from 'node:tty';
+
 // Stop signals are held from the first line on: loading the program takes a few hundred milliseconds, and a
 // SIGINT/SIGTERM/SIGHUP in that time would otherwise kill the process with no exit code of ours (143). A held
 // signal interrupts the run as soon as it listens (exit 130/129, "nothing was changed").
@@ -7,6 +10,24 @@ const held = [];
 const hold = (name) => void held.push(name);
 for (const name of STOP) process.on(name, hold);
 let holding = true;
+
+// Node puts each terminal it started on back as it was when it exits, and aborts (SIGABRT, exit 134, a native
+// stack trace) when that terminal is gone: an SSH session that dropped, a closed window (nodejs/node#51519, fixed only
+// in later Node releases). The run has ended by then, and its exit code must stand: such an fd is pointed at /dev/null first,
+// which Node skips as "reopened by the program".
+const startedOnTerminal = [0, 1, 2].filter((fd) => isatty(fd));
+process.on('exit', () => {
+  for (const fd of startedOnTerminal) {
+    if (isatty(fd)) continue;
+    try {
+      closeSync(fd);
+      const reopened = openSync('/dev/null', fd === 0 ? 'r' : 'w');
+      if (reopened !== fd) closeSync(reopened);
+    } catch {
+      // a closed fd is skipped by Node as well
+    }
+  }
+});
 const stopHolding = () => {
   holding = false;
   for (const name of STOP) process.off(name, hold);

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execSync } from 'node:child_process';
+import { execFile, execSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -227,6 +227,39 @@ async function ctrlCOnPty(root: string, args: string[], midway: () => boolean) {
   }
   return pty.done;
 }
+
+/**
+ * The terminal goes away under a run (an SSH session drops, a window is closed): Node, as it exits, puts back the
+ * terminal's settings and aborted (exit 134, a native stack trace) when the terminal was gone.
+ */
+void test('the terminal closes under a run: its own exit code (129 when hung up, 0 when it completes), not 134', async () => {
+  for (const hangup of [true, false]) {
+    const root = bigCodeStore(32);
+    const dir = tempDir('mbk-pty-');
+    const [rcFile, script] = [join(dir, 'rc'), join(dir, 'run.sh')];
+    const quoted = [process.execPath, BIN, 'setup:backup', '--code', '--root', root]
+      .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
+      .join(' ');
+    // The shell ignores SIGHUP so that it outlives the terminal and records the exit code (Node resets it).
+    writeFileSync(script, `trap '' HUP\n${quoted} &\nwait $!\necho $? > ${rcFile}\n`);
+    const pty = spawn('script', ['-qec', `bash ${script}`, '/dev/null'], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+      env: { ...process.env, CI: '', TERM: 'xterm', NO_COLOR: '1' },
+    });
+    const pid = await waitFor('the run holding the lock', () => lockPid(root));
+    await waitFor('the run to be mid-way', () => !!partialName(root));
+    pty.kill('SIGKILL'); // the terminal's master side closes with it
+    if (hangup) process.kill(pid, 'SIGHUP'); // what the session's shell sends its jobs as it goes
+    const rc = await waitFor(
+      'the exit code',
+      () => existsSync(rcFile) && readFileSync(rcFile, 'utf8').trim(),
+    );
+    assert.equal(rc, hangup ? '129' : '0', `exit code, ${hangup ? 'hung up' : 'left to complete'}`);
+    const left = assertNoLeftovers(root, (n) => /^\d+_(filesystem\.tgz|manifest\.json)$/.test(n));
+    assert.equal(left.length, hangup ? 0 : 2, left.join(', '));
+    assert.equal(existsSync(flagOf(root)), false);
+  }
+});
 
 void test('Ctrl-C on a real terminal while the spinner runs interrupts setup:backup: exit 130, nothing left', async () => {
   const root = bigCodeStore(32);
