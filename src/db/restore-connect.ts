@@ -243,9 +243,13 @@ export class ConnectionSet {
    * lists what is still there).
    */
   killAll(): Promise<void> {
-    const conns = [...this.conns];
-    this.conns.clear();
-    const kill = this.killing.then(() => this.kill(conns));
+    return this.killThese([...this.conns]);
+  }
+
+  /** killAll for these connections only (the others stay open). */
+  killThese(conns: readonly Connection[]): Promise<void> {
+    for (const c of conns) this.conns.delete(c);
+    const kill = this.killing.then(() => this.kill([...conns]));
     this.killing = kill;
     return kill;
   }

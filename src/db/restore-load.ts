@@ -430,8 +430,15 @@ export async function loadDump(
     );
   } finally {
     await chunks.return(undefined).catch(() => {});
-    const destroyed = pool.failure !== undefined || o.signal?.aborted === true;
-    if (destroyed) for (const c of conns) c.destroy();
+    const aborted = o.signal?.aborted === true;
+    const destroyed = pool.failure !== undefined || aborted;
+    if (pool.failure !== undefined && !aborted && !isServerGone(pool.failure.cause)) {
+      // a statement failed on one connection while the others' still run on the server, and a CREATE TABLE the
+      // server received completes even once our socket is gone: they are stopped (KILL QUERY) and their sessions
+      // seen to end before the clean-up looks for shadow tables, or one would appear after it (an abort's kill
+      // does the same: watchAbort)
+      await ctx.conns.killThese(conns);
+    } else if (destroyed) for (const c of conns) c.destroy();
     await pool.close({ destroyed });
     for (const c of conns) await release(ctx, c);
   }

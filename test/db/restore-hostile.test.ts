@@ -15,6 +15,7 @@ import { dumpDatabase } from '../../src/db/dump.js';
 import { restoreDatabase, RestoreError } from '../../src/db/restore.js';
 import { classifyStatement, definitionTarget, triggerTable } from '../../src/db/restore-parse.js';
 import { DEFAULT_LEXING, statementHead } from '../../src/db/sql-tokens.js';
+import { shadowName } from '../../src/db/restore-journal.js';
 import type { MagebackupEvent } from '../../src/events.js';
 import { configFor, queryRows } from './restore-helpers.js';
 
@@ -74,6 +75,29 @@ async function ownTables(db: string): Promise<string[]> {
     [db],
   );
   return r.map((x) => String(x.n));
+}
+
+/** Sessions other than ours still connected to `db` with a statement running (a restore's that it left behind). */
+async function running(db: string): Promise<string[]> {
+  const r = await queryRows(
+    conn,
+    "SELECT INFO AS i FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID() AND COMMAND <> 'Sleep'",
+    [db],
+  );
+  return r.map((x) => String(x.i));
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until session `id` is in a state matching `state`. */
+async function waitState(id: number, state: RegExp): Promise<void> {
+  for (;;) {
+    const [r] = await queryRows(conn, 'SELECT STATE AS s FROM information_schema.PROCESSLIST WHERE ID = ?', [
+      id,
+    ]);
+    if (state.test(String(r?.s ?? ''))) return;
+    await sleep(20);
+  }
 }
 
 const HOSTILE: { name: string; body: string; names?: RegExp }[] = [
@@ -184,11 +208,86 @@ for (const h of HOSTILE) {
     if (h.names) assert.match(err.message, h.names);
     assert.deepEqual(diffDatabases(before, await describeDatabase(conn, live)), []);
     assert.deepEqual(diffDatabases(otherBefore, await describeDatabase(conn, other)), []);
+    // nothing of the restore still runs on the server: a statement it left there could create a table later
+    assert.deepEqual(await running(live), []);
     assert.deepEqual(await ownTables(live), []);
+    assert.deepEqual(err.leftovers, []);
     const [g] = await queryRows(conn, 'SELECT @@GLOBAL.max_connections AS m');
     assert.notEqual(Number(g?.m), 2);
   });
 }
+
+void test("a statement that fails while another connection's CREATE TABLE waits on the server leaves no shadow table behind", async () => {
+  // The loader's CREATE TABLE of `slow` is held on the server (a RENAME to its shadow name holds that name's
+  // metadata lock while it waits for a table locked here), and its INSERT into `b` (a shadow table made here,
+  // locked too) is killed: the load fails while the CREATE is in flight. Under a loaded machine the same happens
+  // when one connection's statement fails (restore-hostile's ANSI_QUOTES case: a table the server does not
+  // know) before another's CREATE TABLE, already sent, has run: a clean-up that does not wait for it is followed
+  // by a shadow table that nobody drops, and an error that says nothing was left.
+  const live = await newLive();
+  const block = await server.createDatabase('rh_zblock'); // sorts after rh_live: its lock is taken second
+  await conn.query(`CREATE TABLE ${qi(block)}.x (id INT)`);
+  const file = await dumpFile('CREATE TABLE `slow` (id INT);\nINSERT INTO `b` VALUES (1);');
+  const holdX = await server.connect();
+  const holdB = await server.connect();
+  const renamer = await server.connect();
+  let renamed: Promise<unknown> | undefined;
+  let killed: Promise<void> | undefined;
+  try {
+    const onStep = async (step: string): Promise<void> => {
+      if (step !== 'journal-created') return;
+      const [j] = await queryRows(
+        conn,
+        "SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '\\_\\_mbk\\_%\\_journal'",
+        [live],
+      );
+      const id = /^__mbk_(.*)_journal$/.exec(String(j?.n))![1]!;
+      await holdX.query(`LOCK TABLES ${qi(block)}.x WRITE`);
+      renamed = renamer
+        .query(`RENAME TABLE ${qi(block)}.x TO ${qi(live)}.${qi(shadowName(id, 'slow'))}`)
+        .catch(() => {});
+      await waitState(renamer.threadId, /metadata lock/);
+      await holdB.query(`CREATE TABLE ${qi(live)}.${qi(shadowName(id, 'b'))} (id INT)`);
+      await holdB.query(`LOCK TABLES ${qi(live)}.${qi(shadowName(id, 'b'))} WRITE`);
+      killed = (async () => {
+        // both loader statements wait on the server: the INSERT is made to fail, the CREATE stays in flight
+        let ids: Record<string, number> = {};
+        for (let i = 0; Object.keys(ids).length < 2; i++) {
+          if (i > 3000) throw new Error('the loader statements were never seen waiting');
+          await sleep(20);
+          const r = await queryRows(
+            conn,
+            "SELECT ID AS id, INFO AS i FROM information_schema.PROCESSLIST WHERE DB = ? AND STATE LIKE '%metadata lock%'",
+            [live],
+          );
+          ids = {};
+          for (const x of r) ids[/^CREATE/.test(String(x.i)) ? 'create' : 'insert'] = Number(x.id);
+        }
+        await conn.query(`KILL QUERY ${ids.insert}`);
+        await holdB.query('UNLOCK TABLES');
+      })();
+    };
+    const err = await restoreDatabase({ config: configFor(server, live), file, onStep }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await killed;
+    assert.ok(err instanceof RestoreError, `failed: ${String(err)}`);
+    assert.equal(err.live, 'unchanged');
+    assert.match(err.message, /line 4\b.*interrupted/);
+    assert.deepEqual(await running(live), []);
+    // the name's lock is given up: a CREATE TABLE still waiting for it would run now
+    await conn.query(`KILL QUERY ${renamer.threadId}`);
+    await renamed;
+    await holdX.query('UNLOCK TABLES');
+    for (let i = 0; i < 500 && (await running(live)).length > 0; i++) await sleep(20);
+    assert.deepEqual(await ownTables(live), []);
+    assert.deepEqual(err.leftovers, []);
+  } finally {
+    await conn.query(`KILL QUERY ${renamer.threadId}`).catch(() => {});
+    for (const c of [holdX, holdB, renamer]) await c.end().catch(() => c.destroy());
+  }
+});
 
 void test('rows a dump holds for a MERGE table are skipped (never written through it), and CREATE … LIKE copies the dump', async () => {
   const live = await newLive();
