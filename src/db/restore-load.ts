@@ -134,7 +134,12 @@ export async function loadDump(
       refs[s] = name;
       return s;
     },
-    constraint: (name: string): string => {
+    constraint: (name: string, table: string | undefined): string => {
+      const n = table !== undefined ? generatedFkNumber(name, table) : undefined;
+      // InnoDB renames a foreign key named <table>_ibfk_<n> with its table: named after the shadow table, the
+      // swap's RENAME TABLE gives it the dump's name (and the live table's own, which it renames too, gives way),
+      // with no ALTER TABLE after the swap
+      if (n !== undefined) return `${shadowName(o.id, table!)}_ibfk_${n}`;
       let t = fkByName.get(name);
       if (t === undefined) {
         t = `${RESERVED_PREFIX}${o.id}_c${fkByName.size + 1}`;
@@ -442,6 +447,16 @@ export async function loadDump(
     await pool.close({ destroyed });
     for (const c of conns) await release(ctx, c);
   }
+}
+
+/**
+ * `n` when `name` is `<table>_ibfk_<n>`, the form InnoDB renames with its table (dict_table_rename_in_cache), for
+ * a table name that is the same in InnoDB's file-name encoding and under any lower_case_table_names.
+ */
+export function generatedFkNumber(name: string, table: string): string | undefined {
+  if (!/^[a-z0-9_]+$/.test(table) || !name.startsWith(`${table}_ibfk_`)) return undefined;
+  const n = name.slice(table.length + 6);
+  return /^[1-9][0-9]{0,8}$/.test(n) ? n : undefined;
 }
 
 /** The dump's bytes; a failed read (missing, unreadable, corrupt or truncated gzip) is one line naming the file. */

@@ -10,8 +10,8 @@ import { DEFAULT_LEXING, isWord, statementHead, tokenize, type Token } from './s
 export interface TableRenames {
   /** the name to use for table `name` (of database `db`, when the statement qualifies it); undefined: keep */
   table(name: string, db: string | undefined): string | undefined;
-  /** the name to use for foreign-key constraint `name` */
-  constraint(name: string): string;
+  /** the name to use for foreign-key constraint `name` of table `table` (as the dump names it, when known) */
+  constraint(name: string, table: string | undefined): string;
 }
 
 export interface Redirected {
@@ -185,7 +185,11 @@ export function redirectTableStatement(
       const name = toks[k + 1];
       if (name && name.t === 'id' && !isWord(name, 'FOREIGN', 'CHECK', 'PRIMARY', 'UNIQUE')) {
         if (isWord(toks[k + 2], 'FOREIGN')) {
-          edits.push({ start: name.start, end: name.end, text: quoteIdent(r.constraint(name.v)) });
+          edits.push({
+            start: name.start,
+            end: name.end,
+            text: quoteIdent(r.constraint(name.v, out.target)),
+          });
         }
       }
       continue;
@@ -195,7 +199,7 @@ export function redirectTableStatement(
       if (isWord(toks[j], 'IF') && isWord(toks[j + 1], 'EXISTS')) j += 2;
       const name = toks[j];
       if (name && name.t === 'id') {
-        edits.push({ start: name.start, end: name.end, text: quoteIdent(r.constraint(name.v)) });
+        edits.push({ start: name.start, end: name.end, text: quoteIdent(r.constraint(name.v, out.target)) });
       }
       k = j;
     }

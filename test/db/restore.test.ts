@@ -567,3 +567,76 @@ void test('rows that break a unique key built after them are refused; nothing ch
   assert.deepEqual(diffDatabases(before, await snapshot(live)), []);
   assert.deepEqual(await leftovers(live), []);
 });
+
+// The employees sample's (and mysqldump's) foreign keys are named <table>_ibfk_<n>, a form InnoDB renames with its
+// table: the shadow tables are created with <shadow>_ibfk_<n>, and the swap's RENAME TABLE alone gives every name
+// back, the live tables' own included (no ALTER TABLE after the swap).
+const IBFK_DUMP = (v: string): string =>
+  [
+    'SET NAMES utf8mb4;',
+    '/*!40014 SET FOREIGN_KEY_CHECKS=0 */;',
+    'CREATE TABLE `emp` (`id` int NOT NULL, PRIMARY KEY (`id`)) ENGINE=InnoDB;',
+    `INSERT INTO \`emp\` VALUES (1),(2),(${v === 'new' ? 3 : 4});`,
+    'CREATE TABLE `sal` (`id` int NOT NULL, `emp` int NOT NULL, `x` int DEFAULT NULL, PRIMARY KEY (`id`), KEY `emp` (`emp`), KEY `x` (`x`),',
+    '  CONSTRAINT `sal_ibfk_1` FOREIGN KEY (`emp`) REFERENCES `emp` (`id`) ON DELETE CASCADE,',
+    '  CONSTRAINT `sal_ibfk_12` FOREIGN KEY (`x`) REFERENCES `emp` (`id`),',
+    '  CONSTRAINT `named_fk` FOREIGN KEY (`x`) REFERENCES `emp` (`id`) ON DELETE SET NULL) ENGINE=InnoDB;',
+    `INSERT INTO \`sal\` VALUES (1,1,NULL),(2,2,1),(3,${v === 'new' ? 3 : 4},2);`,
+    '-- Dump completed on 2026-12-02 12:00:00',
+    '',
+  ].join('\n');
+
+void test('foreign keys named <table>_ibfk_<n> are named after their shadow table and come back by the swap alone', async () => {
+  const file = await write('ibfk-new.sql', IBFK_DUMP('new'));
+  const live = await server.createDatabase('ribfk');
+  const ref = await server.createDatabase('ribfkref');
+  for (const [db, v] of [
+    [live, 'old'],
+    [ref, 'new'],
+  ] as const) {
+    const c = await server.connect(db);
+    try {
+      for (const s of IBFK_DUMP(v).split(';\n').slice(0, -1)) await c.query(s);
+    } finally {
+      await c.end();
+    }
+  }
+  const before = await snapshot(live);
+  const fkNames = async (db: string): Promise<string[]> =>
+    (
+      await queryRows(
+        conn,
+        'SELECT CONCAT(TABLE_NAME, ".", CONSTRAINT_NAME) AS n FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? ORDER BY 1',
+        [db],
+      )
+    ).map((x) => String(x.n));
+  // a failure after the swap: the RENAME back gives the live tables their names back too
+  for (const at of ['swapped', 'definitions-created'] as RestoreStep[]) {
+    await assert.rejects(
+      restoreDatabase({
+        config: configFor(server, live),
+        file,
+        onStep: (s) => {
+          if (s === at) throw new Error(`simulated failure at ${s}`);
+        },
+      }),
+      /put back as it was/,
+    );
+    assert.deepEqual(diffDatabases(before, await snapshot(live)), [], at);
+    assert.deepEqual(await leftovers(live), []);
+  }
+  let prepared: string[] = [];
+  await restoreDatabase({
+    config: configFor(server, live),
+    file,
+    onStep: async (s) => {
+      if (s === 'prepared') prepared = await fkNames(live);
+    },
+  });
+  const shadow = prepared.find((n) => n.startsWith('__mbk_') && n.endsWith('_ibfk_12'));
+  assert.ok(shadow, prepared.join(', '));
+  assert.match(shadow, /^(__mbk_\w+)\.\1_ibfk_12$/, 'named after its shadow table');
+  assert.deepEqual(diffDatabases(await snapshot(ref), await snapshot(live)), []);
+  assert.deepEqual(await fkNames(live), ['sal.named_fk', 'sal.sal_ibfk_1', 'sal.sal_ibfk_12']);
+  assert.deepEqual(await leftovers(live), []);
+});
