@@ -81,7 +81,7 @@ async function ownTables(db: string): Promise<string[]> {
 async function running(db: string): Promise<string[]> {
   const r = await queryRows(
     conn,
-    "SELECT INFO AS i FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID() AND COMMAND <> 'Sleep'",
+    "SELECT INFO AS i FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID() AND COMMAND NOT IN ('Sleep', 'Quit') AND INFO IS NOT NULL",
     [db],
   );
   return r.map((x) => String(x.i));
