@@ -67,6 +67,13 @@ export interface RunBackupResult {
   pruned?: PruneResult;
 }
 
+/**
+ * How often a backup file's write-back is started while it is written (writeAtomic's flushEveryMs): the final
+ * fsync then writes only the last fraction of a second's data, not the whole file (a 170 MB dump: 0.14-0.19 s of
+ * fsync after the last byte on the bench machine, ~0.01 s with this).
+ */
+const EARLY_FLUSH_MS = 250;
+
 /** Staging directories of an interrupted rollback must never end up in a code backup. */
 export function codeExcluder(extra: readonly string[] = []) {
   return compileExcludes([...CODE_EXCLUDES, ...INTERNAL_EXCLUDES, ...extra]);
@@ -328,7 +335,9 @@ async function writeHashed<T>(
 ): Promise<[T, Promise<FileSum>]> {
   const hash = new StreamingHash();
   try {
-    const result = await writeAtomic(finalPath, (outFile) => write(outFile, (buf) => hash.update(buf)));
+    const result = await writeAtomic(finalPath, (outFile) => write(outFile, (buf) => hash.update(buf)), {
+      flushEveryMs: EARLY_FLUSH_MS,
+    });
     const sum = hash.digest();
     sum.catch(() => {}); // not awaited yet: a rejection meanwhile is not an unhandled one
     return [result, sum];
@@ -358,17 +367,20 @@ async function backupDb(
   let result;
   try {
     // the dumper hashes its file on its own hash worker, beside the tables' row hashes (no StreamingHash)
-    result = await writeAtomic(finalPath, (outFile) =>
-      dumpDatabase({
-        config,
-        outFile,
-        compress,
-        hashFile: true,
-        ...(o.strip ? { strip: [...o.strip] } : {}),
-        stripDefiners: o.stripDefiners ?? true,
-        ...(o.signal ? { signal: o.signal } : {}),
-        onEvent: emit,
-      }),
+    result = await writeAtomic(
+      finalPath,
+      (outFile) =>
+        dumpDatabase({
+          config,
+          outFile,
+          compress,
+          hashFile: true,
+          ...(o.strip ? { strip: [...o.strip] } : {}),
+          stripDefiners: o.stripDefiners ?? true,
+          ...(o.signal ? { signal: o.signal } : {}),
+          onEvent: emit,
+        }),
+      { flushEveryMs: EARLY_FLUSH_MS },
     );
   } catch (err) {
     throw mapWriteError(err, finalPath);

@@ -27,19 +27,34 @@ export async function fsyncFile(file: string): Promise<void> {
  * A file is complete or invisible: `fn` writes `<finalPath>.partial` (created here, empty, mode 0600), which is
  * then fsynced and renamed over `finalPath`, and the directory fsynced. On any error or abort the partial file
  * is removed and the error rethrown. Refuses to replace an existing `finalPath` unless `overwrite` is set.
+ *
+ * `flushEveryMs`: while `fn` writes, start the write-back of what it has written so far every that many ms (an
+ * fdatasync of the partial file, one at a time, on the thread pool), so that the final fsync does not have to
+ * write the whole file at the end (with the default dirty-page limits a 170 MB dump stays in the page cache until
+ * then: ~0.15 s of fsync after the last byte). Only when the writes are done: the final fsync, as without it.
+ * A failed early flush fails the write (its error would otherwise be reported to that flush only).
  */
 export async function writeAtomic<T>(
   finalPath: string,
   fn: (partialPath: string) => Promise<T>,
-  options: { mode?: number; overwrite?: boolean } = {},
+  options: { mode?: number; overwrite?: boolean; flushEveryMs?: number } = {},
 ): Promise<T> {
   const mode = options.mode ?? 0o600;
   const partial = finalPath + PARTIAL_SUFFIX;
   // Exclusive and no-follow: never reuse someone else's partial, never write through a planted link.
   const fh = await openExclusive(partial, mode);
-  await fh.close();
+  const flusher = options.flushEveryMs ? earlyFlusher(fh, options.flushEveryMs) : undefined;
+  if (!flusher) await fh.close();
   try {
-    const result = await fn(partial);
+    let result: T;
+    try {
+      result = await fn(partial);
+    } catch (err) {
+      await flusher?.stop().catch(() => {});
+      throw err;
+    }
+    // stops the timer, waits for a flush in flight, closes the handle; throws a flush's error
+    await flusher?.stop();
     await fsp.chmod(partial, mode);
     await fsyncFile(partial);
     if (!options.overwrite) {
@@ -57,6 +72,33 @@ export async function writeAtomic<T>(
     await fsp.rm(partial, { force: true });
     throw err;
   }
+}
+
+/** writeAtomic's early write-back: an fdatasync of `fh` every `everyMs` (never two at once) until stop(). */
+function earlyFlusher(fh: fsp.FileHandle, everyMs: number): { stop(): Promise<void> } {
+  let inFlight: Promise<void> | undefined;
+  let failed: Error | undefined;
+  const timer = setInterval(() => {
+    if (inFlight || failed !== undefined) return;
+    inFlight = fh
+      .datasync()
+      .catch((err: unknown) => {
+        failed = err instanceof Error ? err : new Error(String(err));
+      })
+      .finally(() => {
+        inFlight = undefined;
+      });
+  }, everyMs);
+  // never what keeps the process alive
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await inFlight;
+      await fh.close();
+      if (failed !== undefined) throw failed;
+    },
+  };
 }
 
 /** Flags for a file we create: it must not exist yet (not even as a dangling symlink) and is never followed. */
