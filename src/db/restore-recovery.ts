@@ -7,7 +7,6 @@ import type { DbConnectionConfig } from './types.js';
 import { isServerGone, sqlMessage } from './restore-connect.js';
 import { contextFor, control, release, serverGone } from './restore-context.js';
 import { allTables } from './restore-catalog.js';
-import { DefinitionFailure } from './restore-definitions.js';
 import {
   JOURNAL_RE,
   OWN_RE,
@@ -16,7 +15,6 @@ import {
   type HeldDefinition,
   type JournalState,
 } from './restore-journal.js';
-import { cleanup, forward, planCommit, undo } from './restore-swap.js';
 
 /** What recoverInterruptedRestores does with a restore that was prepared but not committed. */
 export type RecoveryDecision = 'forward' | 'back' | undefined;
@@ -56,6 +54,10 @@ export async function recoverInterruptedRestores(
   } finally {
     await release(ctx, conn);
   }
+  // Mostly there is nothing to recover: the swap and definition code is imported only when there is.
+  if (orphans.length === 0 && ids.length === 0) return done;
+  const { cleanup, forward, planCommit, undo } = await import('./restore-swap.js');
+  const { DefinitionFailure } = await import('./restore-definitions.js');
   for (const id of orphans) {
     await cleanup(ctx, { id });
     done.push(`dropped the tables of an unfinished restore (${id}) from database ${ctx.live}`);
