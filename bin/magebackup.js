@@ -38,15 +38,21 @@ const [{ main }, { processIo, heldExitCode }] = await Promise.all([
   import('../dist/src/cli/io.js'),
 ]);
 
-// The only process.exit in the program, and only for a third Ctrl-C/SIGTERM/SIGHUP (exit at once, no cleanup).
-// Otherwise the process ends by itself once the run is over, with the exit code main() decided.
+// process.exit is called in two places only: for a third Ctrl-C/SIGTERM/SIGHUP (exit at once, no cleanup), and
+// once main() has returned, i.e. the run is over and everything it does has been awaited: stdout and stderr are
+// flushed, then the process exits with the code decided below. Waiting for the event loop to empty instead made
+// Node tear the whole heap down first, each buffer unmapped on its own: 0.1-0.2 s after a large dump on the bench
+// machine, which exit() leaves to the kernel. Should a flush never complete, the exit code is already set and the
+// process still ends by itself. ('exit' listeners, the terminal's above among them, run either way.)
 main(
   process.argv,
   processIo((code) => process.exit(code), { names: held, release: stopHolding }),
 ).then(
   (code) => {
     // A signal held while no run listened (help, version, a usage error): the exit code still says so.
-    process.exitCode = (holding && heldExitCode(held)) || code;
+    const exitCode = (holding && heldExitCode(held)) || code;
+    process.exitCode = exitCode;
+    process.stdout.write('', () => process.stderr.write('', () => process.exit(exitCode)));
   },
   (err) => {
     console.error(err);
