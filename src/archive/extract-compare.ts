@@ -39,6 +39,12 @@ import type { Kind } from './extract-plan.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
 const OPEN_LIVE = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+/** a first read slower than this (ms) came from the disk, not the page cache */
+const SLOW_MS = 0.05;
+/** the warmer is asked for LEASE more files when SLOW_OF_WINDOW of the last WINDOW first reads were slow */
+const WINDOW = 64;
+const SLOW_OF_WINDOW = 8;
+const LEASE = 5000;
 
 /** A staged hard link to a live file, as it was once compared: any change of these means the file was touched. */
 export interface LinkedFile {
@@ -112,8 +118,22 @@ export class LiveComparer {
    * bytes are read (type, size, mode, owner and mtime equal)
    */
   progress: Int32Array | undefined;
+  /** called when the comparison asks the warmer for more (it starts the warmer the first time) */
+  warmWanted: (() => void) | undefined;
   /** /proc/self/fd works: descriptors' paths can be checked (else nothing is linked) */
   private procOk: boolean | undefined;
+  /**
+   * diff mode: the live directories of the archive that are real directories only root or we can change, under a
+   * root that is one: nobody else can turn them (or an ancestor) into a link, so a file opened O_NOFOLLOW in one
+   * is the file at that name without reading its descriptor's path back (one readlink less per file)
+   */
+  private readonly trustedDirs = new Set<string>();
+  private rootTrusted: boolean | undefined;
+  private readonly me = process.getuid?.() ?? -1;
+  /** the last WINDOW files' first reads: 1 = slow (not in the page cache), for the warmer */
+  private readonly slow = new Uint8Array(WINDOW);
+  private slowAt = 0;
+  private slowCount = 0;
 
   constructor(private readonly input: CompareInput) {}
 
@@ -188,7 +208,7 @@ export class LiveComparer {
           this.changes.modified.push(rel);
           return false;
         }
-      } else if (how === 'diff' && !this.fdIs(fd, rel) && this.procOk) {
+      } else if (how === 'diff' && !this.inTrustedDir(rel) && !this.fdIs(fd, rel) && this.procOk) {
         // ('keep': every ancestor was checked to be a real directory only we can change: extract-sparse.ts)
         this.changes.modified.push(rel);
         return false;
@@ -223,13 +243,51 @@ export class LiveComparer {
 
   private equalAt(c: Current, chunk: Buffer): boolean {
     if (this.scratch.length < chunk.length) this.scratch = Buffer.allocUnsafe(chunk.length);
+    const timed = this.progress !== undefined && c.offset === 0;
+    const t0 = timed ? performance.now() : 0;
     let got = 0;
     while (got < chunk.length) {
       const n = fs.readSync(c.liveFd, this.scratch, got, chunk.length - got, c.offset + got);
       if (n === 0) return false;
       got += n;
     }
+    if (timed) this.noteRead(performance.now() - t0);
     return this.scratch.subarray(0, chunk.length).equals(chunk);
+  }
+
+  /**
+   * The page-cache warmer (prefetch-worker.ts) reads only while the comparison asks it to: when several of the
+   * last WINDOW first reads were slow (a read from the page cache takes a few microseconds here, one from the
+   * disk 60-250), it asks for the next LEASE files; on a tree in memory it reads nothing (it cost ~5 s of CPU on
+   * the bench store, a third of backups:diff's, for nothing).
+   */
+  private noteRead(ms: number): void {
+    const ctl = this.progress!;
+    const s = ms > SLOW_MS ? 1 : 0;
+    this.slowCount += s - this.slow[this.slowAt]!;
+    this.slow[this.slowAt] = s;
+    this.slowAt = (this.slowAt + 1) % WINDOW;
+    if (this.slowCount >= SLOW_OF_WINDOW) {
+      const until = Atomics.load(ctl, 0) + LEASE;
+      if (until > Atomics.load(ctl, 3)) {
+        Atomics.store(ctl, 3, until);
+        this.warmWanted?.();
+      }
+    }
+  }
+
+  /** diff mode: `rel`'s directory is trusted (see trustedDirs). */
+  private inTrustedDir(rel: string): boolean {
+    const i = rel.lastIndexOf('/');
+    if (i === -1) {
+      this.rootTrusted ??= this.trusted(lstatOrNull(this.input.liveDir));
+      return this.rootTrusted;
+    }
+    return this.trustedDirs.has(rel.slice(0, i));
+  }
+
+  private trusted(st: fs.Stats | null): boolean {
+    return st !== null && st.isDirectory() && (st.uid === 0 || st.uid === this.me) && (st.mode & 0o022) === 0;
   }
 
   /** The file differs: write what matched so far into a new staged file (extract) and hand it over. */
@@ -364,6 +422,10 @@ export class LiveComparer {
   dir(rel: string): void {
     const st = lstatOrNull(this.live(rel));
     if (st && !st.isDirectory()) this.changes.modified.push(rel);
+    if (this.input.link) return;
+    // (entries come parent first; a directory the archive lists twice is checked again)
+    if (rel !== '' && this.trusted(st) && this.inTrustedDir(rel)) this.trustedDirs.add(rel);
+    else this.trustedDirs.delete(rel);
   }
 
   /**

@@ -137,26 +137,34 @@ async function run(
 
 /**
  * The page-cache warmer for the comparison (prefetch-worker.ts): the comparer counts its files where the warmer
- * sees them. Returns its stop; a warmer that fails is simply gone.
+ * sees them. The thread is started only when the comparison first asks for warming (its reads come from the
+ * disk): on a tree in memory it costs neither its start nor its memory. Returns its stop; a warmer that fails is
+ * simply gone.
  */
 function startPrefetch(liveDir: string, cmp: LiveComparer): () => void {
-  const progress = new SharedArrayBuffer(12);
+  const progress = new SharedArrayBuffer(16);
   const ctl = new Int32Array(progress);
-  let w: Worker;
-  try {
-    w = new Worker(new URL('./prefetch-worker.js', import.meta.url), {
-      workerData: { liveDir, progress },
-      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
-    });
-  } catch {
-    return () => {};
-  }
-  w.on('error', () => {});
-  w.unref();
+  let w: Worker | undefined;
+  let stopped = false;
   cmp.progress = ctl;
+  cmp.warmWanted = () => {
+    if (w !== undefined || stopped) return;
+    try {
+      w = new Worker(new URL('./prefetch-worker.js', import.meta.url), {
+        workerData: { liveDir, progress },
+        resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
+      });
+    } catch {
+      stopped = true;
+      return;
+    }
+    w.on('error', () => {});
+    w.unref();
+  };
   return () => {
+    stopped = true;
     Atomics.store(ctl, 1, 1);
-    void w.terminate().catch(() => {});
+    if (w) void w.terminate().catch(() => {});
   };
 }
 

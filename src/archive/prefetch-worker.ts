@@ -4,7 +4,9 @@
  * order: on a store whose files are not in memory (a server where they were not read lately, or this benchmark
  * machine, whose memory manager drops pages not touched for a minute) that is one disk read after another. This
  * thread walks the live tree in the same order (sorted pre-order, the order create.ts writes) and reads the files
- * ahead of the comparison, several at a time (libuv's pool), so the comparison finds them in memory.
+ * ahead of the comparison, several at a time (libuv's pool), so the comparison finds them in memory. It reads
+ * only as far as the comparison asks (`progress[3]`): the comparison asks while its own reads are slow (from the
+ * disk); on a tree in memory the warmer reads nothing.
  *
  * It decides nothing: what it reads is thrown away, every check is the comparison's own. It only reads regular
  * files (by the directory entry's type, opened O_NOFOLLOW|O_NONBLOCK) in directories that only root or we can
@@ -20,7 +22,10 @@ import { INTERNAL_PREFIX, isCodeExcludedName } from './extract-filter.js';
 
 export interface PrefetchInput {
   liveDir: string;
-  /** Int32Array: [0] files the comparison has started, [1] != 0: stop, [2] files whose bytes it reads */
+  /**
+   * Int32Array: [0] files the comparison has started, [1] != 0: stop, [2] files whose bytes it reads, [3] the
+   * file (by [0]'s count) up to which it wants the cache warmed
+   */
   progress: SharedArrayBuffer;
 }
 
@@ -95,7 +100,8 @@ function run(input: PrefetchInput): void {
         ended = true;
         return;
       }
-      if (mine - theirs >= AHEAD) {
+      // the comparison asks for warming while its reads come from the disk (extract-compare.ts noteRead)
+      if (mine - theirs >= AHEAD || mine >= Atomics.load(ctl, 3)) {
         if (!waiting) {
           waiting = true;
           setTimeout(pump, 5);

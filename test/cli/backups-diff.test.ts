@@ -160,3 +160,26 @@ void test('setup:rollback --full writes every file anew; backups:diff refuses a 
   assert.match(missing.stderr, /No snapshot 42/);
   await runCli(['backups:prune', '--dry-run', '--root', root]);
 });
+
+void test('backups:diff: a directory turned into a link to an identical copy, or made group-writable, is not equal', async () => {
+  const root = store();
+  const made = await runCli(['setup:backup', '--code', '--root', root, '--json']);
+  assert.equal(made.code, 0, made.stderr);
+  // lib/ becomes a symlink to a copy with the same names, bytes, modes and mtimes: every file under it is read
+  // through the link, so none of them is the file at its name
+  fs.cpSync(path.join(root, 'lib'), path.join(root, 'lib-copy'), {
+    recursive: true,
+    preserveTimestamps: true,
+  });
+  fs.renameSync(path.join(root, 'lib'), path.join(root, 'lib-old'));
+  fs.symlinkSync('lib-copy', path.join(root, 'lib'));
+  // a group-writable directory (not trusted: each file checked by its descriptor): its unchanged files are equal
+  fs.chmodSync(path.join(root, 'app/code'), 0o775);
+  const r = await runCli(['backups:diff', '--root', root, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const code = (JSON.parse(r.stdout) as DiffJson).parts.find((p) => p.part === 'code')!;
+  const lib = Array.from({ length: 30 }, (_, i) => `lib/u${i}.php`);
+  assert.deepEqual(code.modified, ['lib', ...lib].sort());
+  assert.ok(!code.modified.includes('app/code/Same.php'));
+  assert.deepEqual(code.removed, []);
+});
