@@ -2,8 +2,8 @@
  * The dump's SHA-256s on one worker thread: the file's (the manifest's sum) and each table's rows (the manifest's
  * `rows`, table-hash.ts). A plain .sql's written chunks move to the worker (transferred, not copied) with the
  * places of the rows in them, are hashed there once for the file and once per table range, and come back for the
- * output to fill again. A .sql.gz's compressed output and its rows' bytes are copied to the worker instead (the
- * gzip writer still holds the SQL chunks while it compresses them).
+ * output to fill again. A .sql.gz's compressed output is copied to the worker; its SQL chunks move there the same
+ * way once the gzip writer has compressed and written them.
  * Before: two workers (one for the file, started by run-backup, one for the rows), each byte copied to both.
  */
 import type { FileSum } from '../fs/streaming-hash.js';
@@ -64,6 +64,14 @@ export class DumpHashes {
       this.#fileBytes += buf.length;
       parts = [FILE, 0, buf.length, ...parts];
     }
+    this.rows(buf, parts, transfer);
+  }
+
+  /**
+   * Rows of tables in `buf` ([stream id, start, end, ...]) and nothing for the file (a compressed file's bytes
+   * come by written()); `transfer` as for chunk().
+   */
+  rows(buf: Buffer, parts: number[], transfer: boolean): void {
     if (parts.length === 0) {
       if (transfer) this.onChunkBack?.(buf.buffer as ArrayBuffer);
       return;

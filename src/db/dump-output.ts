@@ -46,8 +46,8 @@ export class Output implements RowOutput {
   #error: Error | undefined = undefined;
   #waiters: (() => void)[] = [];
   /**
-   * Written chunks' buffers, for the sink to fill again (plain files only: the gzip writer keeps its input for a
-   * while). A fresh 1 MiB buffer is fresh memory for the kernel to map page by page: ~270 page faults per MiB of
+   * Written chunks' buffers, for the sink to fill again (compressed ones once the gzip writer has written their
+   * member). A fresh 1 MiB buffer is fresh memory for the kernel to map page by page: ~270 page faults per MiB of
    * SQL, a third of the dump's system time.
    */
   #free: Buffer[] = [];
@@ -66,7 +66,7 @@ export class Output implements RowOutput {
      */
     private readonly hashes?: DumpHashes,
   ) {
-    if (hashes && !gz) {
+    if (hashes) {
       hashes.onChunkBack = (ab) => {
         if (ab.byteLength === SINK_BYTES && this.#free.length < FREE_MAX) this.#free.push(Buffer.from(ab));
       };
@@ -107,20 +107,22 @@ export class Output implements RowOutput {
     this.#lines += countLines(buf, size);
     this.#pending += size;
     const hashes = this.hashes;
-    // the gzip writer keeps the chunk while it compresses it: the rows' bytes are copied to the worker now
-    if (this.gz && hashes && parts.length > 0) hashes.copyParts(buf, parts);
+    const own = buf.byteOffset === 0 && buf.buffer.byteLength === SINK_BYTES;
     this.#tail = this.#tail.then(async () => {
       if (this.#error !== undefined) return;
       try {
-        if (this.gz) await this.gz.write(buf);
-        else {
+        if (this.gz) {
+          // one member per chunk; once it is compressed and written the chunk goes on as a plain file's does
+          await this.gz.writeMember(buf, () => {
+            if (hashes) hashes.rows(buf, parts, own);
+            else if (own) this.#reuse(buf);
+          });
+        } else {
           await writeFully(this.fh, buf);
           this.onWritten?.(buf);
           // written (onWritten copies what it keeps): the sink may fill this buffer again, once hashed
-          const own = buf.byteOffset === 0 && buf.buffer.byteLength === SINK_BYTES;
           if (hashes) hashes.chunk(buf, parts, own);
-          else if (own && this.#free.length < FREE_MAX)
-            this.#free.push(Buffer.from(buf.buffer, 0, SINK_BYTES));
+          else if (own) this.#reuse(buf);
         }
       } catch (err) {
         this.#error = err instanceof Error ? err : new Error(`write failed: ${JSON.stringify(err)}`);
@@ -133,6 +135,10 @@ export class Output implements RowOutput {
         }
       }
     });
+  }
+
+  #reuse(buf: Buffer): void {
+    if (this.#free.length < FREE_MAX) this.#free.push(Buffer.from(buf.buffer, 0, SINK_BYTES));
   }
 
   /** Where the next byte goes in the uncompressed dump: offset and 1-based line (the manifest's table sections). */

@@ -6,7 +6,7 @@ import { open } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, inflateRawSync } from 'node:zlib';
 import { ParallelGzipWriter } from '../../src/archive/gzip-parallel.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'mbk-gzip-'));
@@ -79,6 +79,50 @@ void test('level 0 gives a valid gzip file; bad levels are refused', async () =>
   closeSync(fd);
   assert.ok(gunzipSync(readFileSync(file)).equals(data));
   assert.throws(() => new ParallelGzipWriter(1, { level: 10 }), RangeError);
+});
+
+void test('writeMember: one member per buffer, handed back in file order once written', async () => {
+  const file = path.join(dir, 'f.gz');
+  const fd = openSync(file, 'w');
+  const events: string[] = [];
+  let written = 0;
+  const gz = new ParallelGzipWriter(fd, {
+    chunkSize: 64 * 1024,
+    concurrency: 3,
+    onWritten: () => events.push(`written ${written++}`),
+  });
+  const inputs: Buffer[] = [];
+  // sizes over and under the member size: writeMember never splits or joins them
+  const sizes = [100_000, 5, 64 * 1024, 200_000, 1, 70_000, 30_000, 65_537];
+  await gz.write(textish(1000)); // staged by write(): it must come first, as a member of its own
+  for (const [i, n] of sizes.entries()) {
+    const b = i % 2 === 0 ? textish(n) : randomBytes(n);
+    inputs.push(b);
+    await gz.writeMember(b, (input) => {
+      assert.equal(input, b);
+      events.push(`back ${i}`);
+    });
+  }
+  const r = await gz.end();
+  closeSync(fd);
+  const all = Buffer.concat([textish(1000), ...inputs]);
+  assert.equal(r.bytesIn, all.length);
+  const onDisk = readFileSync(file);
+  assert.ok(execFileSync('gzip', ['-dc', file], { maxBuffer: 1 << 26 }).equals(all));
+  // each buffer is one member: the members, decompressed one by one, are the staged write and the buffers
+  const members: number[] = [];
+  for (let off = 0; off < onDisk.length;) {
+    // Node writes a 10-byte header (no name) and an 8-byte trailer around each member's deflate stream
+    const r = inflateRawSync(onDisk.subarray(off + 10), { info: true }) as unknown as {
+      buffer: Buffer;
+      engine: { bytesWritten: number };
+    };
+    members.push(r.buffer.length);
+    off += 10 + r.engine.bytesWritten + 8;
+  }
+  assert.deepEqual(members, [1000, ...sizes]);
+  // afterWrite comes after the member's onWritten, in file order
+  assert.deepEqual(events, [['written 0'], ...sizes.map((_, i) => [`written ${i + 1}`, `back ${i}`])].flat());
 });
 
 void test('destroy() stops: later writes reject, drain() settles', async () => {
