@@ -22,16 +22,7 @@ import { CHUNK, type RowOutput } from './dump-output.js';
 import type { TablePlan } from './dump-schema.js';
 import { directReadsOf } from './dump-socket.js';
 import { rowsHead, rowsTail } from './dump-sql.js';
-import {
-  ESCAPES,
-  LONG_VALUE,
-  escapeLong,
-  quoteIdent,
-  writeBytes,
-  writeHex,
-  writeQuoted,
-  writeRaw,
-} from './sql-values.js';
+import { escapeInto, quoteIdent, viewOf, writeBytes, writeHex, writeQuoted, writeRaw } from './sql-values.js';
 
 /** Which row parser reads the result: ours (default), or mysql2's row arrays (for tests comparing the two). */
 export type RowParser = 'fast' | 'mysql2';
@@ -184,6 +175,12 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
     finishRow(rowAt, valuesAt, fresh);
   };
 
+  // DataViews of the packet's buffer (a socket read) and of the sink's, for escapeInto: made when they change
+  let srcOf: Buffer | null = null;
+  let srcView: DataView = new DataView(new ArrayBuffer(0));
+  let obOf: Buffer | null = null;
+  let obView = srcView;
+
   /** output bytes a row can take beyond twice its packet (each value: ≤ 2n+3 out for ≥ n+1 in; NULL 5 for 1) */
   const rowSlack = 5 * ncols + headLen + 8;
 
@@ -193,6 +190,10 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
    */
   const writePacketRow = (packet: RawPacket): void => {
     const src = packet.buffer;
+    if (src !== srcOf) {
+      srcOf = src;
+      srcView = viewOf(src);
+    }
     let p = packet.offset;
     const pend = packet.end;
     const need = 2 * (pend - p) + rowSlack;
@@ -240,23 +241,12 @@ export async function dumpRows(o: DumpRowsOptions): Promise<number> {
         ob[o++] = 0x27;
       } else if (k === STRING) {
         ob[o++] = 0x27;
-        if (e - p >= LONG_VALUE) {
-          o = escapeLong(ob, o, src, p, e);
-          p = e;
+        if (ob !== obOf) {
+          obOf = ob;
+          obView = viewOf(ob);
         }
-        while (p < e) {
-          const c = src[p++]!;
-          if (c > 0x5c) {
-            ob[o++] = c; // lower case, non-ASCII: never escaped (a branch cheaper than the table)
-            continue;
-          }
-          const x = ESCAPES[c]!;
-          if (x === 0) ob[o++] = c;
-          else {
-            ob[o++] = 0x5c;
-            ob[o++] = x;
-          }
-        }
+        o = escapeInto(ob, obView, o, src, srcView, p, e);
+        p = e;
         ob[o++] = 0x27;
       } else {
         // within the capacity reserved above (≤ 2n+2 bytes): no reallocation, but take the buffer again anyway

@@ -79,46 +79,71 @@ export class ByteSink {
   }
 }
 
-/** The bytes ESCAPES escapes, for a scan of a value's latin1 view (one char per byte: the same positions). */
-const NEEDS_ESCAPE = /[\0\n\r\x1a"'\\]/g;
-
 /**
- * From this length a value is escaped by escapeLong (measured: ~1.2 ns a byte against the byte loop's ~1.9; the
- * loop is faster below ~200 bytes, where the string and the native calls cost more than they save).
+ * Writes src[start, end) escaped (as mysql_real_escape_string, without the quotes) at out[o], which has room for
+ * twice the value; returns the end. `srcView` and `outView` are DataViews of exactly src's and out's bytes.
+ * Four bytes at a time while none of them may need escaping: a byte below 0x20 (\0 \n \r \Z, and tab: a false
+ * alarm, written by the byte step) or a zero byte of x ^ 0x22222222 ("), ^ 0x27272727 ('), ^ 0x5c5c5c5c (\), each
+ * tested on the whole word (the has-less / has-zero bit tricks: a clean word never tests positive for them, and
+ * a word that tests positive takes the exact byte step for its first byte only). Measured on the bench's wide
+ * tables' rows: ~40 % less time than the byte loop, and no string, match or subarray per value as the regular
+ * expression over a latin1 copy (for values of 256 bytes and more) had made: ~8,000 of the dump's page faults.
  */
-export const LONG_VALUE = 256;
-
-/**
- * Writes src[start, end) escaped (as the byte loop of writeQuoted would, without the quotes) at out[o], which has
- * room for twice the value; returns the end. The runs between escapes are found by a regular expression over the
- * value's latin1 view and copied natively.
- */
-export function escapeLong(out: Buffer, o: number, src: Buffer, start: number, end: number): number {
-  const s = src.toString('latin1', start, end);
-  const re = NEEDS_ESCAPE;
-  re.lastIndex = 0;
-  let last = 0;
-  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
-    const at = m.index;
-    if (at > last) {
-      out.set(src.subarray(start + last, start + at), o);
-      o += at - last;
+export function escapeInto(
+  out: Uint8Array,
+  outView: DataView,
+  o: number,
+  src: Uint8Array,
+  srcView: DataView,
+  start: number,
+  end: number,
+): number {
+  let p = start;
+  const end4 = end - 3;
+  while (p < end4) {
+    const x = srcView.getInt32(p, true);
+    const q = x ^ 0x22222222;
+    const r = x ^ 0x27272727;
+    const u = x ^ 0x5c5c5c5c;
+    const alarm =
+      ((x - 0x20202020) & ~x) | ((q - 0x01010101) & ~q) | ((r - 0x01010101) & ~r) | ((u - 0x01010101) & ~u);
+    if ((alarm & 0x80808080) === 0) {
+      outView.setInt32(o, x, true);
+      o += 4;
+      p += 4;
+      continue;
     }
-    out[o++] = 0x5c;
-    out[o++] = ESCAPES[s.charCodeAt(at)]!;
-    last = at + 1;
+    const c = src[p++]!;
+    const e = ESCAPES[c]!;
+    if (e === 0) out[o++] = c;
+    else {
+      out[o++] = 0x5c;
+      out[o++] = e;
+    }
   }
-  const n = end - start;
-  if (n > last) {
-    out.set(src.subarray(start + last, end), o);
-    o += n - last;
+  while (p < end) {
+    const c = src[p++]!;
+    const e = ESCAPES[c]!;
+    if (e === 0) out[o++] = c;
+    else {
+      out[o++] = 0x5c;
+      out[o++] = e;
+    }
   }
   return o;
 }
 
+/** A DataView of exactly `b`'s bytes. */
+export function viewOf(b: Uint8Array): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** From this length writeQuoted takes escapeInto (two DataViews per value pay off); below it, the byte loop. */
+export const LONG_VALUE = 64;
+
 /**
  * Append `'...'` with MySQL escaping of src[start, end) (valid for utf8mb4 and any ASCII-compatible charset).
- * A plain byte loop for short values (no subarrays, no native calls per value); escapeLong for long ones.
+ * A plain byte loop for short values (no views per value); escapeInto for long ones.
  */
 export function writeQuoted(out: ByteSink, src: Uint8Array, start = 0, end = src.length): void {
   out.ensure((end - start) * 2 + 2);
@@ -126,8 +151,7 @@ export function writeQuoted(out: ByteSink, src: Uint8Array, start = 0, end = src
   let o = out.len;
   buf[o++] = 0x27;
   if (end - start >= LONG_VALUE) {
-    const b = Buffer.isBuffer(src) ? src : Buffer.from(src.buffer, src.byteOffset, src.byteLength);
-    o = escapeLong(buf, o, b, start, end);
+    o = escapeInto(buf, viewOf(buf), o, src, viewOf(src), start, end);
     buf[o++] = 0x27;
     out.len = o;
     return;

@@ -9,6 +9,8 @@ import {
   sqlLiteral,
   bytesLiteralLength,
   countEscapes,
+  escapeInto,
+  viewOf,
   writeBytes,
   valueKindFor,
   writeHex,
@@ -173,7 +175,7 @@ void test('long values (the regular-expression path) are escaped byte for byte a
     seed = (seed * 1103515245 + 12345) % 2147483648;
     return seed % n;
   };
-  for (const len of [LONG_VALUE - 1, LONG_VALUE, LONG_VALUE + 1, 1000, 5000, 70000]) {
+  for (const len of [3, 4, 5, 7, 8, 9, LONG_VALUE - 1, LONG_VALUE, LONG_VALUE + 1, 1000, 5000, 70000]) {
     for (const density of [0, 1, 20, 1000]) {
       const v = Buffer.alloc(len);
       for (let i = 0; i < len; i++)
@@ -195,5 +197,55 @@ void test('long values (the regular-expression path) are escaped byte for byte a
         assert.deepEqual(sink.buf.subarray(1, sink.len), loop(v), `length ${len}, density ${density}`);
       }
     }
+  }
+});
+
+void test('escapeInto (four bytes at a time) escapes exactly as the byte loop: every byte, at every place in a word', () => {
+  const ref = (v: Uint8Array): Buffer => {
+    const o: number[] = [];
+    for (const c of v) {
+      if (ESCAPES[c] === 0) o.push(c);
+      else o.push(0x5c, ESCAPES[c]!);
+    }
+    return Buffer.from(o);
+  };
+  const run = (src: Buffer, start: number, end: number, outAt: number): Buffer => {
+    const out = Buffer.alloc(outAt + 2 * (end - start) + 8, 0xee);
+    const o = escapeInto(out, viewOf(out), outAt, src, viewOf(src), start, end);
+    // nothing written past the escaped bytes (the room of twice the value is all it may use)
+    assert.ok(out.subarray(o).every((b) => b === 0xee));
+    return out.subarray(outAt, o);
+  };
+  // fillers around the byte: plain, the bit tricks' edge values (below/at 0x20, 0x80 and 0xff for borrows), neighbours
+  const fillers = [0x61, 0x20, 0x1f, 0x21, 0x01, 0x80, 0xff, 0x7f, 0x23, 0x26, 0x28, 0x5b, 0x5d];
+  for (let b = 0; b < 256; b++) {
+    for (const f of fillers) {
+      for (let at = 0; at < 8; at++) {
+        const v = Buffer.alloc(11, f);
+        v[at] = b;
+        for (const lead of [0, 1, 2, 3]) {
+          const src = Buffer.concat([Buffer.alloc(lead, 0x5c), v, Buffer.from([0x27, 0x27])]);
+          const got = run(src, lead, lead + v.length, lead);
+          assert.deepEqual(got, ref(v), `byte ${b} at ${at} among ${f}, lead ${lead}`);
+        }
+      }
+    }
+  }
+  // random words of the bytes around the thresholds, several specials in one word
+  const pool = [
+    0x00, 0x0a, 0x0d, 0x1a, 0x22, 0x27, 0x5c, 0x09, 0x1f, 0x20, 0x21, 0x23, 0x26, 0x28, 0x5b, 0x5d, 0x7f,
+    0x80, 0xa2, 0xdc, 0xff,
+  ];
+  let seed = 11;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (let i = 0; i < 20000; i++) {
+    const v = Buffer.alloc(rnd(24));
+    for (let j = 0; j < v.length; j++) v[j] = rnd(3) === 0 ? rnd(256) : pool[rnd(pool.length)]!;
+    const lead = rnd(4);
+    const src = Buffer.concat([Buffer.alloc(lead), v]);
+    assert.deepEqual(run(src, lead, lead + v.length, rnd(4)), ref(v));
   }
 });
