@@ -100,28 +100,22 @@ export function escapeInto(
 ): number {
   let p = start;
   const end4 = end - 3;
-  while (p < end4) {
-    const x = srcView.getInt32(p, true);
-    const q = x ^ 0x22222222;
-    const r = x ^ 0x27272727;
-    const u = x ^ 0x5c5c5c5c;
-    const alarm =
-      ((x - 0x20202020) & ~x) | ((q - 0x01010101) & ~q) | ((r - 0x01010101) & ~r) | ((u - 0x01010101) & ~u);
-    if ((alarm & 0x80808080) === 0) {
-      outView.setInt32(o, x, true);
-      o += 4;
-      p += 4;
-      continue;
-    }
-    const c = src[p++]!;
-    const e = ESCAPES[c]!;
-    if (e === 0) out[o++] = c;
-    else {
-      out[o++] = 0x5c;
-      out[o++] = e;
-    }
-  }
   while (p < end) {
+    if (p < end4) {
+      const x = srcView.getInt32(p, true);
+      const q = x ^ 0x22222222;
+      const r = x ^ 0x27272727;
+      const u = x ^ 0x5c5c5c5c;
+      const alarm =
+        ((x - 0x20202020) & ~x) | ((q - 0x01010101) & ~q) | ((r - 0x01010101) & ~r) | ((u - 0x01010101) & ~u);
+      if ((alarm & 0x80808080) === 0) {
+        outView.setInt32(o, x, true);
+        o += 4;
+        p += 4;
+        continue;
+      }
+    }
+    // the byte step: an alarmed word's first byte, or one of the last three
     const c = src[p++]!;
     const e = ESCAPES[c]!;
     if (e === 0) out[o++] = c;
