@@ -80,11 +80,11 @@ export class DumpHashes {
       this.#worker.chunk(buf.buffer as ArrayBuffer, parts);
       return;
     }
-    this.copyParts(buf, parts);
+    this.#copyParts(buf, parts);
   }
 
   /** Rows of tables in `buf` ([stream id, start, end, ...]), copied to the worker (`buf` may change afterwards). */
-  copyParts(buf: Buffer, parts: number[]): void {
+  #copyParts(buf: Buffer, parts: number[]): void {
     for (let i = 0; i + 2 < parts.length; i += 3) {
       const start = parts[i + 1]!;
       const end = parts[i + 2]!;
