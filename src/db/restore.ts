@@ -6,15 +6,15 @@
  *   connections into shadow tables of that same database, `__mbk_<id>_n<hash of the name>`: only the table
  *   names a table statement names (its own, `REFERENCES`, `LIKE`) and its foreign-key constraint names (unique
  *   per database) are replaced, token by token: `<table>_ibfk_<n>` by `<shadow table>_ibfk_<n>` (InnoDB renames
- *   that form with its table, so the swap's RENAME gives the name back), any other by a name of the restore's. Views, triggers, routines, events and packages are held back
- *   in the journal. DDL runs on one connection at a time (two connections dropping or creating tables related
+ *   that form with its table, so the swap's RENAME gives the name back), any other by a name of the restore's.
+ *   Views, triggers, routines, events and packages are held back in the journal. DDL runs on one connection at a time (two connections dropping or creating tables related
  *   by foreign keys at once can wait on each other for ever), and every session has bounded lock waits.
  * commit:
  *   The live definitions are saved in the journal (the undo copy), then ONE multi-table
  *     RENAME TABLE t TO __mbk_<id>_o…, __mbk_<id>_n… TO t, …
  *   swaps every table at once (foreign keys and triggers follow a rename within a database). The dump's
- *   constraint names that the RENAME did not give back are given back (one ALTER TABLE per table), the old tables' triggers and the replaced views/routines/events dropped,
- *   and the held definitions created in a session whose default database is the store's, exactly as dumped
+ *   constraint names that the RENAME did not give back are given back (one ALTER TABLE per table), the old
+ *   tables' triggers and the replaced views/routines/events dropped, and the held definitions created in a session whose default database is the store's, exactly as dumped
  *   (no name inside a definition is rewritten). Only then are the old tables dropped. Any failure after the
  *   swap puts the old tables and definitions back by itself.
  * crash safety:
