@@ -2,21 +2,21 @@
  * Database rollback that is never half-applied live, for a user with privileges on the store's database only.
  *
  * prepare (the live tables are not touched):
- *   A journal table `__mbk_<id>_journal` is created in the store's database. The dump is loaded on several
- *   connections into shadow tables of that same database, `__mbk_<id>_n<hash of the name>`: only the table
- *   names a table statement names (its own, `REFERENCES`, `LIKE`) and its foreign-key constraint names (unique
- *   per database) are replaced, token by token: `<table>_ibfk_<n>` by `<shadow table>_ibfk_<n>` (InnoDB renames
- *   that form with its table, so the swap's RENAME gives the name back), any other by a name of the restore's.
- *   Views, triggers, routines, events and packages are held back in the journal. DDL runs on one connection at a time (two connections dropping or creating tables related
- *   by foreign keys at once can wait on each other for ever), and every session has bounded lock waits.
+ *   A journal table `__mbk_<id>_journal` is created in the store's database. The dump is loaded on several connections
+ *   into shadow tables of that same database, `__mbk_<id>_n<hash of the name>`: only the table names a table statement
+ *   names (its own, `REFERENCES`, `LIKE`) and its foreign-key constraint names (unique per database) are replaced,
+ *   token by token: `<table>_ibfk_<n>` by `<shadow table>_ibfk_<n>` (InnoDB renames that form with its table, so the
+ *   swap's RENAME gives the name back), any other by a name of the restore's. Views, triggers, routines, events and
+ *   packages are held back in the journal. DDL runs on one connection at a time (two connections dropping or creating
+ *   tables related by foreign keys at once can wait on each other for ever), and every session has bounded lock waits.
  * commit:
  *   The live definitions are saved in the journal (the undo copy), then ONE multi-table
  *     RENAME TABLE t TO __mbk_<id>_o…, __mbk_<id>_n… TO t, …
- *   swaps every table at once (foreign keys and triggers follow a rename within a database). The dump's
- *   constraint names that the RENAME did not give back are given back (one ALTER TABLE per table), the old
- *   tables' triggers and the replaced views/routines/events dropped, and the held definitions created in a session whose default database is the store's, exactly as dumped
- *   (no name inside a definition is rewritten). Only then are the old tables dropped. Any failure after the
- *   swap puts the old tables and definitions back by itself.
+ *   swaps every table at once (foreign keys and triggers follow a rename within a database). The dump's constraint
+ *   names that the RENAME did not give back are given back (one ALTER TABLE per table), the old tables' triggers and
+ *   the replaced views/routines/events dropped, and the held definitions created in a session whose default database is
+ *   the store's, exactly as dumped (no name inside a definition is rewritten). Only then are the old tables dropped.
+ *   Any failure after the swap puts the old tables and definitions back by itself.
  * crash safety:
  *   The journal's phase says what the next run does (recoverInterruptedRestores, before anything reads the
  *   database): 'loading'/'prepared' → drop the shadow tables (the live database was never touched; a caller
