@@ -240,9 +240,11 @@ void test('the terminal closes under a run: its own exit code (129 when hung up,
     const quoted = [process.execPath, BIN, 'setup:backup', '--code', '--root', root]
       .map((a) => `'${a.replace(/'/g, `'\\''`)}'`)
       .join(' ');
-    // The shell ignores SIGHUP so that it outlives the terminal and records the exit code (Node resets it).
+    // The shell ignores SIGHUP so that it outlives the terminal and records the exit code (Node resets it). It
+    // must be the session's leader (`exec`): a leader that dies of the hangup, as `sh -c` does where $SHELL is dash,
+    // takes the foreground group, our run included, with it (SIGHUP, 129).
     writeFileSync(script, `trap '' HUP\n${quoted} &\nwait $!\necho $? > ${rcFile}\n`);
-    const pty = spawn('script', ['-qec', `bash ${script}`, '/dev/null'], {
+    const pty = spawn('script', ['-qec', `exec bash ${script}`, '/dev/null'], {
       stdio: ['pipe', 'ignore', 'ignore'],
       env: { ...process.env, CI: '', TERM: 'xterm', NO_COLOR: '1' },
     });
