@@ -19,7 +19,7 @@ import {
   writeSigned,
 } from '../store/state-dir.js';
 import type { StorePaths } from '../store/paths.js';
-import { OP_PREFIX, OperationIncompleteError, type OpJournal } from './operation.js';
+import { OP_PREFIX, OperationIncompleteError, type OpJournal } from './operation-journal.js';
 
 // Every command of a store runs this recovery first, mostly with nothing to recover: the tree swap (with the
 // extraction code it imports) and the database restore code are imported only when they have something to do

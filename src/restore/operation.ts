@@ -29,44 +29,18 @@ import {
   type StageTreeOptions,
   type StagedTree,
   type SwapHooks,
-  type TreeJournal,
 } from './tree-swap.js';
 import { openStateDir, removeSigned, writeSigned, type StateDir } from '../store/state-dir.js';
 import type { StorePaths } from '../store/paths.js';
+import { OP_PREFIX, OperationIncompleteError, type OpJournal, type Phase } from './operation-journal.js';
 
-export type Phase = 'staging' | 'committing' | 'aborting' | 'committed';
-
-export interface OpJournal {
-  version: 2;
-  id: string;
-  root: string;
-  rootDev: number;
-  rootIno: number;
-  pid: number;
-  started: string;
-  phase: Phase;
-  /** staging directories made (or about to be) before their plan is known */
-  staging: Array<{ target: 'code' | 'media'; dir: string }>;
-  trees: TreeJournal[];
-  /** the prepared database restore (its id names it for recoverInterruptedRestores' decide) */
-  db: { id: string } | null;
-  /**
-   * 'committed' only: the detached process deleting the replaced content (deleteInBackground); the next run's
-   * recovery waits for it if it still runs, removes what is left, then the journal
-   */
-  deleter?: { pid: number; dirs: string[] };
-}
-
-export const OP_PREFIX = 'op-';
+export { OP_PREFIX, OperationIncompleteError, type OpJournal, type Phase };
 
 /** Test seams (production passes none): a crash test SIGKILLs itself at one of these points. */
 export interface OperationHooks extends SwapHooks {
   /** called at each step of a commit: 'committing', 'swapped-<target>', 'db-committed', 'committed' */
   onCommitStep?: (step: string) => void;
 }
-
-/** The swap could not be undone either: live data is mixed; maintenance must stay on. */
-export class OperationIncompleteError extends CliError {}
 
 export interface CommitOutcome {
   db?: RestoreResult;
