@@ -252,3 +252,11 @@ void test('connection errors: refused login (exit 12), unknown database, unreach
   );
   assert.equal(describeServer({ ...good, host: '::1', port: 3306 }), '[::1]:3306');
 });
+
+void test('the parser is loaded from its single-file build without leaving a global `self` behind', async () => {
+  assert.equal((globalThis as { self?: unknown }).self, undefined);
+  const conf = await readEnvPhp(path.join(store(ENV_PHP), 'app', 'etc', 'env.php'));
+  assert.equal(typeof conf, 'object');
+  assert.equal((globalThis as { self?: unknown }).self, undefined);
+  assert.equal('self' in globalThis, false);
+});
