@@ -1,6 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { createArchive, type CreateArchiveResult } from '../archive/create.js';
+import type { CreateArchiveResult } from '../archive/create.js';
 import { BACKUP_GZIP_LEVEL } from '../archive/gzip-parallel.js';
 import { CODE_EXCLUDES, INTERNAL_EXCLUDES, compileExcludes } from '../archive/excludes.js';
 import { resolveDbConfig, type DbFlags } from '../db/config.js';
@@ -283,6 +283,8 @@ async function backupTree(
   const file = backupFileName(timestamp, part);
   const finalPath = path.join(paths.backupsDir, file);
   emit({ type: 'part-start', part, operation: 'backup', file, path: finalPath });
+  // the archiver (and its tar code) only for a code or media part: not for a database backup
+  const { createArchive } = await import('../archive/create.js');
   let totals = { files: 0, bytes: 0 };
   let result: CreateArchiveResult;
   let sum: Promise<FileSum>;
