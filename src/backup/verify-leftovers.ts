@@ -8,8 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveDbConfig, type DbFlags } from '../db/config.js';
-import { openConnection } from '../db/connect.js';
+import type { DbFlags } from '../db/config.js';
 import { WarningCode, type EventSink } from '../events.js';
 import { isPidAlive } from '../fs/lock.js';
 
@@ -187,6 +186,12 @@ export async function sweepVerifyLeftovers(o: {
     if (found.length === 0) return;
     let dropDatabase: ((name: string) => Promise<void>) | undefined;
     if (found.some((f) => f.databases.length > 0)) {
+      // the database code (mysql2, the env.php parser) only when there is a database to drop: every command
+      // runs this sweep, and most find nothing
+      const [{ resolveDbConfig }, { openConnection }] = await Promise.all([
+        import('../db/config.js'),
+        import('../db/connect.js'),
+      ]);
       const config = await resolveDbConfig({ root: o.root, flags: o.flags ?? {}, env: o.env }).catch(
         () => undefined,
       );

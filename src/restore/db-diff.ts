@@ -10,7 +10,7 @@ import { compareLiveDatabase, type DefinitionChange, type TableState } from '../
 import { parseContentHashes } from '../db/table-hash.js';
 import { CliError } from '../errors.js';
 import { noEvents, type EventSink } from '../events.js';
-import { listSnapshots, parseSnapshotId, type SnapshotInfo } from '../store/snapshot-list.js';
+import type { SnapshotInfo } from '../store/snapshot-list.js';
 
 export interface DbDiffTable {
   name: string;
@@ -31,24 +31,6 @@ export interface DbDiff {
   /** live tables the backup does not have */
   extraTables: string[];
   definitions: DefinitionChange[];
-}
-
-const RESTORABLE = new Set(['complete', 'legacy']);
-
-/** The snapshot `id`, or the newest restorable one (any part). */
-export async function chooseSnapshot(root: string, id: string | undefined): Promise<SnapshotInfo> {
-  const { dir, snapshots } = await listSnapshots(root);
-  if (id === undefined) {
-    const snap = snapshots.find((s) => RESTORABLE.has(s.status) && s.parts.length > 0);
-    if (!snap) throw new CliError(`No backup in ${dir} to compare with`);
-    return snap;
-  }
-  const ts = parseSnapshotId(id);
-  const snap = snapshots.find((s) => s.timestamp === ts);
-  if (!snap) throw new CliError(`No snapshot ${id} in ${dir} (see snapshot:list)`);
-  if (!RESTORABLE.has(snap.status))
-    throw new CliError(`Snapshot ${snap.id} is ${snap.status}: ${snap.problems.join('; ')}`);
-  return snap;
 }
 
 /** The live database against the snapshot's database backup (which it must have). */

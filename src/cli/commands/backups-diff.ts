@@ -1,5 +1,6 @@
 import { diffBackup, formatDiff, type DiffResult } from '../../archive/extract-diff.js';
-import { chooseSnapshot, diffSnapshotDatabase, formatDbDiff, type DbDiff } from '../../restore/db-diff.js';
+import type { DbDiff } from '../../restore/db-diff.js';
+import { chooseSnapshot } from '../../restore/diff-snapshot.js';
 import { parseSnapshotId } from '../../store/snapshot-list.js';
 import type { CommandRun } from '../context.js';
 import { dbFlags, type BackupsDiffOptions } from '../options.js';
@@ -17,8 +18,10 @@ export async function backupsDiff(
     snap.partFiles.code || snap.partFiles.media
       ? await diffBackup({ root: run.root, id: snap.id, signal: run.signal, onEvent })
       : { id: snap.id, parts: [] };
-  const db: DbDiff | undefined = snap.partFiles.db
-    ? await diffSnapshotDatabase({
+  // the database code (mysql2, the env.php parser) is loaded only for a snapshot with a database backup
+  const dbDiff = snap.partFiles.db ? await import('../../restore/db-diff.js') : undefined;
+  const db: DbDiff | undefined = dbDiff
+    ? await dbDiff.diffSnapshotDatabase({
         root: run.root,
         snapshot: snap,
         db: { flags: dbFlags(opts), env: run.io.env },
@@ -26,7 +29,7 @@ export async function backupsDiff(
         onEvent,
       })
     : undefined;
-  const text = [formatDiff(tree), db ? formatDbDiff(db) : ''].filter(Boolean).join('\n');
+  const text = [formatDiff(tree), db && dbDiff ? dbDiff.formatDbDiff(db) : ''].filter(Boolean).join('\n');
   run.reporter.result(text, { type: 'result', command: 'backups:diff', ...tree, ...(db ? { db } : {}) });
   return 0;
 }
