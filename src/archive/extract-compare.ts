@@ -430,7 +430,8 @@ export class LiveComparer {
 
   /**
    * Once the archive is read: every live file (not directory) the archive does not have at that path as a
-   * file or symlink, never following a symlink, excluded paths and `.magebackup-*` names left out.
+   * file or symlink, never following a symlink, excluded paths and `.magebackup-*` names left out. `walked`: the
+   * same walk's result, made on another thread while the archive streamed (live-walk.ts; backups:diff only).
    */
   walkAdded(
     kindOf: (rel: string) => Kind | undefined,
@@ -439,7 +440,19 @@ export class LiveComparer {
       keptName: (parent: string) => void;
       names: (rel: string, names: readonly string[]) => void;
     },
+    walked?: string,
   ): void {
+    if (walked !== undefined) {
+      if (sparse) throw new Error('walkAdded: a sparse plan needs the names of its own walk');
+      for (let at = 0; at < walked.length;) {
+        const end = walked.indexOf('\0', at);
+        const child = walked.slice(at, end);
+        at = end + 1;
+        const k = kindOf(child);
+        if (k === undefined || k === 'd') this.changes.added.push(child);
+      }
+      return;
+    }
     const code = this.input.filter === 'code';
     const visit = (rel: string): void => {
       let ents: fs.Dirent[];

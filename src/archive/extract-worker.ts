@@ -14,6 +14,7 @@ import { LiveChangedError, type LiveComparer } from './extract-compare.js';
 import { IoError, LimitError, extractionBound } from './extract-limits.js';
 import { Sink } from './extract-sink.js';
 import { firstChanged } from './extract-links.js';
+import { startLiveWalk } from './live-walk.js';
 import type { KeptSet } from './extract-sparse.js';
 import type { KeptRequest, WorkerInput, WorkerMessage } from './extract-types.js';
 import { WarningCode } from '../events.js';
@@ -35,6 +36,7 @@ async function run(
   // pipeline() may report the AbortError of the streams it tore down instead of what the consumer threw
   let consumerError: unknown;
   let prefetch: (() => void) | undefined;
+  let stopWalk: (() => void) | undefined;
   try {
     const fd = fs.openSync(input.file, 'r');
     const fileSize = fs.fstatSync(fd).size;
@@ -49,6 +51,11 @@ async function run(
     const r = new TarReader(s);
     reader = r;
     if (s.cmp && input.filter === 'code') prefetch = startPrefetch(input.compare!.liveDir, s.cmp);
+    // backups:diff: the walk for added files runs on its own thread beside the stream (a rollback's sparse plan
+    // walks at the end)
+    const walk =
+      s.cmp && !s.write ? startLiveWalk(input.compare!.liveDir, input.filter === 'code') : undefined;
+    stopWalk = walk?.stop;
     let lastProgress = Date.now();
     const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
     let readToEnd = false;
@@ -89,7 +96,8 @@ async function run(
     let kept: KeptSet | undefined;
     if (s.cmp) {
       const sp = s.sp;
-      s.cmp.walkAdded((rel) => s.plan.kindOf(rel), sp);
+      const walked = walk ? await walk.result : undefined;
+      s.cmp.walkAdded((rel) => s.plan.kindOf(rel), sp, walked);
       // the path plan (~150k names on the bench store) is not needed past the walk: dropped before the plan
       // below is built (the peak RSS came at its end)
       s.dropPlan();
@@ -118,6 +126,7 @@ async function run(
     return kept;
   } catch (err) {
     prefetch?.();
+    stopWalk?.();
     sink?.closeOpen();
     const e = consumerError ?? err;
     const zcode = (e as NodeJS.ErrnoException | undefined)?.code;
