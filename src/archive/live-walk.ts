@@ -43,7 +43,7 @@ interface WalkInput {
 
 /**
  * Starts the walk on its own thread. Resolves with its paths, or undefined when the thread failed (the caller
- * then walks itself). `stop` ends the thread (unref'd: it never keeps the process alive).
+ * then walks itself). `stop` ends the thread (a failed extraction must call it).
  */
 export function startLiveWalk(
   liveDir: string,
@@ -61,7 +61,7 @@ export function startLiveWalk(
       resolve(undefined);
       return;
     }
-    w.unref();
+    // not unref'd: the extraction thread may wait for nothing else (the walk ends by itself, or `stop` ends it)
     w.once('message', (m: unknown) => resolve(typeof m === 'string' ? m : undefined));
     w.once('error', () => resolve(undefined));
     w.once('exit', () => resolve(undefined));
