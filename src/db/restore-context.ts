@@ -46,6 +46,8 @@ export interface RestoreOptions {
    * (restore-indexes.ts; default DEFER_AFTER_BYTES; tests make it small)
    */
   deferKeysAfterBytes?: number;
+  /** test hook: the bytes of one read of a plain dump (default READ_CHUNK; tests make it small so reads reuse memory) */
+  readChunkBytes?: number;
   /** how long one statement may wait for a lock, in seconds (default 60); longer fails the run, naming the table */
   lockWaitSeconds?: number;
   /** test hook: called at named points of the restore (the SIGKILL test stops the process there) */

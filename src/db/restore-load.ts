@@ -17,7 +17,13 @@ import { classifyStatement, definitionTarget, triggerTable } from './restore-par
 import { byteLength, LoaderPool, StatementFailure } from './restore-pool.js';
 import { DEFER_AFTER_BYTES, DeferredKeys } from './restore-indexes.js';
 import { redirectTableStatement, sessionRefusal, type Redirected } from './restore-redirect.js';
-import { isGzipFile, openDumpStream, StatementSplitter, type RawStatement } from './sql-reader.js';
+import {
+  isGzipFile,
+  openDumpStream,
+  RecyclingFileReader,
+  StatementSplitter,
+  type RawStatement,
+} from './sql-reader.js';
 import { describeStreamError, incompleteDump } from './verify-dump.js';
 import {
   notBetweenStatements,
@@ -72,6 +78,8 @@ export async function loadDump(
     concurrency: number;
     /** see RestoreOptions.deferKeysAfterBytes */
     deferKeysAfterBytes?: number;
+    /** see RestoreOptions.readChunkBytes */
+    readChunkBytes?: number;
     dumpedDb: string | undefined;
     signal?: AbortSignal;
     /** tables of the dump not loaded (kept live: a selective rollback); their definitions are still held */
@@ -127,6 +135,38 @@ export async function loadDump(
   const splitter = new StatementSplitter();
   const out: RawStatement[] = [];
   let tail: Buffer = Buffer.alloc(0);
+  /**
+   * A whole plain file is read into reused buffers (RecyclingFileReader): a chunk is read into again once the
+   * splitter is past it and every statement sent from it ran. Whatever outlives handle() otherwise (held
+   * definitions, session statements, the tail) is copied out of it.
+   */
+  const reader =
+    !o.ranges && !(await isGzipFile(o.file).catch(() => true))
+      ? new RecyclingFileReader(
+          o.file,
+          {
+            ...(o.signal ? { signal: o.signal } : {}),
+            onRawBytes: (n: number) => {
+              rawBytes += n;
+            },
+          },
+          o.readChunkBytes,
+        )
+      : undefined;
+  /** the reader's chunks the splitter may still hold */
+  const reading: Buffer[] = [];
+  const own = (b: Buffer): Buffer => (reader?.owns(b) ? Buffer.from(b) : b);
+  /** the statement's bytes stay valid until it ran */
+  const keep = (raw: Buffer | readonly Buffer[]): (() => void) | undefined => {
+    if (!reader) return undefined;
+    const parts = Buffer.isBuffer(raw) ? [raw] : raw;
+    const mine = parts.filter((b) => reader.owns(b));
+    if (mine.length === 0) return undefined;
+    for (const b of mine) reader.retain(b);
+    return () => {
+      for (const b of mine) reader.release(b);
+    };
+  };
   const renames = {
     table: (name: string, db: string | undefined): string | undefined => {
       if (db !== undefined && db !== dumpedDb && db !== ctx.live) return undefined;
@@ -230,15 +270,16 @@ export async function loadDump(
         const why = sessionRefusal(s.raw, lexing());
         if (why !== undefined) throw refuse(s, why);
         buildKeys();
-        const text = s.raw.toString('latin1');
+        const raw = own(s.raw);
+        const text = raw.toString('latin1');
         if (!mode.apply(text)) {
           throw refuse(s, 'it sets sql_mode to a value that cannot be read from the dump');
         }
         // autocommit off: one connection's open transaction would hold a table the other one inserts into
         if (/autocommit/i.test(text) && !/autocommit\s*:?=\s*(?:1|ON)\b[^,]*$/i.test(text))
           pool.spread = false;
-        pool.broadcast(s.raw, s.line);
-        held.push({ kind: 'session', line: s.line, raw: s.raw });
+        pool.broadcast(raw, s.line);
+        held.push({ kind: 'session', line: s.line, raw });
         return;
       }
       case 'table': {
@@ -281,8 +322,10 @@ export async function loadDump(
           await pool.barrier({ raw, shown: s.raw, line: s.line, ddl: true });
           return;
         }
+        const done = keep(raw);
         pool.dispatchTable({
           raw,
+          ...(done ? { done } : {}),
           // for a message only: its start, not a second copy of megabytes of rows held while queued
           shown:
             raw === s.parts[0] && s.parts.length === 1
@@ -329,7 +372,7 @@ export async function loadDump(
           });
           return;
         }
-        held.push({ kind: k.object, line: s.line, raw: s.raw });
+        held.push({ kind: k.object, line: s.line, raw: own(s.raw) });
         return;
       }
       case 'barrier': {
@@ -375,7 +418,7 @@ export async function loadDump(
             guard?.enter(r);
           },
         })
-      : undefined,
+      : reader?.chunks(),
   );
   try {
     for (;;) {
@@ -387,6 +430,14 @@ export async function loadDump(
       splitter.push(chunk, out);
       for (const s of out) await handle(s);
       out.length = 0;
+      if (reader) {
+        reading.push(chunk);
+        // the chunks before the oldest one the splitter holds bytes of (none: all of them) are released
+        const oldest = splitter.oldestHeld((m) => reader.owns(m));
+        let k = reading.findIndex((c) => c.buffer === oldest);
+        if (k < 0) k = reading.length;
+        for (const c of reading.splice(0, k)) reader.release(c);
+      }
       const now = Date.now();
       if (now - lastProgress >= 500) {
         lastProgress = now;
@@ -475,10 +526,10 @@ async function* checkedDumpStream(
   }
 }
 
-/** The last 4 KiB read so far (where the footer line is looked for). */
+/** The last 4 KiB read so far (where the footer line is looked for), a copy: the chunk's memory is reused. */
 function lastBytes(tail: Buffer, chunk: Buffer): Buffer {
   return chunk.length >= 4096
-    ? chunk.subarray(chunk.length - 4096)
+    ? Buffer.from(chunk.subarray(chunk.length - 4096))
     : Buffer.concat([tail, chunk]).subarray(-4096);
 }
 

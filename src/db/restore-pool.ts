@@ -35,6 +35,8 @@ export interface PoolItem {
   after?: Gate;
   /** opened when the statement ran */
   opens?: Gate;
+  /** called once the statement ran (its bytes are no longer needed: restore-load.ts reuses their memory) */
+  done?: () => void;
   /** runs this on the connection instead of sending `raw` (which then only names it in messages) */
   run?: (conn: Connection) => Promise<unknown>;
 }
@@ -240,6 +242,7 @@ export class LoaderPool {
         }
         if (item.table !== undefined) w.txOpen = true;
         item.opens?.release();
+        item.done?.();
       } catch (err) {
         this.fail(new StatementFailure(item, err));
         return;

@@ -192,6 +192,7 @@ export async function prepareDatabaseRestore(o: RestoreOptions): Promise<Prepare
         id,
         concurrency,
         ...(o.deferKeysAfterBytes !== undefined ? { deferKeysAfterBytes: o.deferKeysAfterBytes } : {}),
+        ...(o.readChunkBytes !== undefined ? { readChunkBytes: o.readChunkBytes } : {}),
         dumpedDb: headerDb,
         ...(o.signal ? { signal: o.signal } : {}),
         ...(state.kept ? { skip: new Set(state.kept) } : {}),

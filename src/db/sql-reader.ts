@@ -184,6 +184,15 @@ export class StatementSplitter {
     return true;
   }
 
+  /**
+   * The oldest memory of which `mine` is true that the splitter still holds bytes of (the statement it has not
+   * emitted yet, then the carry): read in order, nothing of `mine` read before it is held.
+   */
+  oldestHeld(mine: (mem: ArrayBufferLike) => boolean): ArrayBufferLike | undefined {
+    for (const p of this.parts) if (mine(p.buffer)) return p.buffer;
+    return this.carry && mine(this.carry.buffer) ? this.carry.buffer : undefined;
+  }
+
   /** Flushes the input; a trailing statement without delimiter is emitted (as the client does). */
   end(out: RawStatement[]): EndState {
     const buf = this.carry ?? Buffer.alloc(0);
@@ -595,6 +604,73 @@ export async function* readStatements(source: AsyncIterable<Buffer>): AsyncGener
 }
 
 export const READ_CHUNK = 1 << 20;
+
+/**
+ * A plain file's bytes read into buffers that are used again once released: reading into fresh memory costs
+ * the kernel (and a virtual machine's host) a page fault per page. Measured on the 166 MB narrow dump in 1 MiB
+ * chunks: 0.92 s user + 0.94-1.01 s sys with a new buffer per chunk (fs.ReadStream), 0.19 s + 0.21-0.27 s with
+ * 34 reused ones. A chunk is reused only after release() was called once for it and for each retain() of it.
+ */
+export class RecyclingFileReader {
+  private free: Buffer[] = [];
+  /** chunks out, by their memory: references not yet released */
+  private refs = new Map<ArrayBufferLike, { buf: Buffer; n: number }>();
+  private closed = false;
+
+  constructor(
+    private readonly file: string,
+    private readonly o: { onRawBytes?: (bytes: number) => void; signal?: AbortSignal } = {},
+    private readonly chunk = READ_CHUNK,
+    /** free buffers kept at most */
+    private readonly keep = 64,
+  ) {}
+
+  async *chunks(): AsyncGenerator<Buffer> {
+    const fh = await fsp.open(this.file, 'r');
+    try {
+      for (;;) {
+        if (this.o.signal?.aborted) throw this.o.signal.reason ?? new Error('aborted');
+        const buf = this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunk);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) {
+          this.put(buf);
+          return;
+        }
+        this.o.onRawBytes?.(bytesRead);
+        this.refs.set(buf.buffer, { buf, n: 1 });
+        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      }
+    } finally {
+      this.closed = true;
+      this.free = [];
+      await fh.close();
+    }
+  }
+
+  /** Whether `part` lies in a chunk of this reader that is still out (or is that chunk's memory). */
+  owns(part: Buffer | ArrayBufferLike): boolean {
+    return this.refs.has(Buffer.isBuffer(part) ? part.buffer : part);
+  }
+
+  /** One more reference to the chunk `part` lies in (no-op for other memory). */
+  retain(part: Buffer): void {
+    const r = this.refs.get(part.buffer);
+    if (r) r.n++;
+  }
+
+  /** Ends one reference to the chunk `part` lies in; the last one returns it for reuse. */
+  release(part: Buffer): void {
+    const r = this.refs.get(part.buffer);
+    if (!r) return;
+    if (--r.n > 0) return;
+    this.refs.delete(part.buffer);
+    this.put(r.buf);
+  }
+
+  private put(buf: Buffer): void {
+    if (!this.closed && this.free.length < this.keep) this.free.push(buf);
+  }
+}
 
 /** True when the file starts with the gzip magic bytes. */
 export async function isGzipFile(file: string): Promise<boolean> {

@@ -491,6 +491,45 @@ void test('secondary keys built after the rows: the zoo restores exactly (mariad
   }
 });
 
+// A plain dump is read into buffers that are used again (RecyclingFileReader): with reads of a few bytes every
+// statement spans many of them, and a buffer read into again while a statement in it waits to be sent, or while a
+// held definition or session statement still points into it, would load other bytes than the dump's.
+void test('reads into reused memory: every statement, definition and session statement loads as dumped', async () => {
+  const stock = await newLive('rreuse');
+  await restoreDatabase({
+    config: configFor(server, stock),
+    file: zooDump,
+    readChunkBytes: 509,
+    concurrency: 2,
+  });
+  assert.deepEqual(unexpected(diffDatabases(srcSnap, await snapshot(stock))), []);
+  assert.deepEqual(await leftovers(stock), []);
+  const rows = (from: number): string =>
+    Array.from({ length: 40 }, (_, k) => {
+      const id = from + k;
+      return `(${id},'${"ab\\'c;d".repeat(1 + (id % 7))}-${id}',${id % 13})`;
+    }).join(',');
+  const lines = ['SET NAMES utf8mb4;'];
+  for (const t of ['r1', 'r2']) {
+    lines.push(
+      `CREATE TABLE \`${t}\` (\`id\` int NOT NULL, \`s\` varchar(200) NOT NULL, \`n\` int, PRIMARY KEY (\`id\`)) ENGINE=InnoDB;`,
+    );
+    for (let i = 0; i < 30; i++) lines.push(`INSERT INTO \`${t}\` VALUES ${rows(i * 40)};`);
+  }
+  lines.push('-- Dump completed on 2026-12-02 12:00:00', '');
+  const file = await write('reuse.sql', lines.join('\n'));
+  const small = await newLive('rreuse2', null);
+  const whole = await newLive('rreuse3', null);
+  await restoreDatabase({ config: configFor(server, small), file, readChunkBytes: 97, concurrency: 2 });
+  await restoreDatabase({ config: configFor(server, whole), file, concurrency: 1 });
+  const got = await snapshot(small);
+  assert.equal(Object.keys(got.tables).length, 2);
+  assert.deepEqual(diffDatabases(await snapshot(whole), got), []);
+  const [c] = await queryRows(conn, `SELECT COUNT(*) AS n FROM \`${small}\`.r2`);
+  assert.equal(Number(c!.n), 1200);
+  assert.deepEqual(await leftovers(small), []);
+});
+
 const KEYED_DUMP = (rows: string[]): string =>
   [
     'SET NAMES utf8mb4;',
