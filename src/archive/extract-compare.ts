@@ -34,7 +34,7 @@
  * body streams, copy the prefix when it differs, finish), and the comment above is a fifth of the file.
  */
 import fs from 'node:fs';
-import { INTERNAL_PREFIX, isCodeExcludedName } from './extract-filter.js';
+import { walkLive } from './live-walk.js';
 import type { Kind } from './extract-plan.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
@@ -453,34 +453,19 @@ export class LiveComparer {
       }
       return;
     }
-    const code = this.input.filter === 'code';
-    const visit = (rel: string): void => {
-      let ents: fs.Dirent[];
-      try {
-        ents = fs.readdirSync(this.live(rel), { withFileTypes: true });
-      } catch {
-        return;
-      }
-      sparse?.names(
-        rel,
-        ents.map((d) => d.name),
-      );
-      for (const d of ents) {
-        const name = d.name;
-        const child = rel === '' ? name : `${rel}/${name}`;
-        // (the walk never enters an excluded directory: only this name, or a root-anchored path, can be one)
-        if (name.startsWith(INTERNAL_PREFIX) || (code && isCodeExcludedName(child, name))) {
-          sparse?.keptName(rel);
-          continue;
-        }
+    walkLive(
+      this.live(''),
+      this.input.filter === 'code',
+      (child, isDir) => {
         const k = kindOf(child);
-        const isDir = d.isDirectory();
         if (k === undefined) sparse?.added(child, isDir);
-        if (isDir) visit(child);
-        else if (k === undefined || k === 'd') this.changes.added.push(child);
-      }
-    };
-    visit('');
+        if (!isDir && (k === undefined || k === 'd')) this.changes.added.push(child);
+      },
+      sparse && {
+        names: (rel, names) => sparse.names(rel, names),
+        skipped: (parent) => sparse.keptName(parent),
+      },
+    );
   }
 }
 

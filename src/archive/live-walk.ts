@@ -1,6 +1,6 @@
 /**
- * The live tree's walk for files added since a backup (extract-compare.ts `walkAdded`): every name that is not a
- * directory, under every directory reached through real directories only (a symlink is listed, never entered),
+ * The live tree's walk for files added since a backup (extract-compare.ts `walkAdded`, the only walk of it):
+ * every name that is not a directory, under every directory reached through real directories only (a symlink is listed, never entered),
  * excluded paths (code) and magebackup's own `.magebackup-*` names left out. A directory that cannot be read is
  * skipped.
  *
@@ -13,9 +13,25 @@ import fs from 'node:fs';
 import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { INTERNAL_PREFIX, isCodeExcludedName } from './extract-filter.js';
 
-/** The relative paths of the walk's non-directories, each followed by a NUL (one string: one copy to hand over). */
-export function listLiveFiles(liveDir: string, code: boolean): string {
-  const out: string[] = [];
+/** What a walk reports besides the non-directories it finds (the sparse plan's needs, extract-compare.ts). */
+export interface LiveWalkHooks {
+  /** Every name read from the directory `rel` ('' for the root), before any of them is visited. */
+  names?: (rel: string, names: readonly string[]) => void;
+  /** A name in `parent` left out (excluded or `.magebackup-*`). */
+  skipped?: (parent: string) => void;
+}
+
+/**
+ * The one walk of the live tree: calls `entry` for every name not left out, parent first, and enters a name only
+ * when readdir's own type says directory (a symlink is reported, never entered). `entry` returns false to have a
+ * directory not entered.
+ */
+export function walkLive(
+  liveDir: string,
+  code: boolean,
+  entry: (rel: string, isDir: boolean) => boolean | void,
+  hooks: LiveWalkHooks = {},
+): void {
   const visit = (rel: string): void => {
     let ents: fs.Dirent[];
     try {
@@ -23,15 +39,31 @@ export function listLiveFiles(liveDir: string, code: boolean): string {
     } catch {
       return;
     }
+    hooks.names?.(
+      rel,
+      ents.map((d) => d.name),
+    );
     for (const d of ents) {
       const name = d.name;
       const child = rel === '' ? name : `${rel}/${name}`;
-      if (name.startsWith(INTERNAL_PREFIX) || (code && isCodeExcludedName(child, name))) continue;
-      if (d.isDirectory()) visit(child);
-      else out.push(child + '\0');
+      // (the walk never enters an excluded directory: only this name, or a root-anchored path, can be one)
+      if (name.startsWith(INTERNAL_PREFIX) || (code && isCodeExcludedName(child, name))) {
+        hooks.skipped?.(rel);
+        continue;
+      }
+      const isDir = d.isDirectory();
+      if (entry(child, isDir) !== false && isDir) visit(child);
     }
   };
   visit('');
+}
+
+/** The relative paths of the walk's non-directories, each followed by a NUL (one string: one copy to hand over). */
+export function listLiveFiles(liveDir: string, code: boolean): string {
+  const out: string[] = [];
+  walkLive(liveDir, code, (rel, isDir) => {
+    if (!isDir) out.push(rel + '\0');
+  });
   return out.join('');
 }
 
