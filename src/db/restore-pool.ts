@@ -1,8 +1,8 @@
 /**
  * Several loader connections working at once. The statements of one table go to one connection (its owner), in
  * order; a table's reorderable INSERTs (plain whole-row INSERTs: any order gives the same rows) may also go to a
- * second connection that was idle when the table's first one came, after the table's statements before them
- * (its DDL), and the table's next other statement waits for them. Session statements (SET ...) go to every
+ * second connection (one that had less queued than the first when one of them came), after the table's statements
+ * before them (its DDL), and the table's next other statement waits for them. Session statements (SET ...) go to every
  * connection at their place in the stream; anything else runs alone after everything before it (a barrier). If
  * the session runs with autocommit off (a dump may say so), a connection commits when it moves to another table,
  * before it waits for another connection, or when it runs out of work, so no other connection waits on its locks.
@@ -296,7 +296,7 @@ export class LoaderPool {
 
   /**
    * Queue a statement of `item.table` on the connection that owns the table, or a reorderable INSERT on the
-   * table's second connection when that one has less to do (taken when it was idle).
+   * table's second connection when that one has less to do (taken when it had less queued than the first).
    */
   dispatchTable(item: PoolItem & { table: string }): void {
     this.check();
@@ -316,8 +316,15 @@ export class LoaderPool {
       return;
     }
     if (route.owners.length === 1) {
-      const idle = this.workers.find((c) => c !== first && this.load(c) === 0);
-      if (idle) route.owners.push(idle);
+      // the least busy other connection, if it has less queued than the first: not only an idle one, or a table
+      // that comes while the others still work through the table before it (a dump's last table, behind its
+      // biggest) would run on one connection while the other ends its share and then waits
+      let other: Worker | undefined;
+      for (const c of this.workers) {
+        if (c !== first && this.load(c) < this.load(first) && (!other || this.load(c) < this.load(other)))
+          other = c;
+      }
+      if (other) route.owners.push(other);
     }
     const second = route.owners[1];
     if (!second || this.load(first) <= this.load(second)) {

@@ -77,6 +77,55 @@ void test("a table's reorderable INSERTs run on two connections, after its DDL a
   await conn.query(`DROP DATABASE \`${db}\``);
 });
 
+void test('a table that comes while both connections still load the one before it shares its INSERTs too', async () => {
+  // the dump's last table behind its biggest: neither connection is idle when its rows come, and on one
+  // connection it ran alone at the end while the other one waited (titles after salaries, the narrow bench)
+  const db = await server.createDatabase('poolnext');
+  const conns = await Promise.all([0, 1].map(() => openLoaderConnection(configFor(server, db), db)));
+  await conn.query(`CREATE TABLE \`${db}\`.marker (n INT)`);
+  const pool = new LoaderPool(conns);
+  try {
+    for (const t of ['a', 'b']) {
+      const on = { table: t };
+      pool.dispatchTable({
+        ...item(`CREATE TABLE ${t} (id INT PRIMARY KEY, conn BIGINT, seen INT) ENGINE=InnoDB`, {
+          ddl: 'own',
+        }),
+        ...on,
+      });
+      for (let i = 1; i <= 40; i++) {
+        pool.dispatchTable({
+          ...item(`INSERT INTO ${t} VALUES (${i}, CONNECTION_ID(), (SELECT COUNT(*) FROM marker))`, {
+            reorderable: true,
+          }),
+          ...on,
+        });
+      }
+    }
+    // b's next statement: after all of b's rows
+    pool.dispatchTable({ ...item('INSERT INTO marker SELECT COUNT(*) FROM b'), table: 'b' });
+    await pool.drain();
+  } finally {
+    await pool.close();
+    for (const c of conns) await c.end();
+  }
+  for (const t of ['a', 'b']) {
+    const rows = await queryRows(conn, `SELECT id, conn, seen FROM \`${db}\`.${t} ORDER BY id`);
+    assert.equal(rows.length, 40);
+    assert.equal(new Set(rows.map((r) => String(r.conn))).size, 2, `${t}'s INSERTs went to two connections`);
+    assert.ok(
+      rows.every((r) => Number(r.seen) === 0),
+      'no INSERT ran after the statement that follows them',
+    );
+  }
+  const marker = await queryRows(conn, `SELECT n FROM \`${db}\`.marker`);
+  assert.deepEqual(
+    marker.map((r) => Number(r.n)),
+    [40],
+  );
+  await conn.query(`DROP DATABASE \`${db}\``);
+});
+
 void test("a table's key build runs beside the next table's own DDL; DDL that may reach it waits for it", async () => {
   const db = await server.createDatabase('poolbuild');
   const conns = await Promise.all([0, 1].map(() => openLoaderConnection(configFor(server, db), db)));
