@@ -12,6 +12,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { Worker, parentPort, workerData } from 'node:worker_threads';
 import { CliError } from '../errors.js';
 import type { LinkedFile } from './extract-compare.js';
 import { KEPT_FIELDS, KIND_DIR, nameHash, type KeptSet } from './extract-sparse.js';
@@ -52,17 +53,16 @@ function changedError(p: string): CliError {
 /**
  * The same for what a sparse rollback leaves in place (extract-sparse.ts): each kept file or symlink is still the
  * inode compared, unchanged; each kept directory still the same directory, and when its mtime or ctime moved (our
- * own staging directory of another part, say) it still holds the same names. One lstat each, in the extraction
- * thread that holds the set (extract.ts KeptHandle). Returns the first entry (its live path) that is not what was
- * compared, or undefined.
+ * own staging directory of another part, say) it still holds the same names. One lstat each, on a thread of its
+ * own (startRecheck). Returns the first entry (its live path) that is not what was compared, or undefined.
  */
 export function firstChanged(liveDir: string, kept: KeptSet): string | undefined {
   const a = kept.stats;
-  const names = kept.names;
+  const names = Buffer.from(kept.names.buffer, kept.names.byteOffset, kept.names.byteLength);
   let start = 0;
   for (let i = 0; i < kept.count; i++) {
-    const end = names.indexOf('\0', start);
-    const rel = names.slice(start, end);
+    const end = names.indexOf(0, start);
+    const rel = names.toString('utf8', start, end);
     start = end + 1;
     const o = i * KEPT_FIELDS;
     const abs = rel === '' ? liveDir : `${liveDir}/${rel}`;
@@ -77,4 +77,50 @@ export function firstChanged(liveDir: string, kept: KeptSet): string | undefined
     if (st.size !== a[o + 3] || st.mtimeNs !== a[o + 4] || st.ctimeNs !== a[o + 5]) return abs;
   }
   return undefined;
+}
+
+interface RecheckInput {
+  recheckKept: true;
+  liveDir: string;
+  kept: KeptSet;
+}
+
+/**
+ * firstChanged on a thread of its own: ~155k lstat on the bench store (1-2 s) that would otherwise hold the main
+ * thread (signals, progress). The kept set is in shared memory: the thread reads it where it is. `stop` ends the
+ * thread (its promise then rejects). A thread that cannot start: the check runs here.
+ */
+export function startRecheck(
+  liveDir: string,
+  kept: KeptSet,
+): { result: Promise<string | undefined>; stop: () => void } {
+  let w: Worker | undefined;
+  const result = new Promise<string | undefined>((resolve, reject) => {
+    const input: RecheckInput = { recheckKept: true, liveDir, kept };
+    try {
+      w = new Worker(new URL('./extract-links.js', import.meta.url), {
+        workerData: input,
+        resourceLimits: { maxYoungGenerationSizeMb: 4 },
+      });
+    } catch {
+      resolve(firstChanged(liveDir, kept));
+      return;
+    }
+    w.once('message', (m: { changed: string | null }) => resolve(m.changed ?? undefined));
+    w.once('error', reject);
+    w.once('exit', (code) =>
+      reject(new Error(`the re-check thread of ${liveDir} exited (code ${code}) without a result`)),
+    );
+  });
+  return {
+    result,
+    stop: () => {
+      if (w) void w.terminate().catch(() => {});
+    },
+  };
+}
+
+const input = workerData as Partial<RecheckInput> | null;
+if (parentPort && input?.recheckKept === true && typeof input.liveDir === 'string' && input.kept) {
+  parentPort.postMessage({ changed: firstChanged(input.liveDir, input.kept) ?? null });
 }

@@ -47,19 +47,24 @@ export interface SparseDirFix {
 /**
  * What a sparse swap leaves in place, to be checked again before it: per entry 6 numbers in `stats`:
  * kind (0 file, 1 directory), dev, ino, size (files) or a hash of the names (directories), mtimeNs, ctimeNs.
- * The paths are one string, each ended by a NUL (which no path holds): ~155k of them on the bench store, passed
- * from the extraction thread to the main thread and on to the re-check threads, cost one copy of one string
- * each time instead of as many string objects (the peak RSS comes at those hand-overs).
+ * The paths are UTF-8 bytes, each ended by a NUL (which no path holds). Both live in shared memory
+ * (SharedArrayBuffer): ~155k entries on the bench store (~16 MB) go from the extraction thread to the main thread
+ * and on to the re-check thread without a copy, and the extraction thread (whose heap had grown to ~65 MB by
+ * then) ends as soon as it has handed them over (the peak RSS came from that heap living on until the swap).
  */
 export interface KeptSet {
   count: number;
-  names: string;
+  names: Uint8Array;
   stats: BigInt64Array;
 }
 
 /** The paths of a KeptSet, in order (tests; the re-check walks `names` itself). */
 export function keptRels(k: KeptSet): string[] {
-  return k.count === 0 ? [] : k.names.slice(0, -1).split('\0');
+  if (k.count === 0) return [];
+  return Buffer.from(k.names.buffer, k.names.byteOffset, k.names.byteLength)
+    .toString()
+    .slice(0, -1)
+    .split('\0');
 }
 
 export interface SparseResult {
@@ -449,17 +454,26 @@ export class SparsePlan {
       }
     }
     const units: SparseUnit[] = [];
-    const whole = (rel: string): boolean => this.sparseDirs.rows.has(rel) && !this.partial.has(rel);
-    // is a directory inside one swapped whole (or itself one)? memoised: the parents come up again and again
-    const wholeMemo = new Map<string, boolean>([['', false]]);
+    const rows = this.sparseDirs.rows;
+    // is a directory inside one swapped whole (or itself one)? memoised, the sparse directories by row (0: not
+    // known yet, 1: no, 2: yes): the parents come up again and again (a Map of them was ~4 MB on the bench store)
+    const rowMemo = new Uint8Array(rows.size);
+    const otherMemo = new Map<string, boolean>();
     const dirInWhole = (rel: string): boolean => {
-      let r = wholeMemo.get(rel);
-      if (r === undefined) {
-        r = whole(rel) || dirInWhole(parentOf(rel));
-        wholeMemo.set(rel, r);
+      if (rel === '') return false; // the root is always partial
+      const r = rows.get(rel);
+      if (r !== undefined) {
+        if (rowMemo[r] === 0) rowMemo[r] = !this.partial.has(rel) || dirInWhole(parentOf(rel)) ? 2 : 1;
+        return rowMemo[r] === 2;
       }
-      return r;
+      let v = otherMemo.get(rel);
+      if (v === undefined) {
+        v = dirInWhole(parentOf(rel));
+        otherMemo.set(rel, v);
+      }
+      return v;
     };
+    const whole = (rel: string): boolean => rows.has(rel) && !this.partial.has(rel);
     const inWhole = (rel: string): boolean => dirInWhole(parentOf(rel));
     const unitRels = new Set<string>();
     for (const [rel, hasNew] of this.units) {
@@ -467,7 +481,7 @@ export class SparsePlan {
       unitRels.add(rel);
       units.push({ rel, hasNew });
     }
-    for (const rel of this.sparseDirs.rows.keys()) {
+    for (const rel of rows.keys()) {
       if (rel !== '' && whole(rel) && !inWhole(rel)) {
         unitRels.add(rel);
         units.push({ rel, hasNew: true });
@@ -478,7 +492,7 @@ export class SparsePlan {
     for (const r of unitRels) touched.add(parentOf(r));
     const fixes: SparseDirFix[] = [];
     const oldFixes: SparseDirFix[] = [];
-    for (const [rel, r] of this.sparseDirs.rows) {
+    for (const [rel, r] of rows) {
       if (rel === '' || unitRels.has(rel) || inWhole(rel)) continue;
       const l = this.sparseDirs.old(r);
       const old = { rel, mode: l.mode, uid: l.uid, gid: l.gid, mtime: Number(l.mtimeNs) / 1e9 };
@@ -494,33 +508,48 @@ export class SparsePlan {
         oldFixes.push(old);
       }
     }
-    // what stays in place: the kept files (not inside a unit) and every sparse directory left in place; counted
-    // first, so the stats are allocated once at their size (they are handed over, then moved to the re-check)
-    const rels: string[] = [];
-    const fileRows: number[] = [];
+    // what stays in place: the kept files (not inside a unit) and every sparse directory left in place. Counted
+    // first (a flag per kept file and per sparse directory), then written once into shared memory at its size:
+    // no array of ~155k paths nor their joined copy on the heap
+    const fileStays = new Uint8Array(this.keptRels.length);
+    let keptFiles = 0;
+    let bytes = 0;
     for (let i = 0; i < this.keptRels.length; i++) {
       const rel = this.keptRels[i]!;
       if (this.unkept.has(rel) || inWhole(rel)) continue;
-      rels.push(rel);
-      fileRows.push(i);
+      fileStays[i] = 1;
+      keptFiles++;
+      bytes += Buffer.byteLength(rel) + 1;
     }
-    const keptFiles = rels.length;
-    const dirRows: number[] = [];
-    for (const [rel, r] of this.sparseDirs.rows) {
+    const dirStays = new Uint8Array(rows.size);
+    let keptDirs = 0;
+    for (const [rel, r] of rows) {
       if (unitRels.has(rel) || inWhole(rel)) continue;
-      rels.push(rel);
-      dirRows.push(r);
+      dirStays[r] = 1;
+      keptDirs++;
+      bytes += Buffer.byteLength(rel) + 1;
     }
-    const n = rels.length;
-    const stats = new BigInt64Array(n * KEPT_FIELDS);
-    fileRows.forEach((i, k) =>
-      stats.set(this.keptStats.subarray(i * KEPT_FIELDS, (i + 1) * KEPT_FIELDS), k * KEPT_FIELDS),
-    );
+    const n = keptFiles + keptDirs;
+    const names = Buffer.from(new SharedArrayBuffer(bytes));
+    const stats = new BigInt64Array(new SharedArrayBuffer(n * KEPT_FIELDS * 8));
+    let at = 0;
+    let k = 0;
+    for (let i = 0; i < this.keptRels.length; i++) {
+      if (fileStays[i] === 0) continue;
+      at += names.write(this.keptRels[i]!, at);
+      names[at++] = 0;
+      stats.set(this.keptStats.subarray(i * KEPT_FIELDS, (i + 1) * KEPT_FIELDS), k++ * KEPT_FIELDS);
+    }
     // a directory's stat from before the walk read its names: a name added since moves its mtime, and the
     // re-check then reads the names again, which must be those the walk saw (what the walk found added is moved
     // aside)
-    dirRows.forEach((r, k) => this.sparseDirs.keptRow(r, stats, (keptFiles + k) * KEPT_FIELDS));
-    const kept: KeptSet = { count: n, names: n === 0 ? '' : rels.join('\0') + '\0', stats };
+    for (const [rel, r] of rows) {
+      if (dirStays[r] === 0) continue;
+      at += names.write(rel, at);
+      names[at++] = 0;
+      this.sparseDirs.keptRow(r, stats, k++ * KEPT_FIELDS);
+    }
+    const kept: KeptSet = { count: n, names: new Uint8Array(names.buffer, 0, bytes), stats };
     return { keptFiles, units, fixes, oldFixes, kept };
   }
 }

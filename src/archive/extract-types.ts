@@ -48,7 +48,7 @@ export interface WorkerResult {
   linkedBytes?: number;
   /**
    * with `compare.sparse` (a code rollback whose live root only we can change): the sparse swap plan; what it
-   * leaves in place (its KeptSet) stays in the extraction thread, which re-checks it there (extract.ts KeptHandle)
+   * leaves in place (its KeptSet) comes beside the result, in shared memory (extract.ts KeptHandle)
    */
   sparse?: SparsePlanResult;
 }
@@ -56,11 +56,8 @@ export interface WorkerResult {
 export type WorkerMessage =
   | { t: 'progress'; entries: number; bytes: number }
   | { t: 'warning'; code: WarningCodeValue; path: string; message: string }
-  | { t: 'done'; result: WorkerResult }
-  /** the re-check of the kept set (asked by a KeptRequest): the first live path that changed, or null */
-  | { t: 'recheck-done'; changed: string | null }
-  /** a copy of the kept set (asked by a KeptRequest; tests) */
-  | { t: 'kept'; kept: KeptSet }
+  /** the last message; `kept`: a sparse plan's kept set, in shared memory (extract-sparse.ts KeptSet) */
+  | { t: 'done'; result: WorkerResult; kept?: KeptSet }
   | {
       t: 'error';
       kind: 'format' | 'unsafe' | 'io' | 'interrupted' | 'gzip' | 'limit' | 'internal' | 'live-changed';
@@ -68,9 +65,3 @@ export type WorkerMessage =
       entry?: string;
       code?: string;
     };
-
-/**
- * What the main thread asks of an extraction thread that ended with a kept set (it stays alive for that until
- * released): re-check the kept set (extract-links.ts firstChanged), or send a copy of it.
- */
-export type KeptRequest = { t: 'recheck' } | { t: 'kept' };

@@ -13,23 +13,22 @@ import { UnsafeEntryError } from './extract-plan.js';
 import { LiveChangedError, type LiveComparer } from './extract-compare.js';
 import { IoError, LimitError, extractionBound } from './extract-limits.js';
 import { Sink } from './extract-sink.js';
-import { firstChanged } from './extract-links.js';
 import { startLiveWalk } from './live-walk.js';
 import type { KeptSet } from './extract-sparse.js';
-import type { KeptRequest, WorkerInput, WorkerMessage } from './extract-types.js';
+import type { WorkerInput, WorkerMessage } from './extract-types.js';
 import { WarningCode } from '../events.js';
 
-export type { KeptRequest, WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
+export type { WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
 export { LimitError, extractionBound, type Bound } from './extract-limits.js';
 export { Sink } from './extract-sink.js';
 
 class Interrupted extends Error {}
 
-/** Runs the extraction; resolves with the kept set of a sparse plan (kept here for the re-check), if any. */
-async function run(
-  input: WorkerInput,
-  post: (m: WorkerMessage, transfer?: ArrayBuffer[]) => void,
-): Promise<KeptSet | undefined> {
+/**
+ * Runs the extraction. Its last message is 'done' (with a sparse plan's kept set, in shared memory: the thread
+ * then ends, and its heap with it, before the swap) or 'error'.
+ */
+async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promise<void> {
   const abortFlag = new Int32Array(input.abort);
   let sink: Sink | undefined;
   let reader: TarReader | undefined;
@@ -122,8 +121,7 @@ async function run(
     s.finish();
     s.result.tarBytes = r.bytes;
     post({ t: 'progress', entries: s.result.entries, bytes: r.bytes });
-    post({ t: 'done', result: s.result });
-    return kept;
+    post({ t: 'done', result: s.result, ...(kept ? { kept } : {}) });
   } catch (err) {
     prefetch?.();
     stopWalk?.();
@@ -140,7 +138,6 @@ async function run(
     } else {
       post(toMessage(e));
     }
-    return undefined;
   }
 }
 
@@ -226,16 +223,5 @@ function toMessage(err: unknown): WorkerMessage {
 const input = workerData as Partial<WorkerInput> | null;
 if (parentPort && input?.abort instanceof SharedArrayBuffer && typeof input.file === 'string') {
   const port = parentPort;
-  const post = (m: WorkerMessage, transfer?: ArrayBuffer[]): void => port.postMessage(m, transfer);
-  void run(input as WorkerInput, post).then((kept) => {
-    // What a sparse rollback leaves in place stays here, where it was built, for the re-check before the swap:
-    // handing it (~155k paths on the bench store) to the main thread and on to re-check threads made the peak
-    // RSS. The main thread terminates this thread when it is done with it (extract.ts KeptHandle).
-    if (!kept) return;
-    const liveDir = input.compare!.liveDir;
-    port.on('message', (m: KeptRequest) => {
-      if (m.t === 'recheck') post({ t: 'recheck-done', changed: firstChanged(liveDir, kept) ?? null });
-      else post({ t: 'kept', kept });
-    });
-  });
+  void run(input as WorkerInput, (m) => port.postMessage(m));
 }

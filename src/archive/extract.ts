@@ -20,8 +20,9 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { WarningCodeValue } from '../events.js';
 import { CliError, InterruptedError, describeAbort, throwIfAborted } from '../errors.js';
-import type { KeptRequest, WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
+import type { WorkerInput, WorkerMessage, WorkerResult } from './extract-types.js';
 import type { KeptSet } from './extract-sparse.js';
+import { startRecheck } from './extract-links.js';
 
 export type { LinkedFile, TreeChanges } from './extract-compare.js';
 export type { KeptSet, SparsePlanResult, SparseResult } from './extract-sparse.js';
@@ -37,18 +38,19 @@ export interface ArchiveStats {
 }
 
 /**
- * What a sparse staging leaves in place (extract-sparse.ts KeptSet) stays in the extraction thread that built
- * it, which stays alive (not keeping the process alive) until `release`: handing ~155k paths to the main thread
- * and on to re-check threads made the peak RSS of a code rollback.
+ * What a sparse staging leaves in place (extract-sparse.ts KeptSet), in shared memory: the extraction thread
+ * that built it has ended (its heap of ~65 MB on the bench store lived on until the swap when it kept the set and
+ * re-checked it: the peak RSS of a code rollback); the re-check runs on a small thread of its own that reads the
+ * set where it is (extract-links.ts startRecheck).
  */
 export interface KeptHandle {
   /** entries left in place */
   readonly count: number;
   /** re-checks them all (extract-links.ts firstChanged): the first live path that changed, or undefined */
   recheck(): Promise<string | undefined>;
-  /** a copy of the set (tests) */
+  /** the set (tests) */
   fetch(): Promise<KeptSet>;
-  /** ends the thread; idempotent. Any request after it rejects. */
+  /** lets the set go and ends a re-check under way; idempotent. Any request after it rejects. */
   release(): void;
 }
 
@@ -163,13 +165,6 @@ export function runArchiveWorker(
       resourceLimits: { maxYoungGenerationSizeMb: 8 },
     });
     let settled = false;
-    // after 'done' with a kept set: the thread's answers to KeptRequests, in order
-    const waiting: Array<{ t: string; resolve: (m: WorkerMessage) => void; reject: (e: Error) => void }> = [];
-    let gone: Error | undefined;
-    const endWaiting = (err: Error): void => {
-      gone ??= err;
-      for (const w of waiting.splice(0)) w.reject(err);
-    };
     const onAbort = (): void => {
       Atomics.store(flag, 0, 1);
     };
@@ -189,15 +184,8 @@ export function runArchiveWorker(
           o.onWarning?.({ code: m.code, path: m.path, message: m.message });
           break;
         case 'done':
-          settle(() => resolve(withKept(m.result)));
+          settle(() => resolve(m.kept && m.result.sparse ? withKept(m.result, m.kept, full) : m.result));
           break;
-        case 'recheck-done':
-        case 'kept': {
-          const w = waiting.shift();
-          if (waiting.length === 0) worker.unref();
-          w?.resolve(m);
-          break;
-        }
         case 'error':
           settle(() =>
             reject(
@@ -209,46 +197,39 @@ export function runArchiveWorker(
           break;
       }
     });
-    worker.on('error', (err) => {
-      settle(() => reject(err));
-      endWaiting(err);
-    });
-    worker.on('exit', (code) => {
-      const err = new Error(`archive worker for ${input.file} exited (code ${code}) without a result`);
-      settle(() => reject(err));
-      endWaiting(err);
-    });
-    const ask = (m: KeptRequest): Promise<WorkerMessage> =>
-      new Promise((res, rej) => {
-        if (gone) return rej(gone);
-        waiting.push({ t: m.t, resolve: res, reject: rej });
-        worker.ref();
-        worker.postMessage(m);
-      });
-    const withKept = (r: WorkerResult): ExtractResult => {
-      if (r.sparse === undefined) return r;
-      // the thread waits for KeptRequests now: it must not keep the process alive by itself
-      worker.unref();
-      const kept: KeptHandle = {
-        count: r.sparse.keptCount,
-        recheck: async () => {
-          const m = await ask({ t: 'recheck' });
-          if (m.t !== 'recheck-done') throw new Error('archive worker: no re-check result');
-          return m.changed ?? undefined;
-        },
-        fetch: async () => {
-          const m = await ask({ t: 'kept' });
-          if (m.t !== 'kept') throw new Error('archive worker: no kept set');
-          return m.kept;
-        },
-        release: () => {
-          endWaiting(new Error('the kept set was released'));
-          void worker.terminate();
-        },
-      };
-      return { ...r, kept };
-    };
+    worker.on('error', (err) => settle(() => reject(err)));
+    worker.on('exit', (code) =>
+      settle(() =>
+        reject(new Error(`archive worker for ${input.file} exited (code ${code}) without a result`)),
+      ),
+    );
   });
+}
+
+function withKept(r: WorkerResult, set: KeptSet, input: WorkerInput): ExtractResult {
+  const liveDir = input.compare!.liveDir;
+  let held: KeptSet | undefined = set;
+  let stopRecheck: (() => void) | undefined;
+  const released = (): Error => new Error('the kept set was released');
+  const kept: KeptHandle = {
+    count: set.count,
+    recheck: async () => {
+      if (!held) throw released();
+      const c = startRecheck(liveDir, held);
+      stopRecheck = c.stop;
+      try {
+        return await c.result;
+      } finally {
+        stopRecheck = undefined;
+      }
+    },
+    fetch: () => (held ? Promise.resolve(held) : Promise.reject(released())),
+    release: () => {
+      held = undefined;
+      stopRecheck?.();
+    },
+  };
+  return { ...r, kept };
 }
 
 function toError(m: Extract<WorkerMessage, { t: 'error' }>, input: WorkerInput): Error {
