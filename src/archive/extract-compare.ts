@@ -39,12 +39,16 @@ import type { Kind } from './extract-plan.js';
 
 const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK, O_NOCTTY } = fs.constants;
 const OPEN_LIVE = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
-/** a first read slower than this (ms) came from the disk, not the page cache */
+/** a first read slower than this (ms) may have come from the disk, not the page cache */
 const SLOW_MS = 0.05;
-/** the warmer is asked for LEASE more files when SLOW_OF_WINDOW of the last WINDOW first reads were slow */
+/**
+ * the warmer is asked for LEASE more files when SLOW_OF_WINDOW of a WINDOW of first reads were slow and this
+ * thread's read_bytes grew by a page for each of them (without /proc: when they were slow)
+ */
 const WINDOW = 64;
-const SLOW_OF_WINDOW = 8;
+const SLOW_OF_WINDOW = 16;
 const LEASE = 5000;
+const PAGE = 4096;
 
 /** A staged hard link to a live file, as it was once compared: any change of these means the file was touched. */
 export interface LinkedFile {
@@ -134,6 +138,8 @@ export class LiveComparer {
   private readonly slow = new Uint8Array(WINDOW);
   private slowAt = 0;
   private slowCount = 0;
+  /** this thread's read_bytes at the start of the current window (null: /proc/thread-self/io not readable) */
+  private diskBytes: number | null | undefined;
 
   constructor(private readonly input: CompareInput) {}
 
@@ -251,28 +257,41 @@ export class LiveComparer {
       if (n === 0) return false;
       got += n;
     }
-    if (timed) this.noteRead(performance.now() - t0);
+    if (timed) this.noteRead(t0);
     return this.scratch.subarray(0, chunk.length).equals(chunk);
   }
 
   /**
-   * The page-cache warmer (prefetch-worker.ts) reads only while the comparison asks it to: when several of the
-   * last WINDOW first reads were slow (a read from the page cache takes a few microseconds here, one from the
-   * disk 60-250), it asks for the next LEASE files; on a tree in memory it reads nothing (it cost ~5 s of CPU on
-   * the bench store, a third of backups:diff's, for nothing).
+   * The page-cache warmer (prefetch-worker.ts) reads only while the comparison asks it to: when a quarter of a
+   * WINDOW of first reads came from the disk, it asks for the next LEASE files; on a tree in memory it reads
+   * nothing (it cost ~5 s of CPU on the bench store, a third of backups:diff's, for nothing). A read from the page
+   * cache takes a few microseconds here, one from the disk 60-250; but on a loaded machine a read preempted is
+   * slow too, and that timing alone started the warmer on a tree in memory: the slow reads of a window count only
+   * when this thread's read_bytes (/proc/thread-self/io: what its reads fetched from the disk) grew by a page for
+   * each. (Memory pressure leaves a few cold files here and there in a tree otherwise in memory: 8 of 64 was too
+   * few to be worth a warmer that reads 5,000 files.)
    */
-  private noteRead(ms: number): void {
-    const ctl = this.progress!;
-    const s = ms > SLOW_MS ? 1 : 0;
+  private noteRead(t0: number): void {
+    const s = performance.now() - t0 > SLOW_MS ? 1 : 0;
     this.slowCount += s - this.slow[this.slowAt]!;
     this.slow[this.slowAt] = s;
     this.slowAt = (this.slowAt + 1) % WINDOW;
-    if (this.slowCount >= SLOW_OF_WINDOW) {
-      const until = Atomics.load(ctl, 0) + LEASE;
-      if (until > Atomics.load(ctl, 3)) {
-        Atomics.store(ctl, 3, until);
-        this.warmWanted?.();
-      }
+    if (this.slowAt !== 0) return;
+    // a window is complete
+    const slow = this.slowCount;
+    const was = this.diskBytes === undefined ? threadReadBytes() : this.diskBytes;
+    const now = was === null ? null : threadReadBytes();
+    this.diskBytes = now;
+    if (slow < SLOW_OF_WINDOW) return;
+    if (was === null || now === null || now - was >= slow * PAGE) this.askWarm();
+  }
+
+  private askWarm(): void {
+    const ctl = this.progress!;
+    const until = Atomics.load(ctl, 0) + LEASE;
+    if (until > Atomics.load(ctl, 3)) {
+      Atomics.store(ctl, 3, until);
+      this.warmWanted?.();
     }
   }
 
@@ -495,6 +514,27 @@ function sameMtime(ns: bigint, seconds: number): boolean {
   const want = BigInt(Math.round(seconds * 1e6)) * 1000n;
   const d = ns - want;
   return d > -1000n && d < 1000n;
+}
+
+const ioBuf = Buffer.alloc(512);
+
+/** The bytes this thread's reads fetched from the disk (read_bytes of /proc/thread-self/io), or null without. */
+function threadReadBytes(): number | null {
+  let fd: number;
+  try {
+    fd = fs.openSync('/proc/thread-self/io', 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const n = fs.readSync(fd, ioBuf, 0, ioBuf.length, 0);
+    const m = /read_bytes: (\d+)/.exec(ioBuf.toString('latin1', 0, n));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function lstatOrNull(p: string): fs.Stats | null {
