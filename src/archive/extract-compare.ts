@@ -80,6 +80,26 @@ export interface CompareInput {
   filter: 'none' | 'code' | 'media';
 }
 
+/**
+ * What the extraction's sink asks of a comparison, entry by entry (LiveComparer; for backups:diff the comparison's
+ * own thread, compare-thread.ts). The return values matter only in extract mode.
+ */
+export interface EntryComparer {
+  startFile(
+    rel: string,
+    e: { size: number; mtime: number },
+    want: { mode: number; uid: number; gid: number },
+    staged: string,
+    create: () => number,
+    how?: CompareHow,
+  ): boolean;
+  data(chunk: Buffer): number | undefined;
+  end(): number | undefined;
+  dir(rel: string): void;
+  symlink(rel: string, target: string, uid: number, gid: number): boolean;
+  hardlink(rel: string, target: string): boolean;
+}
+
 /** The live file changed while it was being compared: refuse rather than guess. */
 export class LiveChangedError extends Error {
   constructor(readonly rel: string) {
@@ -111,7 +131,7 @@ interface Current {
   create: () => number;
 }
 
-export class LiveComparer {
+export class LiveComparer implements EntryComparer {
   readonly changes: TreeChanges = { added: [], removed: [], modified: [] };
   readonly linked = new Map<string, LinkedFile>();
   linkedBytes = 0;

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import { TarFormatError, type TarEntry, type TarSink } from './tar-read.js';
 import { ExtractPlan, UnsafeEntryError, componentWithPrefix, normalizeEntryPath } from './extract-plan.js';
 import { INTERNAL_PREFIX, ROOT_EXCLUDES, codeExcludedPrefix } from './extract-filter.js';
-import { LiveChangedError, LiveComparer } from './extract-compare.js';
+import { LiveChangedError, LiveComparer, type EntryComparer } from './extract-compare.js';
 import { SparsePlan, parentOf } from './extract-sparse.js';
 import { IoError, LimitError, NAMED_WARNINGS, type Bound } from './extract-limits.js';
 import type { WorkerInput, WorkerResult } from './extract-types.js';
@@ -62,6 +62,8 @@ export class Sink implements TarSink {
   private readonly warnCounts = new Map<WarningCodeValue, number>();
   /** compares entries with the live tree (and links equal files) when the input asks for it */
   readonly cmp: LiveComparer | undefined;
+  /** where each entry is compared: `cmp`, or the comparison's own thread (backups:diff, compare-thread.ts) */
+  private readonly ec: EntryComparer | undefined;
   /** a sparse code rollback: equal files stay in place (extract-sparse.ts) */
   readonly sp: SparsePlan | undefined;
   private comparing = false;
@@ -71,6 +73,7 @@ export class Sink implements TarSink {
     private readonly warn: (code: WarningCodeValue, p: string, message: string) => void,
     readonly bound: Bound,
     blockSize: number,
+    remote?: EntryComparer,
   ) {
     this.write = input.mode === 'extract';
     this.dest = input.destDir ?? '';
@@ -92,6 +95,7 @@ export class Sink implements TarSink {
         onKept: (rel, st) => this.sp?.keptFile(rel, st),
       });
     }
+    this.ec = this.write ? this.cmp : (remote ?? this.cmp);
   }
 
   /** The owner everything restored gets (what a full extraction gives it). */
@@ -375,7 +379,7 @@ export class Sink implements TarSink {
     if (before === undefined) {
       this.result.dirs++;
       // a sparse directory is a live directory (lstat-ed just now): no second lstat for the comparison
-      if (zone !== 'sparse') this.cmp?.dir(rel);
+      if (zone !== 'sparse') this.ec?.dir(rel);
       if (this.write && !sp) fs.mkdirSync(this.abs(rel), 0o700);
     }
     if (sp && zone === 'whole' && !sp.stagedDirs.has(rel)) {
@@ -397,10 +401,10 @@ export class Sink implements TarSink {
     this.fdMtime = e.mtime;
     const sparse = this.sparseAt(rel);
     if (this.sp && !sparse) this.stageParent(rel); // a directory staged whole: the link goes there
-    if (this.cmp) {
+    if (this.ec) {
       const want = { mode, uid: this.uid, gid: this.gid };
       const create = (): number => this.createStaged(rel, mode);
-      if (this.cmp.startFile(rel, e, want, this.abs(rel), create, sparse ? 'keep' : undefined)) {
+      if (this.ec.startFile(rel, e, want, this.abs(rel), create, sparse ? 'keep' : undefined)) {
         this.comparing = true;
         return;
       }
@@ -429,7 +433,7 @@ export class Sink implements TarSink {
     this.mkParents(rel);
     const before = this.paths.addSymlink(rel, e.linkpath);
     this.result.symlinks++;
-    const same = this.cmp?.symlink(rel, e.linkpath, this.uid, this.gid) ?? false;
+    const same = this.ec?.symlink(rel, e.linkpath, this.uid, this.gid) ?? false;
     this.removeBefore(rel, before);
     if (!this.write) return;
     if (this.sp) {
@@ -466,7 +470,7 @@ export class Sink implements TarSink {
     const before =
       linkTarget === undefined ? this.paths.add(rel, 'f') : this.paths.addSymlink(rel, linkTarget);
     this.result.files++;
-    const same = this.cmp?.hardlink(rel, target) ?? false;
+    const same = this.ec?.hardlink(rel, target) ?? false;
     this.removeBefore(rel, before);
     if (!this.write) return;
     if (this.sp) {
@@ -488,7 +492,7 @@ export class Sink implements TarSink {
 
   data(chunk: Buffer): void {
     if (this.comparing) {
-      const fd = this.liveIo(() => this.cmp!.data(chunk));
+      const fd = this.liveIo(() => this.ec!.data(chunk));
       if (fd !== undefined) {
         this.comparing = false;
         this.fd = fd;
@@ -517,7 +521,7 @@ export class Sink implements TarSink {
   endEntry(): void {
     if (this.comparing) {
       this.comparing = false;
-      const fd = this.liveIo(() => this.cmp!.end());
+      const fd = this.liveIo(() => this.ec!.end());
       if (fd === undefined) return;
       this.fd = fd;
     }

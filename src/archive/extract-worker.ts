@@ -7,10 +7,12 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
-import { Worker, parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { TarReader, TarFormatError } from './tar-read.js';
 import { UnsafeEntryError } from './extract-plan.js';
-import { LiveChangedError, type LiveComparer } from './extract-compare.js';
+import { LiveChangedError } from './extract-compare.js';
+import { startPrefetch } from './prefetch-worker.js';
+import { startRemoteCompare, type RemoteComparer } from './compare-thread.js';
 import { IoError, LimitError, extractionBound } from './extract-limits.js';
 import { Sink } from './extract-sink.js';
 import { startLiveWalk } from './live-walk.js';
@@ -38,20 +40,27 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
   let consumerError: unknown;
   let prefetch: (() => void) | undefined;
   let stopWalk: (() => void) | undefined;
+  let remote: RemoteComparer | undefined;
   try {
     const fd = fs.openSync(input.file, 'r');
     const fileSize = fs.fstatSync(fd).size;
     const bound = extractionBound(input.limit.dir, input.limit.maxBytes);
+    // backups:diff: the comparison with the live tree runs on a thread of its own (compare-thread.ts)
+    remote =
+      input.compare && input.mode === 'verify'
+        ? startRemoteCompare(input.compare.liveDir, input.filter)
+        : undefined;
     const s = new Sink(
       input,
       (code, p, message) => post({ t: 'warning', code, path: p, message }),
       bound,
       fs.statfsSync(input.limit.dir).bsize,
+      remote,
     );
     sink = s;
     const r = new TarReader(s);
     reader = r;
-    if (s.cmp && input.filter === 'code') prefetch = startPrefetch(input.compare!.liveDir, s.cmp);
+    if (s.cmp && input.filter === 'code' && !remote) prefetch = startPrefetch(input.compare!.liveDir, s.cmp);
     // backups:diff: the walk for added files runs on its own thread beside the stream (a rollback's sparse plan
     // walks at the end)
     const walk =
@@ -72,6 +81,7 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
             r.write(chunk);
             // metadata entries and skipped bodies are not in the sink's count: bound the whole stream too
             if (r.bytes > bound.bytes) throw s.limitError();
+            if (remote) await remote.ready();
             const now = Date.now();
             if (now - lastProgress >= 200) {
               lastProgress = now;
@@ -100,6 +110,7 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
     if (s.cmp) {
       const sp = s.sp;
       const walked = walk ? await walk.result : undefined;
+      if (remote) await remote.finish(s.cmp.changes);
       s.cmp.walkAdded((rel) => s.plan.kindOf(rel), sp, walked);
       // the path plan (~150k names on the bench store) is not needed past the walk: dropped before the plan
       // below is built (the peak RSS came at its end)
@@ -129,6 +140,7 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
   } catch (err) {
     prefetch?.();
     stopWalk?.();
+    remote?.stop();
     sink?.closeOpen();
     const e = consumerError ?? err;
     const zcode = (e as NodeJS.ErrnoException | undefined)?.code;
@@ -143,39 +155,6 @@ async function run(input: WorkerInput, post: (m: WorkerMessage) => void): Promis
       post(toMessage(e));
     }
   }
-}
-
-/**
- * The page-cache warmer for the comparison (prefetch-worker.ts): the comparer counts its files where the warmer
- * sees them. The thread is started only when the comparison first asks for warming (its reads come from the
- * disk): on a tree in memory it costs neither its start nor its memory. Returns its stop; a warmer that fails is
- * simply gone.
- */
-function startPrefetch(liveDir: string, cmp: LiveComparer): () => void {
-  const progress = new SharedArrayBuffer(16);
-  const ctl = new Int32Array(progress);
-  let w: Worker | undefined;
-  let stopped = false;
-  cmp.progress = ctl;
-  cmp.warmWanted = () => {
-    if (w !== undefined || stopped) return;
-    try {
-      w = new Worker(new URL('./prefetch-worker.js', import.meta.url), {
-        workerData: { liveDir, progress },
-        resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
-      });
-    } catch {
-      stopped = true;
-      return;
-    }
-    w.on('error', () => {});
-    w.unref();
-  };
-  return () => {
-    stopped = true;
-    Atomics.store(ctl, 1, 1);
-    if (w) void w.terminate().catch(() => {});
-  };
 }
 
 /**

@@ -17,7 +17,7 @@
  * metadata already differs), it stops: reading them would only compete with the writes.
  */
 import fs from 'node:fs';
-import { workerData } from 'node:worker_threads';
+import { Worker, workerData } from 'node:worker_threads';
 import { INTERNAL_PREFIX, isCodeExcludedName } from './extract-filter.js';
 
 export interface PrefetchInput {
@@ -138,6 +138,42 @@ function readAhead(file: string, buf: Buffer, done: (buf: Buffer) => void): void
     };
     step();
   });
+}
+
+/**
+ * Starts the page-cache warmer for a comparison (LiveComparer, extract-compare.ts) on demand: the comparer counts its files where the warmer
+ * sees them. The thread is started only when the comparison first asks for warming (its reads come from the
+ * disk): on a tree in memory it costs neither its start nor its memory. Returns its stop; a warmer that fails is
+ * simply gone.
+ */
+export function startPrefetch(
+  liveDir: string,
+  cmp: { progress: Int32Array | undefined; warmWanted: (() => void) | undefined },
+): () => void {
+  const progress = new SharedArrayBuffer(16);
+  const ctl = new Int32Array(progress);
+  let w: Worker | undefined;
+  let stopped = false;
+  cmp.progress = ctl;
+  cmp.warmWanted = () => {
+    if (w !== undefined || stopped) return;
+    try {
+      w = new Worker(new URL('./prefetch-worker.js', import.meta.url), {
+        workerData: { liveDir, progress },
+        resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 },
+      });
+    } catch {
+      stopped = true;
+      return;
+    }
+    w.on('error', () => {});
+    w.unref();
+  };
+  return () => {
+    stopped = true;
+    Atomics.store(ctl, 1, 1);
+    if (w) void w.terminate().catch(() => {});
+  };
 }
 
 const input = workerData as Partial<PrefetchInput> | null;
