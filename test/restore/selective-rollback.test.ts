@@ -177,6 +177,38 @@ void test('--full (full: true) writes every file anew and gives the same tree', 
   assert.notEqual(ino(path.join(root, unchanged[0]!)), before);
 });
 
+void test('directory mtimes at the archive precision: a sub-second part is kept, another second is restored', async () => {
+  // every directory on a real filesystem has a sub-second mtime; a ustar archive (ours, GNU tar's) holds whole
+  // seconds: a directory in the same second is equal (as a kept file is), not one of ~58k fixes per rollback
+  const base = tempDir('mbk-sel-dirtime-');
+  const root = path.join(base, 'store');
+  put(root, 'index.php', '<?php');
+  put(root, 'lib/same/a.php', 'a');
+  put(root, 'lib/moved/b.php', 'b');
+  put(root, 'lib/edited/c.php', 'c');
+  fs.mkdirSync(path.join(root, 'var/backups'), { recursive: true, mode: 0o700 });
+  const sub = (rel: string, frac: number): void => fs.utimesSync(path.join(root, rel), T0 + frac, T0 + frac);
+  sub('lib/same', 0.25);
+  sub('lib/moved', 0.75);
+  sub('lib/edited', 0.5);
+  const archive = path.join(base, '1700000000_filesystem.tgz');
+  execFileSync('tar', ['-czf', archive, '--exclude=./var', '-C', root, '.']);
+  fs.utimesSync(path.join(root, 'lib/moved'), T0 + 50.5, T0 + 50.5); // another second
+  put(root, 'lib/edited/c.php', 'C'); // renamed in by the swap: its directory gets the archive's time
+  sub('lib/edited', 0.5);
+  const op = await RollbackOperation.begin(storePaths(root));
+  const s = await op.stage({ root, target: 'code', archive });
+  assert.deepEqual(sorted(s.stats.changes!), { added: [], removed: [], modified: ['lib/edited/c.php'] });
+  await (await op.commit()).cleanup();
+  const ns = (rel: string): bigint => fs.lstatSync(path.join(root, rel), { bigint: true }).mtimeNs;
+  const s0 = BigInt(T0) * 1_000_000_000n;
+  assert.equal(ns('lib/same'), s0 + 250_000_000n);
+  assert.equal(ns('lib/moved'), s0);
+  assert.equal(ns('lib/edited'), s0);
+  assert.equal(fs.readFileSync(path.join(root, 'lib/edited/c.php'), 'utf8'), 'c');
+  noStaging(root);
+});
+
 for (const [what, touch] of [
   ['written with the same bytes', (p: string) => fs.writeFileSync(p, fs.readFileSync(p))],
   ['chmod-ed and back', (p: string) => (fs.chmodSync(p, 0o600), fs.chmodSync(p, 0o644))],
