@@ -102,9 +102,9 @@ void test('a journal copied from another store, or naming paths outside the stor
   );
   fs.rmSync(path.join(stateB.dir, journalName));
   // signed with B's key, but naming the canary: refused for its paths
-  const forged = JSON.parse(
-    (JSON.parse(fs.readFileSync(path.join(stateA, journalName), 'utf8')) as { body: string }).body,
-  ) as {
+  // (a signed file is `{"hmac":"…","body":<the journal>}`)
+  const forged = (JSON.parse(fs.readFileSync(path.join(stateA, journalName), 'utf8')) as { body: unknown })
+    .body as {
     root: string;
     trees: Array<{ liveDir: string; stagingDir: string }>;
     phase: string;
