@@ -49,7 +49,7 @@ export async function swapForward(t: TreeJournal, hooks: SwapHooks = {}): Promis
   if (!(await stagingPresent(t))) return;
   fs.mkdirSync(path.join(t.stagingDir, 'old'), { recursive: true, mode: 0o700 });
   const rename = renamer(hooks);
-  const touched = new Set<string>();
+  const touched = new TouchedDirs();
   const checked = new Set<string>();
   const made = new Set<string>();
   for (const u of t.units) {
@@ -65,28 +65,51 @@ export async function swapForward(t: TreeJournal, hooks: SwapHooks = {}): Promis
     touched.add(path.dirname(live));
   }
   applyFixes(t, t.fixes, touched);
-  await syncDirs(touched);
+  await syncDirs(t, t.fixes, touched);
 }
 
 /**
  * The renamed-in-or-out directories to disk: an fsync each when they are few; past that one syncfs (a sparse code
  * rollback touches a directory per changed file: ~900 fsyncs took 3-7 s on the benchmark store, one syncfs 0.1 s).
  */
-async function syncDirs(touched: Set<string>): Promise<void> {
-  if (touched.size > MAX_DIR_FSYNCS) {
-    const first = touched.values().next().value;
-    if (first !== undefined && (await syncFilesystem(first))) return;
+async function syncDirs(t: TreeJournal, fixes: DirFix[], touched: TouchedDirs): Promise<void> {
+  if (!touched.many) {
+    for (const d of touched.few) await fsyncDir(d).catch(() => {});
+    return;
   }
-  for (const d of touched) await fsyncDir(d).catch(() => {});
+  if (await syncFilesystem(t.liveDir)) return;
+  // no sync(1) at all: an fsync each, the directories listed again from the journal
+  const all = new Set<string>();
+  for (const u of t.units) all.add(path.dirname(unitPaths(t, u).live));
+  for (const f of fixes) all.add(f.rel === '' ? t.liveDir : path.join(t.liveDir, f.rel));
+  for (const d of all) await fsyncDir(d).catch(() => {});
 }
 
 const MAX_DIR_FSYNCS = 32;
+
+/**
+ * The directories a swap changed: their paths are kept only while an fsync each is the plan (a first rollback
+ * after a deploy that re-moded every directory fixes ~58k of them: their paths were ~10 MB held until the sync).
+ */
+class TouchedDirs {
+  readonly few = new Set<string>();
+  many = false;
+
+  add(dir: string): void {
+    if (this.many) return;
+    this.few.add(dir);
+    if (this.few.size > MAX_DIR_FSYNCS) {
+      this.many = true;
+      this.few.clear();
+    }
+  }
+}
 
 /** Undoes a swap, complete or partial: idempotent, the mirror of swapForward. */
 export async function swapBack(t: TreeJournal, hooks: SwapHooks = {}): Promise<void> {
   if (!(await stagingPresent(t))) return;
   const rename = renamer(hooks);
-  const touched = new Set<string>();
+  const touched = new TouchedDirs();
   const checked = new Set<string>();
   for (const u of [...t.units].reverse()) {
     const { live, staged, old } = unitPaths(t, u);
@@ -100,7 +123,7 @@ export async function swapBack(t: TreeJournal, hooks: SwapHooks = {}): Promise<v
     touched.add(path.dirname(live));
   }
   applyFixes(t, t.oldFixes, touched);
-  await syncDirs(touched);
+  await syncDirs(t, t.oldFixes, touched);
 }
 
 /** The parents of a unit below liveDir must be real directories: a swap never enters a symlink. */
@@ -119,7 +142,7 @@ function assertNoLinkBetween(liveDir: string, rel: string, checked: Set<string>)
   }
 }
 
-function applyFixes(t: TreeJournal, fixes: DirFix[], touched: Set<string>): void {
+function applyFixes(t: TreeJournal, fixes: DirFix[], touched: TouchedDirs): void {
   const root = process.getuid?.() === 0;
   for (const f of fixes) {
     const p = f.rel === '' ? t.liveDir : path.join(t.liveDir, f.rel);
