@@ -81,6 +81,8 @@ export const WarningCode = {
   KEPT_PATH: 'KEPT_PATH',
   VERIFY_LEFTOVER: 'VERIFY_LEFTOVER',
   DEAD_RUN: 'DEAD_RUN',
+  /** another magebackup run is rolling the store back while a command only looks at it (backups:diff) */
+  RUN_IN_PROGRESS: 'RUN_IN_PROGRESS',
   /** the history log (var/backups/.magebackup-history.jsonl) could not be written */
   HISTORY: 'HISTORY',
   /** serve listens on an address other than loopback */

@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { EventSink, MaintenanceState } from '../events.js';
 import { CliError, errnoCode } from '../errors.js';
 import { openExclusive } from '../fs/atomic.js';
-import { deadLockHolder, heldLock, type Lock } from '../fs/lock.js';
+import os from 'node:os';
+import { LOCK_FILE, deadLockHolder, heldLock, isPidAlive, readLock, type Lock } from '../fs/lock.js';
 
 /** Magento's flag. `var/.maintenance.ip` (allowed IPs) sits beside it and is never touched. */
 export const MAINTENANCE_FLAG = path.join('var', '.maintenance.flag');
@@ -93,6 +94,17 @@ export async function deadRunNotice(root: string): Promise<string | null> {
     return `A ${which} after turning maintenance mode on, and left it on: the next magebackup run (e.g. backups:prune --dry-run) turns it off again, or run maintenance:disable`;
   }
   return `A ${which} and may have left maintenance mode on or a rollback unfinished: the next magebackup run that takes the lock (e.g. backups:prune --dry-run) puts the store back`;
+}
+
+/**
+ * For a command that only looks (backups:diff): another magebackup run holds the lock now and is rolling the
+ * store back, so what the look finds may be half of that rollback.
+ */
+export async function liveRollbackNotice(root: string): Promise<string | null> {
+  const info = await readLock(path.join(backupsDirOf(root), LOCK_FILE));
+  if (!info || info.host !== os.hostname() || info.pid === process.pid || !isPidAlive(info.pid)) return null;
+  if (!/rollback|restore/.test(info.command)) return null;
+  return `A magebackup run (pid ${info.pid}, ${info.command}, started ${info.started}) is rolling this store back: what this shows may be half of its work; run it again once that run has ended`;
 }
 
 export interface MaintenanceHandle {

@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -182,4 +184,44 @@ void test('backups:diff: a directory turned into a link to an identical copy, or
   assert.deepEqual(code.modified, ['lib', ...lib].sort());
   assert.ok(!code.modified.includes('app/code/Same.php'));
   assert.deepEqual(code.removed, []);
+});
+
+void test('backups:diff warns while a killed rollback is not put back yet, or another run rolls the store back', async () => {
+  const root = store();
+  assert.equal((await runCli(['setup:backup', '--code', '--root', root])).code, 0);
+  const lockFile = path.join(root, 'var/backups/.lock');
+  const lock = (pid: number, command: string): void =>
+    fs.writeFileSync(
+      lockFile,
+      JSON.stringify({ pid, host: os.hostname(), started: '2026-01-01T00:00:00Z', command }),
+      { mode: 0o600 },
+    );
+  const warnings = (stderr: string): string[] =>
+    stderr
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { type: string; code?: string })
+      .filter((e) => e.type === 'warning')
+      .map((e) => e.code ?? '');
+  const dead = Number(
+    execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).toString(),
+  );
+  lock(dead, 'setup:rollback');
+  let r = await runCli(['backups:diff', '--root', root, '--json']);
+  assert.equal(r.code, 3, r.stderr);
+  assert.deepEqual(warnings(r.stderr), ['DEAD_RUN']); // (--json: events on stderr, the result on stdout)
+  const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+  try {
+    lock(sleeper.pid!, 'setup:rollback');
+    r = await runCli(['backups:diff', '--root', root]);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, new RegExp(`pid ${sleeper.pid}, setup:rollback.*is rolling this store back`));
+    lock(sleeper.pid!, 'setup:backup'); // a backup changes nothing the diff compares
+    r = await runCli(['backups:diff', '--root', root, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(warnings(r.stderr), []);
+  } finally {
+    sleeper.kill();
+  }
+  fs.rmSync(lockFile);
 });

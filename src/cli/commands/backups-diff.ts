@@ -1,5 +1,8 @@
 import { diffBackup, formatDiff, type DiffResult } from '../../archive/extract-diff.js';
 import type { DbDiff } from '../../restore/db-diff.js';
+import { ExitCode } from '../../errors.js';
+import { WarningCode } from '../../events.js';
+import { deadRunNotice, liveRollbackNotice } from '../../maintenance/maintenance.js';
 import { chooseSnapshot } from '../../restore/diff-snapshot.js';
 import { parseSnapshotId } from '../../store/snapshot-list.js';
 import type { CommandRun } from '../context.js';
@@ -13,6 +16,11 @@ export async function backupsDiff(
 ): Promise<number> {
   if (id !== undefined) parseSnapshotId(id); // a bad id is a usage error before anything is read
   const snap = await chooseSnapshot(run.root, id);
+  // a killed rollback not yet put back by the next run, or one running now: the live store may be half of it
+  const dead = await deadRunNotice(run.root);
+  if (dead) run.reporter.onEvent({ type: 'warning', code: WarningCode.DEAD_RUN, message: dead });
+  const live = dead ? null : await liveRollbackNotice(run.root);
+  if (live) run.reporter.onEvent({ type: 'warning', code: WarningCode.RUN_IN_PROGRESS, message: live });
   const onEvent = run.reporter.onEvent.bind(run.reporter);
   const tree: DiffResult =
     snap.partFiles.code || snap.partFiles.media
@@ -31,5 +39,6 @@ export async function backupsDiff(
     : undefined;
   const text = [formatDiff(tree), db && dbDiff ? dbDiff.formatDbDiff(db) : ''].filter(Boolean).join('\n');
   run.reporter.result(text, { type: 'result', command: 'backups:diff', ...tree, ...(db ? { db } : {}) });
-  return 0;
+  // what it compared may be half of a rollback: "completed with warnings"
+  return dead || live ? ExitCode.WARNINGS : ExitCode.OK;
 }
