@@ -527,7 +527,8 @@ function unchanged(now: fs.BigIntStats, was: fs.BigIntStats): boolean {
 /**
  * The live mtime is the archive's, at the archive's precision: ustar headers (ours, GNU tar's) hold whole seconds,
  * so a live file (or directory: extract-sparse.ts) with the same second is the same (a linked file keeps its
- * sub-second part, which the backup never had); a pax mtime is compared to the microsecond (libuv sets times with microseconds).
+ * sub-second part, which the backup never had); a pax mtime is compared to the microsecond (libuv sets times with
+ * microseconds).
  */
 export function sameMtime(ns: bigint, seconds: number): boolean {
   if (Number.isInteger(seconds)) return ns / 1_000_000_000n === BigInt(seconds) && ns >= 0n;

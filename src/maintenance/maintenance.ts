@@ -1,9 +1,9 @@
 import { promises as fsp } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { EventSink, MaintenanceState } from '../events.js';
 import { CliError, errnoCode } from '../errors.js';
 import { openExclusive } from '../fs/atomic.js';
-import os from 'node:os';
 import { LOCK_FILE, deadLockHolder, heldLock, isPidAlive, readLock, type Lock } from '../fs/lock.js';
 
 /** Magento's flag. `var/.maintenance.ip` (allowed IPs) sits beside it and is never touched. */

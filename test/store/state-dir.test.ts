@@ -26,7 +26,7 @@ void test('a signed file round-trips; its body is written once, as JSON', async 
   const text = fs.readFileSync(path.join(s.dir, 'op-1.json'), 'utf8');
   assert.match(text, /^\{"hmac":"[0-9a-f]{64}","body":\{"phase":"staging",/);
   assert.ok(text.endsWith('}}\n'));
-  assert.deepEqual(JSON.parse(text).body, data);
+  assert.deepEqual((JSON.parse(text) as { body: unknown }).body, data);
   assert.deepEqual(await readSigned(s, 'op-1.json'), data);
   assert.equal(fs.statSync(path.join(s.dir, 'op-1.json')).mode & 0o777, 0o600);
 });
