@@ -12,10 +12,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Worker, parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { CliError } from '../errors.js';
 import type { LinkedFile } from './extract-compare.js';
 import { KEPT_FIELDS, KIND_DIR, nameHash, type KeptSet } from './extract-sparse.js';
+import { startOneShot } from './one-shot-thread.js';
 
 /** Throws a CliError naming the first linked file that changed since it was compared. */
 export function recheckLinked(stagedDir: string, linked: readonly LinkedFile[], liveDir: string): void {
@@ -94,29 +95,17 @@ export function startRecheck(
   liveDir: string,
   kept: KeptSet,
 ): { result: Promise<string | undefined>; stop: () => void } {
-  let w: Worker | undefined;
-  const result = new Promise<string | undefined>((resolve, reject) => {
-    const input: RecheckInput = { recheckKept: true, liveDir, kept };
-    try {
-      w = new Worker(new URL('./extract-links.js', import.meta.url), {
-        workerData: input,
-        resourceLimits: { maxYoungGenerationSizeMb: 4 },
-      });
-    } catch {
-      resolve(firstChanged(liveDir, kept));
-      return;
-    }
-    w.once('message', (m: { changed: string | null }) => resolve(m.changed ?? undefined));
-    w.once('error', reject);
-    w.once('exit', (code) =>
-      reject(new Error(`the re-check thread of ${liveDir} exited (code ${code}) without a result`)),
-    );
-  });
+  const input: RecheckInput = { recheckKept: true, liveDir, kept };
+  const t = startOneShot(
+    new URL('./extract-links.js', import.meta.url),
+    input,
+    { maxYoungGenerationSizeMb: 4 },
+    `the re-check thread of ${liveDir}`,
+  );
+  if (!t.started) return { result: Promise.resolve(firstChanged(liveDir, kept)), stop: () => {} };
   return {
-    result,
-    stop: () => {
-      if (w) void w.terminate().catch(() => {});
-    },
+    result: t.result.then((m) => (m as { changed: string | null }).changed ?? undefined),
+    stop: t.stop,
   };
 }
 

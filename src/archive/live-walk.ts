@@ -10,8 +10,9 @@
  * command's time. The thread ends with its walk, before the stream does (no memory at the stream's end).
  */
 import fs from 'node:fs';
-import { Worker, parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { INTERNAL_PREFIX, isCodeExcludedName } from './extract-filter.js';
+import { startOneShot } from './one-shot-thread.js';
 
 /** What a walk reports besides the non-directories it finds (the sparse plan's needs, extract-compare.ts). */
 export interface LiveWalkHooks {
@@ -81,29 +82,19 @@ export function startLiveWalk(
   liveDir: string,
   code: boolean,
 ): { result: Promise<string | undefined>; stop: () => void } {
-  let w: Worker | undefined;
-  const result = new Promise<string | undefined>((resolve) => {
-    try {
-      const input: WalkInput = { liveWalk: true, liveDir, code };
-      w = new Worker(new URL('./live-walk.js', import.meta.url), {
-        workerData: input,
-        resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
-      });
-    } catch {
-      resolve(undefined);
-      return;
-    }
-    // not unref'd: the extraction thread may wait for nothing else (the walk ends by itself, or `stop` ends it)
-    w.once('message', (m: unknown) => resolve(typeof m === 'string' ? m : undefined));
-    w.once('error', () => resolve(undefined));
-    w.once('exit', () => resolve(undefined));
-  });
-  return {
-    result,
-    stop: () => {
-      if (w) void w.terminate().catch(() => {});
-    },
-  };
+  const input: WalkInput = { liveWalk: true, liveDir, code };
+  const t = startOneShot(
+    new URL('./live-walk.js', import.meta.url),
+    input,
+    { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+    `the walk of ${liveDir}`,
+  );
+  if (!t.started) return { result: Promise.resolve(undefined), stop: () => {} };
+  const result = t.result.then(
+    (m) => (typeof m === 'string' ? m : undefined),
+    () => undefined,
+  );
+  return { result, stop: t.stop };
 }
 
 const input = workerData as Partial<WalkInput> | null;
